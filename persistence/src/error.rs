@@ -1,0 +1,31 @@
+//! What can go wrong in storage.
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is already taken (an email, a task id...).
+    #[error("already exists")]
+    Conflict,
+    /// The room's fencing epoch has moved on: another owner took the room, so this writer must
+    /// stop writing.
+    #[error("stale room epoch: the room is owned by a newer writer")]
+    StaleEpoch,
+    /// The journal writer has stopped (the hub is shutting down).
+    #[error("journal writer closed")]
+    Closed,
+    /// A stored value could not be read back (corruption or a bug).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The database failed or could not be reached.
+    #[error("database: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(e),
+        }
+    }
+}

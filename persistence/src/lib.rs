@@ -1,0 +1,24 @@
+//! Storage for the hub: account records (users, refresh tokens, workspaces, members) and room
+//! state (the journal of durable events, snapshots, fencing epochs).
+//!
+//! One [`Store`] speaks to either PostgreSQL or an embedded SQLite file; both run the same SQL
+//! (bound with `$n` placeholders, which both accept) against their own migrations. Rooms append
+//! durable events through a [`Journal`], a single writer task that group-commits the appends of
+//! many rooms in one transaction.
+//!
+//! Flow position: `hub -> actors -> persistence -> signaling`. The hub uses the account records
+//! directly; room actors use the journal and snapshots.
+
+mod accounts;
+mod db;
+mod error;
+mod journal;
+mod rooms;
+mod workspaces;
+
+pub use accounts::{NewUser, RefreshToken, UserRecord};
+pub use db::{Backend, Store};
+pub use error::StoreError;
+pub use journal::{AppendRequest, Journal, JournalEntry, SideEffect};
+pub use rooms::{JournalRecord, Snapshot};
+pub use workspaces::WorkspaceRecord;

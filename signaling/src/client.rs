@@ -1,0 +1,340 @@
+//! What a client sends: one JSON text frame per command, in the envelope
+//! `{"type": "<command>", "ref": "<client's id for the reply>", ...fields}`.
+//!
+//! [`decode`] tells apart the ways a frame can be wrong, so that each gets its own error code:
+//! not JSON ([`ErrorCode::BadJson`]), no `type` or a bad `ref` ([`ErrorCode::BadEnvelope`]), a
+//! `type` nobody knows ([`ErrorCode::UnknownType`]), or fields that do not fit the command
+//! ([`ErrorCode::InvalidPayload`]). Each command's fields are parsed straight into its own struct
+//! (no intermediate `Value`).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::ErrorCode;
+use crate::ids::{TaskId, WorkspaceId};
+use crate::task::{TaskChanges, TaskDraft};
+use crate::workspace::PresenceStatus;
+
+/// Longest `ref` string a client may send.
+pub const MAX_REF_CHARS: usize = 64;
+/// Longest app-defined `broadcast` event name.
+pub const MAX_EVENT_NAME_CHARS: usize = 64;
+
+/// The client's id for a command, echoed in its `ack` or `error`: a short string or a number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Ref {
+    /// A number, echoed as a number.
+    Num(u64),
+    /// A string of at most [`MAX_REF_CHARS`] characters.
+    Str(String),
+}
+
+/// A command from a client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Enter a workspace's room; with `last_offset`, receive what was missed since.
+    JoinWorkspace(JoinWorkspace),
+    /// Leave a workspace's room.
+    LeaveWorkspace(WorkspaceRef),
+    /// Set one's presence in a room.
+    PresenceUpdate(PresenceUpdate),
+    /// Say one is typing (droppable; not journaled).
+    Typing(Typing),
+    /// Create a task.
+    TaskCreate(TaskCreate),
+    /// Change a task, based on the version the client saw.
+    TaskUpdate(TaskUpdate),
+    /// Delete a task.
+    TaskDelete(TaskDelete),
+    /// Relay an app-defined event to every member of the room (sender included); not journaled.
+    Broadcast(Broadcast),
+}
+
+/// `join_workspace`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinWorkspace {
+    /// The room to join.
+    pub workspace_id: WorkspaceId,
+    /// The offset of the last durable event this client has; absent for a fresh state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_offset: Option<u64>,
+}
+
+/// A command that names only its room (`leave_workspace`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceRef {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+}
+
+/// `presence_update`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceUpdate {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// `online`, `away` or `busy` (`offline` is the hub's to say).
+    pub status: PresenceStatus,
+}
+
+/// `typing`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Typing {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// The task being typed into, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+}
+
+/// `task_create`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCreate {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// The new task.
+    pub task: TaskDraft,
+}
+
+/// `task_update`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskUpdate {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// The task.
+    pub task_id: TaskId,
+    /// The task version the client's change was based on.
+    pub base_version: u64,
+    /// What to change.
+    pub changes: TaskChanges,
+}
+
+/// `task_delete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDelete {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// The task.
+    pub task_id: TaskId,
+}
+
+/// `broadcast`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Broadcast {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// The app's name for the event, 1–64 characters.
+    pub event: String,
+    /// Any JSON; relayed as sent.
+    pub data: Box<RawValue>,
+}
+
+impl PartialEq for Broadcast {
+    fn eq(&self, other: &Self) -> bool {
+        self.workspace_id == other.workspace_id && self.event == other.event && self.data.get() == other.data.get()
+    }
+}
+
+impl ClientMsg {
+    /// The workspace the command is for (every command names one).
+    pub fn workspace_id(&self) -> WorkspaceId {
+        match self {
+            ClientMsg::JoinWorkspace(m) => m.workspace_id,
+            ClientMsg::LeaveWorkspace(m) => m.workspace_id,
+            ClientMsg::PresenceUpdate(m) => m.workspace_id,
+            ClientMsg::Typing(m) => m.workspace_id,
+            ClientMsg::TaskCreate(m) => m.workspace_id,
+            ClientMsg::TaskUpdate(m) => m.workspace_id,
+            ClientMsg::TaskDelete(m) => m.workspace_id,
+            ClientMsg::Broadcast(m) => m.workspace_id,
+        }
+    }
+}
+
+/// A frame that could not be decoded: the code and message to answer with, and the `ref` if it
+/// could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The client's `ref`, when the envelope was readable.
+    pub reference: Option<Ref>,
+    /// Why.
+    pub code: ErrorCode,
+    /// For humans.
+    pub message: String,
+}
+
+/// The envelope alone: read first so that even a bad command gets its `ref` back.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a str>,
+    #[serde(rename = "ref", borrow, default)]
+    reference: Option<&'a RawValue>,
+}
+
+/// Decodes one text frame.
+///
+/// # Errors
+/// A [`DecodeError`] saying which of the four ways the frame is wrong.
+pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
+    let envelope: Envelope<'_> = serde_json::from_slice(frame).map_err(|e| DecodeError {
+        reference: None,
+        code: if e.is_data() {
+            ErrorCode::BadEnvelope
+        } else {
+            ErrorCode::BadJson
+        },
+        message: if e.is_data() {
+            "a frame must be a JSON object with a string `type`".into()
+        } else {
+            format!("invalid JSON: {e}")
+        },
+    })?;
+    let reference = match envelope.reference {
+        None => None,
+        Some(raw) => Some(parse_ref(raw)?),
+    };
+    let fail = |code, message: String| DecodeError {
+        reference: reference.clone(),
+        code,
+        message,
+    };
+    let Some(kind) = envelope.kind else {
+        return Err(fail(ErrorCode::BadEnvelope, "missing `type`".into()));
+    };
+    let msg = match kind {
+        "join_workspace" => ClientMsg::JoinWorkspace(payload(frame, &fail)?),
+        "leave_workspace" => ClientMsg::LeaveWorkspace(payload(frame, &fail)?),
+        "presence_update" => {
+            let m: PresenceUpdate = payload(frame, &fail)?;
+            if m.status == PresenceStatus::Offline {
+                return Err(fail(
+                    ErrorCode::InvalidPayload,
+                    "status: must be online, away or busy".into(),
+                ));
+            }
+            ClientMsg::PresenceUpdate(m)
+        }
+        "typing" => ClientMsg::Typing(payload(frame, &fail)?),
+        "task_create" => {
+            let m: TaskCreate = payload(frame, &fail)?;
+            m.task
+                .validate()
+                .map_err(|e| fail(ErrorCode::InvalidPayload, format!("task.{e}")))?;
+            ClientMsg::TaskCreate(m)
+        }
+        "task_update" => {
+            let m: TaskUpdate = payload(frame, &fail)?;
+            m.changes
+                .validate()
+                .map_err(|e| fail(ErrorCode::InvalidPayload, format!("changes.{e}")))?;
+            ClientMsg::TaskUpdate(m)
+        }
+        "task_delete" => ClientMsg::TaskDelete(payload(frame, &fail)?),
+        "broadcast" => {
+            let m: Broadcast = payload(frame, &fail)?;
+            let n = m.event.chars().count();
+            if n == 0 || n > MAX_EVENT_NAME_CHARS {
+                return Err(fail(
+                    ErrorCode::InvalidPayload,
+                    "event: must be 1-64 characters".into(),
+                ));
+            }
+            ClientMsg::Broadcast(m)
+        }
+        other => {
+            let shown: String = other.chars().take(40).collect();
+            return Err(fail(
+                ErrorCode::UnknownType,
+                format!("unknown command type `{shown}`"),
+            ));
+        }
+    };
+    Ok((reference, msg))
+}
+
+fn parse_ref(raw: &RawValue) -> Result<Ref, DecodeError> {
+    let bad = || DecodeError {
+        reference: None,
+        code: ErrorCode::BadEnvelope,
+        message: format!("`ref` must be a string of at most {MAX_REF_CHARS} characters or a non-negative integer"),
+    };
+    let r: Ref = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+    match &r {
+        Ref::Str(s) if s.chars().count() > MAX_REF_CHARS => Err(bad()),
+        _ => Ok(r),
+    }
+}
+
+fn payload<T: DeserializeOwned>(
+    frame: &[u8],
+    fail: &impl Fn(ErrorCode, String) -> DecodeError,
+) -> Result<T, DecodeError> {
+    serde_json::from_slice(frame).map_err(|e| fail(ErrorCode::InvalidPayload, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(frame: &str) -> ErrorCode {
+        decode(frame.as_bytes()).unwrap_err().code
+    }
+
+    #[test]
+    fn each_kind_of_bad_frame_has_its_own_code() {
+        assert_eq!(code("{not json"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadEnvelope);
+        assert_eq!(code(r#"{"ref":"1"}"#), ErrorCode::BadEnvelope);
+        assert_eq!(code(r#"{"type":"x","ref":{"a":1}}"#), ErrorCode::BadEnvelope);
+        assert_eq!(code(r#"{"type":"fly","ref":"1"}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            code(r#"{"type":"join_workspace","workspace_id":"nope"}"#),
+            ErrorCode::InvalidPayload
+        );
+    }
+
+    #[test]
+    fn the_ref_comes_back_even_when_the_command_is_bad() {
+        let err = decode(br#"{"type":"fly","ref":"abc"}"#).unwrap_err();
+        assert_eq!(err.reference, Some(Ref::Str("abc".into())));
+        let err = decode(br#"{"type":"typing","ref":7}"#).unwrap_err();
+        assert_eq!(err.reference, Some(Ref::Num(7)));
+    }
+
+    #[test]
+    fn commands_decode_and_encode_symmetrically() {
+        let ws = WorkspaceId::new();
+        let msg = ClientMsg::TaskCreate(TaskCreate {
+            workspace_id: ws,
+            task: TaskDraft::titled("write the docs"),
+        });
+        let text = serde_json::to_string(&msg).unwrap();
+        let (r, back) = decode(text.as_bytes()).unwrap();
+        assert_eq!(r, None);
+        assert_eq!(back, msg);
+        assert_eq!(back.workspace_id(), ws);
+    }
+
+    #[test]
+    fn validation_failures_are_invalid_payload() {
+        let ws = WorkspaceId::new();
+        let frame = format!(r#"{{"type":"task_create","workspace_id":"{ws}","task":{{"title":""}}}}"#);
+        let err = decode(frame.as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPayload);
+        assert!(err.message.contains("title"), "{}", err.message);
+        let frame = format!(r#"{{"type":"presence_update","workspace_id":"{ws}","status":"offline"}}"#);
+        assert_eq!(code(&frame), ErrorCode::InvalidPayload);
+    }
+
+    #[test]
+    fn broadcast_data_is_kept_verbatim() {
+        let ws = WorkspaceId::new();
+        let frame = format!(r#"{{"type":"broadcast","workspace_id":"{ws}","event":"cursor","data":{{"x": 1.5}}}}"#);
+        let (_, msg) = decode(frame.as_bytes()).unwrap();
+        let ClientMsg::Broadcast(b) = msg else { panic!("not a broadcast") };
+        assert_eq!(b.data.get(), r#"{"x": 1.5}"#);
+    }
+}

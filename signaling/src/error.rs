@@ -1,0 +1,106 @@
+//! Stable error codes. A client matches on the code, never on the message; codes are only ever
+//! added, never renamed. The same codes are used by the WebSocket `error` frame and by REST error
+//! bodies (`{"error": {"code": ..., "message": ...}}`).
+
+use serde::{Deserialize, Serialize};
+
+/// Every error a client can be sent. `docs/protocol.md` lists them with their meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON (or not a JSON object).
+    BadJson,
+    /// The frame is JSON but lacks a string `type`, or its `ref` is not a short string or number.
+    BadEnvelope,
+    /// `type` names no command this hub knows.
+    UnknownType,
+    /// The command's fields are missing, of the wrong type or out of range.
+    InvalidPayload,
+    /// The frame is larger than the hub accepts.
+    FrameTooLarge,
+    /// A binary frame was sent; the protocol is JSON text frames.
+    BinaryNotSupported,
+    /// Too many messages or requests; slow down (see `retry_after_ms` or `Retry-After`).
+    RateLimited,
+    /// A command names a room this connection has not joined.
+    NotJoined,
+    /// The user is not a member of the workspace (or it does not exist: the two are not told
+    /// apart, so that ids cannot be probed).
+    NotAMember,
+    /// The user's role does not allow this (a viewer writing, a member managing members...).
+    Forbidden,
+    /// The task does not exist in this workspace.
+    TaskNotFound,
+    /// The user named does not exist or is not a member.
+    UserNotFound,
+    /// A write was based on a version that is no longer current; see `conflict_detected`.
+    VersionConflict,
+    /// Something with this id or key already exists.
+    AlreadyExists,
+    /// The workspace must keep at least one owner.
+    LastOwner,
+    /// Missing, expired or invalid credentials.
+    Unauthorized,
+    /// A refresh token was presented after it had been rotated; its whole family is revoked.
+    RefreshTokenReused,
+    /// The resource does not exist.
+    NotFound,
+    /// The room could not be reached or its storage failed; retry later.
+    Unavailable,
+    /// A bug on the hub's side; the message carries no details.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadEnvelope => "bad_envelope",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidPayload => "invalid_payload",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TaskNotFound => "task_not_found",
+            ErrorCode::UserNotFound => "user_not_found",
+            ErrorCode::VersionConflict => "version_conflict",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::LastOwner => "last_owner",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::RefreshTokenReused => "refresh_token_reused",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_match_serde() {
+        for code in [
+            ErrorCode::BadJson,
+            ErrorCode::UnknownType,
+            ErrorCode::RefreshTokenReused,
+            ErrorCode::LastOwner,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", code.as_str())
+            );
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The task board's records: a [`Task`], what a client sends to create one ([`TaskDraft`]) and to
+//! change one ([`TaskChanges`]), and their validation. Limits follow the product plan: a title of
+//! 1–500 characters, a description of at most 2000.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ids::{TaskId, UserId};
+
+/// Longest title, in characters.
+pub const MAX_TITLE_CHARS: usize = 500;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+
+/// How urgent a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Can wait.
+    Low,
+    /// The default.
+    #[default]
+    Medium,
+    /// Do first.
+    High,
+}
+
+/// Where a task stands on the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Not started (the default).
+    #[default]
+    Todo,
+    /// Someone is on it.
+    InProgress,
+    /// Finished; `completed` is true exactly when the status is `done`.
+    Done,
+}
+
+/// A task as the room holds it and as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Its id (chosen by the hub, or by an offline client that created it).
+    pub id: TaskId,
+    /// 1–500 characters.
+    pub title: String,
+    /// At most 2000 characters.
+    pub description: Option<String>,
+    /// True exactly when `status` is `done`.
+    pub completed: bool,
+    /// How urgent.
+    pub priority: Priority,
+    /// Where it stands.
+    pub status: Status,
+    /// Order on the board; lower comes first.
+    pub position: i64,
+    /// The member it is assigned to.
+    pub assignee: Option<UserId>,
+    /// When it is due.
+    pub due_date: Option<DateTime<Utc>>,
+    /// Grows by one with every change; a write names the version it was based on.
+    pub version: u64,
+    /// Who created it.
+    pub created_by: UserId,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    /// The field's name on the wire.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+/// What a client sends to create a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskDraft {
+    /// An id chosen by the client (an offline client names its tasks); the hub picks one if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<TaskId>,
+    /// 1–500 characters.
+    pub title: String,
+    /// At most 2000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Defaults to `medium`.
+    #[serde(default)]
+    pub priority: Priority,
+    /// Defaults to `todo` (or `done` when `completed` is true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Defaults to false.
+    #[serde(default)]
+    pub completed: bool,
+    /// Defaults to after the last task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+    /// A member of the workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<UserId>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<DateTime<Utc>>,
+}
+
+impl TaskDraft {
+    /// A draft with just a title.
+    pub fn titled(title: impl Into<String>) -> Self {
+        Self {
+            id: None,
+            title: title.into(),
+            description: None,
+            priority: Priority::default(),
+            status: None,
+            completed: false,
+            position: None,
+            assignee: None,
+            due_date: None,
+        }
+    }
+
+    /// Checks the limits that need no room state.
+    ///
+    /// # Errors
+    /// The first field that is out of range.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        validate_title(&self.title)?;
+        validate_description(self.description.as_deref())
+    }
+}
+
+/// A partial update: only the fields present change. For the nullable fields (`description`,
+/// `assignee`, `due_date`) an explicit `null` clears the value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskChanges {
+    /// New title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// New description, or `null` to clear.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub description: Option<Option<String>>,
+    /// Completed or not (moves `status` to `done`, or back to `todo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<bool>,
+    /// New priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// New status (moves `completed` with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// New position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+    /// New assignee, or `null` to unassign.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub assignee: Option<Option<UserId>>,
+    /// New due date, or `null` to clear.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub due_date: Option<Option<DateTime<Utc>>>,
+}
+
+/// Tells an absent field (`None`, through `default`) from an explicit `null` (`Some(None)`).
+fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+impl TaskChanges {
+    /// True when nothing would change.
+    pub fn is_empty(&self) -> bool {
+        *self == TaskChanges::default()
+    }
+
+    /// Checks the limits that need no room state.
+    ///
+    /// # Errors
+    /// The first field that is out of range.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.is_empty() {
+            return Err(FieldError {
+                field: "changes",
+                problem: "names no field to change",
+            });
+        }
+        if let Some(title) = &self.title {
+            validate_title(title)?;
+        }
+        if let Some(description) = &self.description {
+            validate_description(description.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Applies the changes to `task`, keeping `completed` and `status` in step. Does not touch
+    /// the version or timestamps: the room does.
+    pub fn apply_to(&self, task: &mut Task) {
+        if let Some(title) = &self.title {
+            task.title.clone_from(title);
+        }
+        if let Some(description) = &self.description {
+            task.description.clone_from(description);
+        }
+        if let Some(priority) = self.priority {
+            task.priority = priority;
+        }
+        if let Some(position) = self.position {
+            task.position = position;
+        }
+        if let Some(assignee) = self.assignee {
+            task.assignee = assignee;
+        }
+        if let Some(due_date) = self.due_date {
+            task.due_date = due_date;
+        }
+        if let Some(status) = self.status {
+            task.status = status;
+            task.completed = status == Status::Done;
+        }
+        if let Some(completed) = self.completed {
+            task.completed = completed;
+            if completed {
+                task.status = Status::Done;
+            } else if task.status == Status::Done {
+                task.status = Status::Todo;
+            }
+        }
+    }
+}
+
+fn validate_title(title: &str) -> Result<(), FieldError> {
+    let chars = title.trim().chars().count();
+    if chars == 0 {
+        return Err(FieldError {
+            field: "title",
+            problem: "must not be empty",
+        });
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(FieldError {
+            field: "title",
+            problem: "must be at most 500 characters",
+        });
+    }
+    Ok(())
+}
+
+fn validate_description(description: Option<&str>) -> Result<(), FieldError> {
+    match description {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_CHARS => Err(FieldError {
+            field: "description",
+            problem: "must be at most 2000 characters",
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> Task {
+        let now = Utc::now();
+        Task {
+            id: TaskId::new(),
+            title: "t".into(),
+            description: Some("d".into()),
+            completed: false,
+            priority: Priority::Medium,
+            status: Status::Todo,
+            position: 0,
+            assignee: None,
+            due_date: None,
+            version: 1,
+            created_by: UserId::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn explicit_null_clears_but_absent_keeps() {
+        let clear: TaskChanges = serde_json::from_str(r#"{"description":null}"#).unwrap();
+        assert_eq!(clear.description, Some(None));
+        let keep: TaskChanges = serde_json::from_str(r#"{"title":"x"}"#).unwrap();
+        assert_eq!(keep.description, None);
+        let mut t = task();
+        clear.apply_to(&mut t);
+        assert_eq!(t.description, None);
+    }
+
+    #[test]
+    fn changes_round_trip_with_null_preserved() {
+        let clear: TaskChanges = serde_json::from_str(r#"{"assignee":null}"#).unwrap();
+        let text = serde_json::to_string(&clear).unwrap();
+        assert_eq!(text, r#"{"assignee":null}"#);
+        assert_eq!(serde_json::from_str::<TaskChanges>(&text).unwrap(), clear);
+    }
+
+    #[test]
+    fn completing_moves_status_and_back() {
+        let mut t = task();
+        TaskChanges {
+            completed: Some(true),
+            ..Default::default()
+        }
+        .apply_to(&mut t);
+        assert_eq!((t.completed, t.status), (true, Status::Done));
+        TaskChanges {
+            status: Some(Status::InProgress),
+            ..Default::default()
+        }
+        .apply_to(&mut t);
+        assert_eq!((t.completed, t.status), (false, Status::InProgress));
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert_eq!(TaskDraft::titled("  ").validate().unwrap_err().field, "title");
+        assert!(TaskDraft::titled("x".repeat(500)).validate().is_ok());
+        assert!(TaskDraft::titled("x".repeat(501)).validate().is_err());
+        let mut d = TaskDraft::titled("ok");
+        d.description = Some("é".repeat(2001));
+        assert_eq!(d.validate().unwrap_err().field, "description");
+        assert!(TaskChanges::default().validate().is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<TaskChanges>(r#"{"titel":"x"}"#).is_err());
+    }
+}
