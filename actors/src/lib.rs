@@ -1,1 +1,23 @@
-//! actors
+//! The hub's actor system: one supervised [ractor] actor per room.
+//!
+//! Flow position: the gateway (`hub::ws`) and the REST handlers hand commands to the
+//! [`Router`], which finds the room's actor (starting it under the [`supervisor`] if needed) and
+//! sends the command. The room decides in its pure state ([`workspace::state`]), journals durable
+//! events through `persistence::Journal`, then fans the serialized frame out to every member's
+//! [`conn::ConnHandle`] outbox.
+//!
+//! - [`conn`]: a connection as rooms see it: a bounded outbox and a way to close it.
+//! - [`workspace`]: the workspace room (members, presence, task board).
+//! - [`supervisor`]: starts rooms, restarts crashed ones from snapshot + journal.
+//! - [`router`]: the one way to reach a room; the seam where cross-node forwarding will go.
+//! - [`metrics`]: the handles rooms record into.
+
+pub mod conn;
+pub mod metrics;
+pub mod router;
+pub mod supervisor;
+pub mod workspace;
+
+pub use conn::{CloseReason, ConnHandle, ConnId, Outbox};
+pub use metrics::RoomMetrics;
+pub use router::{RoomConfig, Router, RouterError};

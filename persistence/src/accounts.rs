@@ -89,10 +89,12 @@ impl Store {
     /// The database failed.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as("SELECT id, email, name, password_hash, created_at FROM users WHERE email = $1")
-                .bind(email)
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as(
+                "SELECT id, email, name, password_hash, created_at FROM users WHERE email = $1",
+            )
+            .bind(email)
+            .fetch_optional(pool)
+            .await
         })?)
     }
 
@@ -102,10 +104,12 @@ impl Store {
     /// The database failed.
     pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as("SELECT id, email, name, password_hash, created_at FROM users WHERE id = $1")
-                .bind(id.as_uuid())
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as(
+                "SELECT id, email, name, password_hash, created_at FROM users WHERE id = $1",
+            )
+            .bind(id.as_uuid())
+            .fetch_optional(pool)
+            .await
         })?)
     }
 
@@ -136,7 +140,10 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn refresh_token_by_hash(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError> {
+    pub async fn refresh_token_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<RefreshToken>, StoreError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, user_id, family_id, token_hash, created_at, expires_at, rotated_at, revoked_at \
@@ -153,7 +160,11 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn rotate_refresh_token(&self, old: Uuid, new: &RefreshToken) -> Result<bool, StoreError> {
+    pub async fn rotate_refresh_token(
+        &self,
+        old: Uuid,
+        new: &RefreshToken,
+    ) -> Result<bool, StoreError> {
         let now = Utc::now();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;

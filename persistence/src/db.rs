@@ -5,7 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::error::StoreError;
 
@@ -42,8 +44,10 @@ pub struct Store {
     pub(crate) pool: Pool,
 }
 
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
 
 impl Store {
     /// Connects to `url` (`postgres://...` or `sqlite://path`), creating a SQLite file if it does
@@ -91,7 +95,10 @@ impl Store {
     /// # Errors
     /// It does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        on_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
@@ -113,14 +120,19 @@ impl Store {
             for (version, sql) in migrations {
                 let mut tx = pool.begin().await?;
                 if self.backend() == Backend::Postgres {
-                    sqlx::query("SELECT pg_advisory_xact_lock(7301)").execute(&mut *tx).await?;
+                    sqlx::query("SELECT pg_advisory_xact_lock(7301)")
+                        .execute(&mut *tx)
+                        .await?;
                 }
-                let done: Option<(i64,)> = sqlx::query_as("SELECT version FROM hub_migrations WHERE version = $1")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let done: Option<(i64,)> =
+                    sqlx::query_as("SELECT version FROM hub_migrations WHERE version = $1")
+                        .bind(version)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 if done.is_none() {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                        .execute(&mut *tx)
+                        .await?;
                     sqlx::query("INSERT INTO hub_migrations (version, applied_at) VALUES ($1, $2)")
                         .bind(version)
                         .bind(chrono::Utc::now().to_rfc3339())

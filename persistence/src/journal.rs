@@ -142,7 +142,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Queued>, latency: metrics::His
 
 /// Commits a batch in one transaction. Returns one result per request: a request whose epoch is
 /// stale is skipped (its result is [`StoreError::StaleEpoch`]) without failing the others.
-async fn commit_batch(store: &Store, batch: &[Queued]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+async fn commit_batch(
+    store: &Store,
+    batch: &[Queued],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let now = Utc::now();
     on_pool!(store, |pool| {
         let mut tx = pool.begin().await?;
@@ -173,7 +176,12 @@ async fn commit_batch(store: &Store, batch: &[Queued]) -> Result<Vec<Result<(), 
             }
             match &r.effect {
                 None => {}
-                Some(SideEffect::UpsertMember { workspace, user, role, by }) => {
+                Some(SideEffect::UpsertMember {
+                    workspace,
+                    user,
+                    role,
+                    by,
+                }) => {
                     sqlx::query(
                         "INSERT INTO workspace_members (workspace_id, user_id, role, added_by, joined_at) VALUES ($1, $2, $3, $4, $5) \
                          ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role",
@@ -187,11 +195,13 @@ async fn commit_batch(store: &Store, batch: &[Queued]) -> Result<Vec<Result<(), 
                     .await?;
                 }
                 Some(SideEffect::RemoveMember { workspace, user }) => {
-                    sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2")
-                        .bind(workspace.as_uuid())
-                        .bind(user.as_uuid())
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+                    )
+                    .bind(workspace.as_uuid())
+                    .bind(user.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Some(SideEffect::RenameWorkspace { workspace, name }) => {
                     sqlx::query("UPDATE workspaces SET name = $1 WHERE id = $2")

@@ -56,7 +56,12 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn journal_since(&self, room: &str, after: u64, limit: u32) -> Result<Vec<JournalRecord>, StoreError> {
+    pub async fn journal_since(
+        &self,
+        room: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<JournalRecord>, StoreError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT seq, epoch, event FROM room_journal WHERE room_key = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -89,10 +94,12 @@ impl Store {
     /// The database failed.
     pub async fn snapshot(&self, room: &str) -> Result<Option<Snapshot>, StoreError> {
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as("SELECT epoch, seq, state, taken_at FROM room_snapshots WHERE room_key = $1")
-                .bind(room)
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as(
+                "SELECT epoch, seq, state, taken_at FROM room_snapshots WHERE room_key = $1",
+            )
+            .bind(room)
+            .fetch_optional(pool)
+            .await
         })?)
     }
 
@@ -101,7 +108,14 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::StaleEpoch`] when the room has a newer owner; or the database failed.
-    pub async fn put_snapshot(&self, room: &str, epoch: u64, seq: u64, state: &str, retain: u64) -> Result<(), StoreError> {
+    pub async fn put_snapshot(
+        &self,
+        room: &str,
+        epoch: u64,
+        seq: u64,
+        state: &str,
+        retain: u64,
+    ) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let done = sqlx::query(

@@ -47,7 +47,11 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn create_workspace(&self, name: &str, owner: UserId) -> Result<WorkspaceRecord, StoreError> {
+    pub async fn create_workspace(
+        &self,
+        name: &str,
+        owner: UserId,
+    ) -> Result<WorkspaceRecord, StoreError> {
         let ws = WorkspaceRecord {
             id: WorkspaceId::new(),
             name: name.to_owned(),
@@ -55,13 +59,15 @@ impl Store {
         };
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO workspaces (id, name, created_by, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(ws.id.as_uuid())
-                .bind(&ws.name)
-                .bind(owner.as_uuid())
-                .bind(ws.created_at)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO workspaces (id, name, created_by, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(ws.id.as_uuid())
+            .bind(&ws.name)
+            .bind(owner.as_uuid())
+            .bind(ws.created_at)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("INSERT INTO workspace_members (workspace_id, user_id, role, added_by, joined_at) VALUES ($1, $2, $3, $2, $4)")
                 .bind(ws.id.as_uuid())
                 .bind(owner.as_uuid())
@@ -79,7 +85,10 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn workspaces_for_user(&self, user: UserId) -> Result<Vec<(WorkspaceRecord, Role)>, StoreError> {
+    pub async fn workspaces_for_user(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(WorkspaceRecord, Role)>, StoreError> {
         let rows: Vec<MyWorkspaceRow> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT w.id, w.name, w.created_at, m.role FROM workspaces w \
@@ -147,13 +156,19 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn membership(&self, id: WorkspaceId, user: UserId) -> Result<Option<Role>, StoreError> {
+    pub async fn membership(
+        &self,
+        id: WorkspaceId,
+        user: UserId,
+    ) -> Result<Option<Role>, StoreError> {
         let row: Option<(String,)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2")
-                .bind(id.as_uuid())
-                .bind(user.as_uuid())
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as(
+                "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+            )
+            .bind(id.as_uuid())
+            .bind(user.as_uuid())
+            .fetch_optional(pool)
+            .await
         })?;
         row.map(|(r,)| parse_role(&r)).transpose()
     }

@@ -133,7 +133,9 @@ pub struct Broadcast {
 
 impl PartialEq for Broadcast {
     fn eq(&self, other: &Self) -> bool {
-        self.workspace_id == other.workspace_id && self.event == other.event && self.data.get() == other.data.get()
+        self.workspace_id == other.workspace_id
+            && self.event == other.event
+            && self.data.get() == other.data.get()
     }
 }
 
@@ -259,7 +261,9 @@ fn parse_ref(raw: &RawValue) -> Result<Ref, DecodeError> {
     let bad = || DecodeError {
         reference: None,
         code: ErrorCode::BadEnvelope,
-        message: format!("`ref` must be a string of at most {MAX_REF_CHARS} characters or a non-negative integer"),
+        message: format!(
+            "`ref` must be a string of at most {MAX_REF_CHARS} characters or a non-negative integer"
+        ),
     };
     let r: Ref = serde_json::from_str(raw.get()).map_err(|_| bad())?;
     match &r {
@@ -288,7 +292,10 @@ mod tests {
         assert_eq!(code("{not json"), ErrorCode::BadJson);
         assert_eq!(code("[1,2]"), ErrorCode::BadEnvelope);
         assert_eq!(code(r#"{"ref":"1"}"#), ErrorCode::BadEnvelope);
-        assert_eq!(code(r#"{"type":"x","ref":{"a":1}}"#), ErrorCode::BadEnvelope);
+        assert_eq!(
+            code(r#"{"type":"x","ref":{"a":1}}"#),
+            ErrorCode::BadEnvelope
+        );
         assert_eq!(code(r#"{"type":"fly","ref":"1"}"#), ErrorCode::UnknownType);
         assert_eq!(
             code(r#"{"type":"join_workspace","workspace_id":"nope"}"#),
@@ -321,20 +328,26 @@ mod tests {
     #[test]
     fn validation_failures_are_invalid_payload() {
         let ws = WorkspaceId::new();
-        let frame = format!(r#"{{"type":"task_create","workspace_id":"{ws}","task":{{"title":""}}}}"#);
+        let frame =
+            format!(r#"{{"type":"task_create","workspace_id":"{ws}","task":{{"title":""}}}}"#);
         let err = decode(frame.as_bytes()).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidPayload);
         assert!(err.message.contains("title"), "{}", err.message);
-        let frame = format!(r#"{{"type":"presence_update","workspace_id":"{ws}","status":"offline"}}"#);
+        let frame =
+            format!(r#"{{"type":"presence_update","workspace_id":"{ws}","status":"offline"}}"#);
         assert_eq!(code(&frame), ErrorCode::InvalidPayload);
     }
 
     #[test]
     fn broadcast_data_is_kept_verbatim() {
         let ws = WorkspaceId::new();
-        let frame = format!(r#"{{"type":"broadcast","workspace_id":"{ws}","event":"cursor","data":{{"x": 1.5}}}}"#);
+        let frame = format!(
+            r#"{{"type":"broadcast","workspace_id":"{ws}","event":"cursor","data":{{"x": 1.5}}}}"#
+        );
         let (_, msg) = decode(frame.as_bytes()).unwrap();
-        let ClientMsg::Broadcast(b) = msg else { panic!("not a broadcast") };
+        let ClientMsg::Broadcast(b) = msg else {
+            panic!("not a broadcast")
+        };
         assert_eq!(b.data.get(), r#"{"x": 1.5}"#);
     }
 }

@@ -73,16 +73,20 @@ pub enum Event {
     },
 }
 
-/// A durable event as a client receives it.
-#[derive(Debug, Serialize)]
-pub struct DurableFrame<'a> {
-    /// The room.
-    pub workspace_id: WorkspaceId,
-    /// Its position in the room's journal.
-    pub offset: u64,
-    /// The event (its `type` becomes the frame's).
-    #[serde(flatten)]
-    pub event: &'a Event,
+/// Builds the wire frame of a durable event from its journal JSON without re-serializing it:
+/// `{"workspace_id": ..., "offset": ..., "type": ..., ...}`. The event is serialized once, for the
+/// journal, and that text is reused for every member and every replay.
+pub fn durable_frame(workspace_id: WorkspaceId, offset: u64, event_json: &str) -> String {
+    // `event_json` is a serialized `Event`: a JSON object with at least its `type`.
+    let fields = event_json.strip_prefix('{').unwrap_or(event_json);
+    let mut frame = String::with_capacity(event_json.len() + 72);
+    frame.push_str("{\"workspace_id\":\"");
+    frame.push_str(&workspace_id.to_string());
+    frame.push_str("\",\"offset\":");
+    frame.push_str(&offset.to_string());
+    frame.push(',');
+    frame.push_str(fields);
+    frame
 }
 
 /// One member's presence.
@@ -261,14 +265,11 @@ pub enum ServerMsg<'a> {
 impl ServerMsg<'_> {
     /// Serializes the frame. Serializing these types cannot fail (no maps with non-string keys).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| String::from(r#"{"type":"error","ref":null,"code":"internal","message":"encoding failed"}"#))
-    }
-}
-
-impl DurableFrame<'_> {
-    /// Serializes the frame.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| String::from(r#"{"type":"error","ref":null,"code":"internal","message":"encoding failed"}"#))
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            String::from(
+                r#"{"type":"error","ref":null,"code":"internal","message":"encoding failed"}"#,
+            )
+        })
     }
 }
 
@@ -302,18 +303,13 @@ mod tests {
             task_id: TaskId::new(),
             by: UserId::new(),
         };
-        let v: serde_json::Value = serde_json::from_str(
-            &DurableFrame {
-                workspace_id: ws,
-                offset: 7,
-                event: &ev,
-            }
-            .to_json(),
-        )
-        .unwrap();
+        let json = serde_json::to_string(&ev).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&durable_frame(ws, 7, &json)).unwrap();
         assert_eq!(v["type"], "task_deleted");
         assert_eq!(v["offset"], 7);
         assert_eq!(v["workspace_id"], ws.to_string());
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, ev);
     }
 
     #[test]

@@ -339,7 +339,10 @@ mod tests {
 
     #[test]
     fn limits_are_checked() {
-        assert_eq!(TaskDraft::titled("  ").validate().unwrap_err().field, "title");
+        assert_eq!(
+            TaskDraft::titled("  ").validate().unwrap_err().field,
+            "title"
+        );
         assert!(TaskDraft::titled("x".repeat(500)).validate().is_ok());
         assert!(TaskDraft::titled("x".repeat(501)).validate().is_err());
         let mut d = TaskDraft::titled("ok");

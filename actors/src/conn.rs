@@ -1,0 +1,204 @@
+//! A connection as rooms see it: a bounded outbox of ready-to-send frames and a way to close the
+//! connection. The gateway owns the other end ([`Outbox`]) and runs the one writer task that
+//! drains it into the socket.
+//!
+//! Frames are `Bytes`: a room serializes an event once and every member's outbox holds a
+//! reference to the same buffer.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use signaling::UserId;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Identifies one connection within this hub process.
+pub type ConnId = u64;
+
+/// Why the hub closed a connection: sent as the WebSocket close code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReason {
+    /// WebSocket close code.
+    pub code: u16,
+    /// Short reason text.
+    pub reason: &'static str,
+}
+
+impl CloseReason {
+    /// The outbox stayed full: the client reads too slowly. It should reconnect and resume by
+    /// offset.
+    pub const SLOW_CONSUMER: CloseReason = CloseReason {
+        code: 4008,
+        reason: "slow consumer: reconnect and resume from your last offset",
+    };
+    /// The hub is shutting down.
+    pub const GOING_AWAY: CloseReason = CloseReason {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    /// Nothing was received for too long.
+    pub const IDLE: CloseReason = CloseReason {
+        code: 4000,
+        reason: "idle timeout",
+    };
+    /// A frame above the hard transport limit.
+    pub const TOO_BIG: CloseReason = CloseReason {
+        code: 1009,
+        reason: "frame too large",
+    };
+}
+
+/// How much a frame matters when the outbox is full (see `DESIGN.md`, event classes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Must arrive (durable events, replies, broadcasts): a full outbox disconnects the member,
+    /// who recovers by offset.
+    MustDeliver,
+    /// May be skipped (typing): a full outbox drops it.
+    Droppable,
+}
+
+/// What happened to a frame handed to [`ConnHandle::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for the writer.
+    Queued,
+    /// Skipped: droppable and the outbox was full.
+    Dropped,
+    /// The outbox was full: the connection has just been closed as a slow consumer.
+    Evicted,
+    /// The connection is already closed: forget it.
+    Gone,
+}
+
+struct Closer {
+    token: CancellationToken,
+    reason: OnceLock<CloseReason>,
+}
+
+/// The room side of a connection. Cheap to clone.
+#[derive(Clone)]
+pub struct ConnHandle {
+    id: ConnId,
+    user: UserId,
+    tx: mpsc::Sender<Bytes>,
+    closer: Arc<Closer>,
+}
+
+/// The gateway side of a connection: what the writer task drains.
+pub struct Outbox {
+    rx: mpsc::Receiver<Bytes>,
+    closer: Arc<Closer>,
+}
+
+impl ConnHandle {
+    /// A connection for `user` with an outbox of `capacity` frames.
+    pub fn new(id: ConnId, user: UserId, capacity: usize) -> (ConnHandle, Outbox) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let closer = Arc::new(Closer {
+            token: CancellationToken::new(),
+            reason: OnceLock::new(),
+        });
+        (
+            ConnHandle {
+                id,
+                user,
+                tx,
+                closer: closer.clone(),
+            },
+            Outbox { rx, closer },
+        )
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The authenticated user.
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// Queues a frame without waiting. A full outbox drops a droppable frame and closes the
+    /// connection for anything else: a room never waits for a slow member.
+    pub fn push(&self, frame: Bytes, class: Class) -> Delivery {
+        match self.tx.try_send(frame) {
+            Ok(()) => Delivery::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) if class == Class::Droppable => {
+                Delivery::Dropped
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CloseReason::SLOW_CONSUMER);
+                Delivery::Evicted
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+        }
+    }
+
+    /// Asks the writer to close the connection. The first reason given wins.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.closer.reason.set(reason);
+        self.closer.token.cancel();
+    }
+
+    /// True once the connection is closing.
+    pub fn is_closed(&self) -> bool {
+        self.closer.token.is_cancelled() || self.tx.is_closed()
+    }
+}
+
+impl Outbox {
+    /// The next frame, or `None` once the connection must close (see [`Outbox::close_reason`]).
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        tokio::select! {
+            biased;
+            () = self.closer.token.cancelled() => None,
+            frame = self.rx.recv() => frame,
+        }
+    }
+
+    /// A frame that is already queued, without waiting (for batching writes).
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        if self.closer.token.is_cancelled() {
+            return None;
+        }
+        self.rx.try_recv().ok()
+    }
+
+    /// Why the connection is being closed, if a room or the hub asked.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.closer.reason.get().copied()
+    }
+
+    /// Resolves when someone asks the connection to close.
+    pub async fn closed(&self) {
+        self.closer.token.cancelled().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_droppables_and_closes_for_the_rest() {
+        let (conn, mut outbox) = ConnHandle::new(1, UserId::new(), 1);
+        assert_eq!(
+            conn.push(Bytes::from_static(b"a"), Class::MustDeliver),
+            Delivery::Queued
+        );
+        assert_eq!(
+            conn.push(Bytes::from_static(b"t"), Class::Droppable),
+            Delivery::Dropped
+        );
+        assert!(!conn.is_closed());
+        assert_eq!(
+            conn.push(Bytes::from_static(b"b"), Class::MustDeliver),
+            Delivery::Evicted
+        );
+        assert!(conn.is_closed());
+        assert_eq!(outbox.close_reason(), Some(CloseReason::SLOW_CONSUMER));
+        assert_eq!(outbox.recv().await, None);
+    }
+}

@@ -1,0 +1,224 @@
+//! The one way to reach a room. [`Router::send`] finds the room's actor, starting it under the
+//! supervisor on first use, and delivers the message; a room that stopped in between (idle, or
+//! restarted after a crash) is looked up again.
+//!
+//! This is the seam for the cluster: later the router asks the placement layer which node owns
+//! the room and forwards there when it is not this one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use persistence::{Journal, Store};
+use ractor::{Actor, ActorRef, MessagingErr, RpcReplyPort};
+use signaling::{UserId, WorkspaceId};
+use tokio::sync::oneshot;
+
+use crate::conn::ConnId;
+use crate::metrics::RoomMetrics;
+use crate::supervisor::{RoomSupervisor, SupervisorMsg};
+use crate::workspace::actor::{RoomContext, Roster};
+use crate::workspace::{Op, Reply, RoomError, WorkspaceMsg};
+
+/// Room tunables.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// A room with no connections and no messages for this long stops (after a final snapshot).
+    pub idle_timeout: Duration,
+    /// Take a snapshot after this many events...
+    pub snapshot_every: u64,
+    /// ...or this long after the last one, if anything changed.
+    pub snapshot_interval: Duration,
+    /// Journal entries kept behind the latest snapshot, so that reconnecting clients can replay.
+    pub journal_retain: u64,
+    /// Recent durable frames kept in memory per room for fast replay.
+    pub replay_buffer: usize,
+    /// Longest gap replayed event by event; a longer one gets a snapshot.
+    pub replay_limit: u64,
+    /// How often rooms do housekeeping.
+    pub tick: Duration,
+    /// How long a caller waits for a room's answer.
+    pub call_timeout: Duration,
+    /// Lets `WorkspaceMsg::Crash` panic a room (tests only).
+    pub fault_injection: bool,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(300),
+            snapshot_every: 500,
+            snapshot_interval: Duration::from_secs(30),
+            journal_retain: 10_000,
+            replay_buffer: 1024,
+            replay_limit: 10_000,
+            tick: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(10),
+            fault_injection: false,
+        }
+    }
+}
+
+/// Why a room could not be reached.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RouterError {
+    /// The workspace does not exist.
+    #[error("workspace not found")]
+    NotFound,
+    /// The room could not be started or did not take the message.
+    #[error("room unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<RouterError> for RoomError {
+    fn from(e: RouterError) -> Self {
+        match e {
+            RouterError::NotFound => RoomError::NotAMember,
+            RouterError::Unavailable(_) => RoomError::Unavailable,
+        }
+    }
+}
+
+/// A running room as the router knows it.
+#[derive(Clone)]
+pub struct RoomEntry {
+    /// The actor.
+    pub actor: ActorRef<WorkspaceMsg>,
+    /// Its joined connections (survives restarts).
+    pub roster: Roster,
+    /// Messages sent to it and not yet handled.
+    pub depth: Arc<AtomicUsize>,
+}
+
+/// What the router and the supervisor share: the running rooms and the rooms' services.
+pub struct Shared {
+    pub(crate) rooms: DashMap<WorkspaceId, RoomEntry>,
+    pub(crate) ctx: Arc<RoomContext>,
+}
+
+/// Finds, starts and messages rooms. Cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    shared: Arc<Shared>,
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Router {
+    /// Starts the room supervisor.
+    ///
+    /// # Errors
+    /// The supervisor actor could not be spawned.
+    pub async fn start(
+        store: Store,
+        journal: Journal,
+        config: RoomConfig,
+        metrics: RoomMetrics,
+    ) -> Result<Router, RouterError> {
+        let shared = Arc::new(Shared {
+            rooms: DashMap::new(),
+            ctx: Arc::new(RoomContext {
+                store,
+                journal,
+                config,
+                metrics,
+            }),
+        });
+        let (supervisor, _) = Actor::spawn(None, RoomSupervisor, shared.clone())
+            .await
+            .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+        Ok(Router { shared, supervisor })
+    }
+
+    /// Delivers a message to a workspace's room, starting the room if needed.
+    ///
+    /// # Errors
+    /// The workspace does not exist, or its room cannot be started.
+    pub async fn send(&self, id: WorkspaceId, mut msg: WorkspaceMsg) -> Result<(), RouterError> {
+        for _ in 0..3 {
+            let entry = match self.shared.rooms.get(&id) {
+                Some(e) => e.clone(),
+                None => self.start_room(id).await?,
+            };
+            entry.depth.fetch_add(1, Ordering::Relaxed);
+            match entry.actor.cast(msg) {
+                Ok(()) => return Ok(()),
+                Err(MessagingErr::SendErr(back)) => {
+                    entry.depth.fetch_sub(1, Ordering::Relaxed);
+                    msg = back;
+                    // It stopped between lookup and send; forget it unless already replaced.
+                    let stale = entry.actor.get_id();
+                    self.shared
+                        .rooms
+                        .remove_if(&id, |_, e| e.actor.get_id() == stale);
+                }
+                Err(e) => return Err(RouterError::Unavailable(e.to_string())),
+            }
+        }
+        Err(RouterError::Unavailable("room kept stopping".into()))
+    }
+
+    /// Runs an operation in a room and waits for the answer.
+    ///
+    /// # Errors
+    /// The room's refusal, or [`RoomError::Unavailable`] when it cannot be reached in time.
+    pub async fn call(&self, id: WorkspaceId, user: UserId, op: Op) -> Result<Reply, RoomError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = RpcReplyPort::from(tx);
+        self.send(id, WorkspaceMsg::Call { user, op, reply })
+            .await?;
+        match tokio::time::timeout(self.shared.ctx.config.call_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            _ => Err(RoomError::Unavailable),
+        }
+    }
+
+    /// Tells a running room that a connection closed. A room that is not running has nothing to
+    /// forget, so this never starts one.
+    pub fn disconnected(&self, id: WorkspaceId, conn: ConnId) {
+        if let Some(e) = self.shared.rooms.get(&id) {
+            e.depth.fetch_add(1, Ordering::Relaxed);
+            if e.actor.cast(WorkspaceMsg::Disconnected(conn)).is_err() {
+                e.depth.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many rooms are running.
+    pub fn active_rooms(&self) -> usize {
+        self.shared.rooms.len()
+    }
+
+    /// Stops every room, each writing its final snapshot, then the supervisor.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let actors: Vec<ActorRef<WorkspaceMsg>> =
+            self.shared.rooms.iter().map(|e| e.actor.clone()).collect();
+        let mut stopping = tokio::task::JoinSet::new();
+        for actor in actors {
+            stopping.spawn(async move {
+                actor
+                    .stop_and_wait(Some("shutdown".into()), Some(timeout))
+                    .await
+            });
+        }
+        while stopping.join_next().await.is_some() {}
+        let _ = self.supervisor.stop_and_wait(None, Some(timeout)).await;
+        self.shared.rooms.clear();
+    }
+
+    async fn start_room(&self, id: WorkspaceId) -> Result<RoomEntry, RouterError> {
+        let (tx, rx) = oneshot::channel();
+        self.supervisor
+            .cast(SupervisorMsg::Start {
+                id,
+                reply: RpcReplyPort::from(tx),
+            })
+            .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+        match tokio::time::timeout(self.shared.ctx.config.call_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            _ => Err(RouterError::Unavailable(
+                "the supervisor did not answer".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The root supervisor of every room on this node. It starts rooms on demand and, when one
+//! panics, restarts it from its snapshot and journal with the same roster of connections, which
+//! are then told to resync. A room that keeps crashing is given up on after
+//! [`MAX_RESTARTS`] within [`RESTART_WINDOW`], so a poisoned journal cannot spin a core.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use signaling::WorkspaceId;
+
+use crate::router::{RoomEntry, RouterError, Shared};
+use crate::workspace::WorkspaceRoom;
+use crate::workspace::actor::{RoomArgs, Roster, StartError};
+
+/// Restarts allowed within [`RESTART_WINDOW`].
+pub const MAX_RESTARTS: usize = 5;
+/// The window restarts are counted in.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// A message to the supervisor.
+pub enum SupervisorMsg {
+    /// Return the room's entry, starting the room if it is not running.
+    Start {
+        /// The workspace.
+        id: WorkspaceId,
+        /// The entry, or why the room cannot run.
+        reply: RpcReplyPort<Result<RoomEntry, RouterError>>,
+    },
+}
+
+/// The supervisor actor.
+pub struct RoomSupervisor;
+
+/// Which room each child actor is, and when each room last crashed.
+pub struct SupervisorState {
+    shared: Arc<Shared>,
+    children: HashMap<ActorId, WorkspaceId>,
+    crashes: HashMap<WorkspaceId, Vec<Instant>>,
+}
+
+impl Actor for RoomSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SupervisorMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        Ok(SupervisorState {
+            shared,
+            children: HashMap::new(),
+            crashes: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Start { id, reply } => {
+                let result = match state.shared.rooms.get(&id).map(|e| e.clone()) {
+                    Some(entry) => Ok(entry),
+                    None => {
+                        state
+                            .spawn(
+                                &myself,
+                                id,
+                                Roster::default(),
+                                Arc::new(AtomicUsize::new(0)),
+                                false,
+                            )
+                            .await
+                    }
+                };
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(id) = state.children.remove(&cell.get_id()) {
+                    tracing::debug!(room = %id, ?reason, "room stopped");
+                    state
+                        .shared
+                        .rooms
+                        .remove_if(&id, |_, e| e.actor.get_id() == cell.get_id());
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(id) = state.children.remove(&cell.get_id()) {
+                    tracing::error!(room = %id, error = %err, "room crashed");
+                    state.restart(&myself, id, cell.get_id()).await;
+                }
+            }
+            _ => {}
+        }
+        state.update_gauge();
+        Ok(())
+    }
+}
+
+impl SupervisorState {
+    async fn spawn(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        id: WorkspaceId,
+        roster: Roster,
+        depth: Arc<AtomicUsize>,
+        restarted: bool,
+    ) -> Result<RoomEntry, RouterError> {
+        let args = RoomArgs {
+            id,
+            ctx: self.shared.ctx.clone(),
+            roster: roster.clone(),
+            depth: depth.clone(),
+            restarted,
+        };
+        let spawned = Actor::spawn_linked(None, WorkspaceRoom, args, myself.get_cell()).await;
+        let result = match spawned {
+            Ok((actor, _)) => {
+                self.children.insert(actor.get_id(), id);
+                let entry = RoomEntry {
+                    actor,
+                    roster,
+                    depth,
+                };
+                self.shared.rooms.insert(id, entry.clone());
+                Ok(entry)
+            }
+            Err(ractor::SpawnErr::StartupFailed(e)) => match e.downcast_ref::<StartError>() {
+                Some(StartError::NotFound) => Err(RouterError::NotFound),
+                _ => {
+                    tracing::error!(room = %id, error = %e, "room failed to start");
+                    Err(RouterError::Unavailable(e.to_string()))
+                }
+            },
+            Err(e) => Err(RouterError::Unavailable(e.to_string())),
+        };
+        self.update_gauge();
+        result
+    }
+
+    /// Restarts a crashed room with its roster, unless it crashes too often.
+    async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, id: WorkspaceId, dead: ActorId) {
+        let Some((_, entry)) = self
+            .shared
+            .rooms
+            .remove_if(&id, |_, e| e.actor.get_id() == dead)
+        else {
+            return;
+        };
+        let crashes = self.crashes.entry(id).or_default();
+        crashes.retain(|t| t.elapsed() < RESTART_WINDOW);
+        crashes.push(Instant::now());
+        if crashes.len() > MAX_RESTARTS {
+            tracing::error!(room = %id, "room crashes too often; not restarting until next use");
+            return;
+        }
+        self.shared.ctx.metrics.room_restarts.increment(1);
+        // Messages that died with the old mailbox answered themselves (see `ReplyTo`).
+        entry.depth.store(0, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self
+            .spawn(myself, id, entry.roster, entry.depth, true)
+            .await
+        {
+            tracing::error!(room = %id, error = %e, "restarting room failed");
+        }
+    }
+
+    fn update_gauge(&self) {
+        self.shared
+            .ctx
+            .metrics
+            .rooms_active
+            .set(self.shared.rooms.len() as f64);
+    }
+}

@@ -1,0 +1,698 @@
+//! The workspace room actor: wires [`WorkspaceMsg`]s to the pure [`WorkspaceState`] and
+//! [`Sessions`], the journal, snapshots and fan-out.
+//!
+//! A durable write goes decide -> journal append (awaited) -> apply -> fan-out -> reply, so no
+//! client hears of an event that is not on disk. A room that panics is restarted by the
+//! supervisor from snapshot + journal; the connections it had (kept in the shared roster) are
+//! re-attached and told to `resync`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::Utc;
+use persistence::{AppendRequest, Journal, JournalEntry, SideEffect, Store, StoreError};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use signaling::client::{ClientMsg, JoinWorkspace};
+use signaling::server::{AckResult, Event, JoinMode, ServerMsg, durable_frame};
+use signaling::workspace::PresenceStatus;
+use signaling::{RoomKey, UserId, WorkspaceId};
+use tokio::task::JoinHandle;
+
+use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
+use super::presence::Sessions;
+use super::state::WorkspaceState;
+use crate::conn::{Class, ConnHandle, ConnId};
+use crate::metrics::RoomMetrics;
+use crate::router::RoomConfig;
+
+/// What every room shares.
+pub struct RoomContext {
+    /// Account and room storage.
+    pub store: Store,
+    /// The group-committing journal writer.
+    pub journal: Journal,
+    /// Tunables.
+    pub config: RoomConfig,
+    /// Metric handles.
+    pub metrics: RoomMetrics,
+}
+
+/// The connections joined to a room, kept outside the actor so that they survive a crash.
+/// Touched only on join and leave, never per event.
+pub type Roster = Arc<Mutex<HashMap<ConnId, ConnHandle>>>;
+
+/// Why a room could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The workspace does not exist.
+    #[error("workspace not found")]
+    NotFound,
+    /// Storage failed or held something unreadable.
+    #[error("loading the room failed: {0}")]
+    Load(String),
+}
+
+impl From<StoreError> for StartError {
+    fn from(e: StoreError) -> Self {
+        StartError::Load(e.to_string())
+    }
+}
+
+/// The actor. Holds nothing: all mutable state is [`Room`].
+pub struct WorkspaceRoom;
+
+/// Start-up arguments (the supervisor passes the same ones again on restart).
+pub struct RoomArgs {
+    /// The workspace.
+    pub id: WorkspaceId,
+    /// Shared services.
+    pub ctx: Arc<RoomContext>,
+    /// The connections to re-attach after a crash.
+    pub roster: Roster,
+    /// Messages sent but not yet handled.
+    pub depth: Arc<AtomicUsize>,
+    /// True when restarting after a crash: members are told to resync.
+    pub restarted: bool,
+}
+
+/// A running room's state.
+pub struct Room {
+    key: String,
+    epoch: u64,
+    board: WorkspaceState,
+    sessions: Sessions,
+    /// The latest durable frames, for replaying to reconnecting clients without a database read.
+    recent: VecDeque<(u64, Bytes)>,
+    snapshot_offset: u64,
+    last_snapshot: Instant,
+    last_activity: Instant,
+    deleted: bool,
+    restarted: bool,
+    roster: Roster,
+    depth: Arc<AtomicUsize>,
+    ticker: Option<JoinHandle<()>>,
+    ctx: Arc<RoomContext>,
+}
+
+impl Actor for WorkspaceRoom {
+    type Msg = WorkspaceMsg;
+    type State = Room;
+    type Arguments = RoomArgs;
+
+    #[tracing::instrument(skip_all, fields(room = %args.id))]
+    async fn pre_start(
+        &self,
+        myself: ActorRef<WorkspaceMsg>,
+        args: RoomArgs,
+    ) -> Result<Room, ActorProcessingErr> {
+        let mut room = Room::load(args).await?;
+        room.ticker = Some(myself.send_interval(room.ctx.config.tick, || WorkspaceMsg::Tick));
+        Ok(room)
+    }
+
+    async fn post_start(
+        &self,
+        _myself: ActorRef<WorkspaceMsg>,
+        room: &mut Room,
+    ) -> Result<(), ActorProcessingErr> {
+        if room.restarted {
+            room.reattach();
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<WorkspaceMsg>,
+        room: &mut Room,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = room.ticker.take() {
+            t.abort();
+        }
+        if !room.deleted {
+            room.snapshot().await;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<WorkspaceMsg>,
+        msg: WorkspaceMsg,
+        room: &mut Room,
+    ) -> Result<(), ActorProcessingErr> {
+        if !matches!(msg, WorkspaceMsg::Tick) {
+            let depth = room.depth.fetch_sub(1, Ordering::Relaxed);
+            room.ctx.metrics.mailbox_depth.record(depth as f64);
+            room.last_activity = Instant::now();
+        }
+        match msg {
+            WorkspaceMsg::Client { reply, cmd } => room.on_client(reply, cmd).await,
+            WorkspaceMsg::Disconnected(conn) => room.drop_session(conn),
+            WorkspaceMsg::Call { user, op, reply } => {
+                let result = room.execute(user, op).await;
+                let _ = reply.send(result);
+            }
+            WorkspaceMsg::Tick => room.tick().await,
+            WorkspaceMsg::Crash => {
+                if room.ctx.config.fault_injection {
+                    panic!("fault injection: room {} told to crash", room.board.id);
+                }
+            }
+        }
+        if room.deleted {
+            myself.stop(Some("workspace deleted".into()));
+        } else if room.should_stop() {
+            myself.stop(Some("idle".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Room {
+    /// Claims the room's epoch, then rebuilds its state: the snapshot, the journal after it, and
+    /// the membership table (authoritative for who belongs).
+    async fn load(args: RoomArgs) -> Result<Room, StartError> {
+        let RoomArgs {
+            id,
+            ctx,
+            roster,
+            depth,
+            restarted,
+        } = args;
+        let store = &ctx.store;
+        let key = RoomKey::Workspace(id).to_string();
+        let ws = store.workspace(id).await?.ok_or(StartError::NotFound)?;
+        let epoch = store.claim_room(&key).await?;
+        let mut board = match store.snapshot(&key).await? {
+            Some(s) => serde_json::from_str(&s.state)
+                .map_err(|e| StartError::Load(format!("snapshot: {e}")))?,
+            None => WorkspaceState::new(id, ws.name.clone()),
+        };
+        let snapshot_offset = board.offset;
+        loop {
+            let records = store.journal_since(&key, board.offset, 1000).await?;
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                let event: Event = serde_json::from_str(&r.event)
+                    .map_err(|e| StartError::Load(format!("journal {}: {e}", r.seq)))?;
+                board.apply(u64::try_from(r.seq).unwrap_or(0), &event);
+            }
+        }
+        board.name = ws.name;
+        board.members = store
+            .members(id)
+            .await?
+            .into_iter()
+            .map(|m| (m.user_id, m))
+            .collect();
+        tracing::info!(
+            epoch,
+            offset = board.offset,
+            tasks = board.tasks.len(),
+            restarted,
+            "room loaded"
+        );
+        Ok(Room {
+            key,
+            epoch,
+            board,
+            sessions: Sessions::default(),
+            recent: VecDeque::new(),
+            snapshot_offset,
+            last_snapshot: Instant::now(),
+            last_activity: Instant::now(),
+            deleted: false,
+            restarted,
+            roster,
+            depth,
+            ticker: None,
+            ctx,
+        })
+    }
+
+    /// After a crash: re-attach the connections that were joined and tell them to resync.
+    fn reattach(&mut self) {
+        let conns: Vec<ConnHandle> = lock(&self.roster).values().cloned().collect();
+        let frame = Bytes::from(
+            ServerMsg::Resync {
+                workspace_id: self.board.id,
+                offset: self.board.offset,
+            }
+            .to_json(),
+        );
+        for conn in conns {
+            if conn.is_closed() || self.board.role(conn.user()).is_err() {
+                lock(&self.roster).remove(&conn.id());
+                continue;
+            }
+            conn.push(frame.clone(), Class::MustDeliver);
+            self.sessions.join(conn);
+        }
+    }
+
+    async fn on_client(&mut self, reply: ReplyTo, cmd: ClientMsg) {
+        match cmd {
+            ClientMsg::JoinWorkspace(join) => self.join(reply, join).await,
+            _ if !self.sessions.is_joined(reply.conn().id()) => reply.error(&RoomError::NotJoined),
+            cmd => {
+                let conn = reply.conn().clone();
+                let result = self.run_joined(&conn, cmd).await;
+                self.answer(reply, result);
+            }
+        }
+    }
+
+    /// A command from a joined connection.
+    async fn run_joined(
+        &mut self,
+        conn: &ConnHandle,
+        cmd: ClientMsg,
+    ) -> Result<Option<Reply>, RoomError> {
+        let user = conn.user();
+        match cmd {
+            // Handled by `on_client` before a session is required.
+            ClientMsg::JoinWorkspace(_) => Ok(None),
+            ClientMsg::LeaveWorkspace(_) => {
+                self.drop_session(conn.id());
+                Ok(None)
+            }
+            ClientMsg::PresenceUpdate(p) => {
+                if self.sessions.set_status(user, p.status) {
+                    self.broadcast_presence(user, p.status);
+                }
+                Ok(None)
+            }
+            ClientMsg::Typing(t) => {
+                let frame = ServerMsg::Typing {
+                    workspace_id: self.board.id,
+                    user_id: user,
+                    task_id: t.task_id,
+                };
+                self.fan_out(
+                    Bytes::from(frame.to_json()),
+                    Class::Droppable,
+                    Some(conn.id()),
+                );
+                Ok(None)
+            }
+            ClientMsg::Broadcast(b) => {
+                let frame = ServerMsg::Broadcast {
+                    workspace_id: self.board.id,
+                    from: user,
+                    event: &b.event,
+                    data: &b.data,
+                };
+                self.fan_out(Bytes::from(frame.to_json()), Class::MustDeliver, None);
+                Ok(None)
+            }
+            ClientMsg::TaskCreate(c) => self.execute(user, Op::CreateTask(c.task)).await.map(Some),
+            ClientMsg::TaskUpdate(u) => {
+                let op = Op::UpdateTask {
+                    task_id: u.task_id,
+                    base_version: Some(u.base_version),
+                    changes: u.changes,
+                };
+                self.execute(user, op).await.map(Some)
+            }
+            ClientMsg::TaskDelete(d) => self
+                .execute(user, Op::DeleteTask(d.task_id))
+                .await
+                .map(Some),
+        }
+    }
+
+    /// Answers a WebSocket command; a conflict also sends `conflict_detected` with the details.
+    fn answer(&self, reply: ReplyTo, result: Result<Option<Reply>, RoomError>) {
+        match result {
+            Ok(Some(Reply::Task(task, Some(offset)))) => reply.ack(Some(AckResult::Task {
+                task: &task,
+                offset,
+            })),
+            Ok(Some(Reply::Done(offset))) => reply.ack(Some(AckResult::Offset { offset })),
+            Ok(_) => reply.ack(None),
+            Err(err) => {
+                if let RoomError::Conflict {
+                    current,
+                    base_version,
+                    fields,
+                } = &err
+                {
+                    let frame = ServerMsg::ConflictDetected {
+                        workspace_id: self.board.id,
+                        task_id: current.id,
+                        base_version: *base_version,
+                        current,
+                        fields: fields.clone(),
+                    };
+                    reply
+                        .conn()
+                        .push(Bytes::from(frame.to_json()), Class::MustDeliver);
+                }
+                reply.error(&err);
+            }
+        }
+    }
+
+    /// Joins a connection: brings it up to date (replay or snapshot), then acks.
+    async fn join(&mut self, reply: ReplyTo, join: JoinWorkspace) {
+        let conn = reply.conn().clone();
+        let role = match self.board.role(conn.user()) {
+            Ok(role) => role,
+            Err(e) => return reply.error(&e),
+        };
+        let replay = match join.last_offset {
+            Some(n) if n <= self.board.offset => self.replay_since(n).await,
+            _ => None,
+        };
+        let (mode, replayed) = match replay {
+            Some(frames) => {
+                let n = frames.len() as u64;
+                for f in frames {
+                    conn.push(f, Class::MustDeliver);
+                }
+                (JoinMode::Replay, n)
+            }
+            None => {
+                let frame = ServerMsg::Snapshot(self.board.view()).to_json();
+                conn.push(Bytes::from(frame), Class::MustDeliver);
+                (JoinMode::Snapshot, 0)
+            }
+        };
+        let user = conn.user();
+        lock(&self.roster).insert(conn.id(), conn.clone());
+        if self.sessions.join(conn) {
+            self.broadcast_presence(user, PresenceStatus::Online);
+        }
+        reply.ack(Some(AckResult::Joined {
+            workspace_id: self.board.id,
+            offset: self.board.offset,
+            mode,
+            replayed,
+            role,
+            presence: self.sessions.presence(),
+        }));
+    }
+
+    /// The durable frames after offset `after`, from memory or the journal; `None` when the
+    /// journal no longer reaches back that far (or the gap is too long to be worth replaying).
+    async fn replay_since(&self, after: u64) -> Option<Vec<Bytes>> {
+        let head = self.board.offset;
+        if after == head {
+            return Some(Vec::new());
+        }
+        if self
+            .recent
+            .front()
+            .is_some_and(|(first, _)| *first <= after + 1)
+        {
+            return Some(
+                self.recent
+                    .iter()
+                    .filter(|(o, _)| *o > after)
+                    .map(|(_, f)| f.clone())
+                    .collect(),
+            );
+        }
+        let missing = head - after;
+        if missing > self.ctx.config.replay_limit {
+            return None;
+        }
+        let records = match self
+            .ctx
+            .store
+            .journal_since(&self.key, after, u32::try_from(missing).ok()?)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(room = %self.board.id, error = %e, "journal read failed; sending a snapshot instead");
+                return None;
+            }
+        };
+        let contiguous = records.len() as u64 == missing
+            && records
+                .first()
+                .is_some_and(|r| r.seq == i64::try_from(after + 1).unwrap_or(-1));
+        contiguous.then(|| {
+            records
+                .iter()
+                .map(|r| {
+                    Bytes::from(durable_frame(
+                        self.board.id,
+                        u64::try_from(r.seq).unwrap_or(0),
+                        &r.event,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    /// Runs an operation shared by REST and WebSocket.
+    #[tracing::instrument(skip_all, fields(room = %self.board.id))]
+    async fn execute(&mut self, user: UserId, op: Op) -> Result<Reply, RoomError> {
+        let now = Utc::now();
+        let ws = self.board.id;
+        match op {
+            Op::Describe => {
+                let role = self.board.role(user)?;
+                Ok(Reply::Workspace {
+                    name: self.board.name.clone(),
+                    role,
+                    members: self.board.members_in_order().into_iter().cloned().collect(),
+                    offset: self.board.offset,
+                })
+            }
+            Op::ListTasks => {
+                self.board.role(user)?;
+                Ok(Reply::Tasks(
+                    self.board.tasks_in_order().into_iter().cloned().collect(),
+                ))
+            }
+            Op::GetTask(id) => {
+                self.board.role(user)?;
+                Ok(Reply::Task(self.board.task(id)?.clone(), None))
+            }
+            Op::CreateTask(draft) => {
+                let event = self.board.decide_create(user, draft, now)?;
+                self.commit_task(event).await
+            }
+            Op::UpdateTask {
+                task_id,
+                base_version,
+                changes,
+            } => {
+                let event = self
+                    .board
+                    .decide_update(user, task_id, base_version, changes, now)?;
+                self.commit_task(event).await
+            }
+            Op::DeleteTask(id) => {
+                let event = self.board.decide_delete(user, id)?;
+                self.commit(event, None).await.map(Reply::Done)
+            }
+            Op::AddMember(member) => {
+                let effect = SideEffect::UpsertMember {
+                    workspace: ws,
+                    user: member.user_id,
+                    role: member.role,
+                    by: user,
+                };
+                let event = self.board.decide_add_member(user, member)?;
+                self.commit(event, Some(effect)).await.map(Reply::Done)
+            }
+            Op::SetRole { user: target, role } => {
+                let event = self.board.decide_set_role(user, target, role)?;
+                let effect = SideEffect::UpsertMember {
+                    workspace: ws,
+                    user: target,
+                    role,
+                    by: user,
+                };
+                self.commit(event, Some(effect)).await.map(Reply::Done)
+            }
+            Op::RemoveMember(target) => {
+                let event = self.board.decide_remove_member(user, target)?;
+                let effect = SideEffect::RemoveMember {
+                    workspace: ws,
+                    user: target,
+                };
+                let offset = self.commit(event, Some(effect)).await?;
+                for conn in self.sessions.conns_of(target) {
+                    self.drop_session(conn);
+                }
+                Ok(Reply::Done(offset))
+            }
+            Op::Rename(name) => {
+                let event = self.board.decide_rename(user, name)?;
+                let Event::WorkspaceRenamed { name, .. } = &event else {
+                    return Err(RoomError::Unavailable);
+                };
+                let effect = SideEffect::RenameWorkspace {
+                    workspace: ws,
+                    name: name.clone(),
+                };
+                self.commit(event, Some(effect)).await.map(Reply::Done)
+            }
+            Op::Delete => {
+                self.board.check_delete(user)?;
+                self.ctx.store.delete_workspace(ws).await.map_err(|e| {
+                    tracing::error!(room = %ws, error = %e, "deleting the workspace failed");
+                    RoomError::Unavailable
+                })?;
+                self.deleted = true;
+                let frame = Bytes::from(ServerMsg::WorkspaceDeleted { workspace_id: ws }.to_json());
+                self.fan_out(frame, Class::MustDeliver, None);
+                lock(&self.roster).clear();
+                Ok(Reply::Done(self.board.offset))
+            }
+        }
+    }
+
+    /// Commits a task create or update and answers with the task as it now is.
+    async fn commit_task(&mut self, event: Event) -> Result<Reply, RoomError> {
+        let id = match &event {
+            Event::TaskCreated { task, .. } | Event::TaskUpdated { task, .. } => task.id,
+            _ => return Err(RoomError::Unavailable),
+        };
+        let offset = self.commit(event, None).await?;
+        let task = self.board.task(id)?.clone();
+        Ok(Reply::Task(task, Some(offset)))
+    }
+
+    /// Journals one durable event (with its relational side effect), then applies and fans it
+    /// out. Nothing changes when the append fails.
+    async fn commit(&mut self, event: Event, effect: Option<SideEffect>) -> Result<u64, RoomError> {
+        let offset = self.board.offset + 1;
+        let json = serde_json::to_string(&event).map_err(|_| RoomError::Unavailable)?;
+        let request = AppendRequest {
+            room: self.key.clone(),
+            epoch: self.epoch,
+            entries: vec![JournalEntry {
+                seq: offset,
+                event: json.clone(),
+            }],
+            effect,
+        };
+        match self.ctx.journal.append(request).await {
+            Ok(()) => {}
+            Err(StoreError::StaleEpoch) => {
+                tracing::error!(room = %self.board.id, epoch = self.epoch, "room fenced off by a newer owner; stopping");
+                self.deleted = true; // no final snapshot: it would be refused too
+                return Err(RoomError::Unavailable);
+            }
+            Err(e) => {
+                tracing::error!(room = %self.board.id, error = %e, "journal append failed");
+                return Err(RoomError::Unavailable);
+            }
+        }
+        self.board.apply(offset, &event);
+        let frame = Bytes::from(durable_frame(self.board.id, offset, &json));
+        self.recent.push_back((offset, frame.clone()));
+        while self.recent.len() > self.ctx.config.replay_buffer {
+            self.recent.pop_front();
+        }
+        self.fan_out(frame, Class::MustDeliver, None);
+        if offset - self.snapshot_offset >= self.ctx.config.snapshot_every {
+            self.snapshot().await;
+        }
+        Ok(offset)
+    }
+
+    fn broadcast_presence(&mut self, user: UserId, status: PresenceStatus) {
+        let frame = ServerMsg::UserPresence {
+            workspace_id: self.board.id,
+            user_id: user,
+            status,
+        };
+        self.fan_out(Bytes::from(frame.to_json()), Class::MustDeliver, None);
+    }
+
+    /// Hands a frame to every joined connection (but `except`); members that cannot keep up are
+    /// dropped from the room.
+    fn fan_out(&mut self, frame: Bytes, class: Class, except: Option<ConnId>) {
+        let out = self.sessions.fan_out(&frame, class, except);
+        self.ctx.metrics.events_fanned_out.increment(out.queued);
+        if !out.evicted.is_empty() {
+            self.ctx
+                .metrics
+                .slow_consumers
+                .increment(out.evicted.len() as u64);
+            tracing::warn!(room = %self.board.id, count = out.evicted.len(), "closed slow consumers");
+        }
+        for id in out.evicted.into_iter().chain(out.gone) {
+            self.drop_session(id);
+        }
+    }
+
+    /// Forgets a connection; tells the room when its user went offline.
+    fn drop_session(&mut self, id: ConnId) {
+        lock(&self.roster).remove(&id);
+        if let Some(user) = self.sessions.leave(id) {
+            self.broadcast_presence(user, PresenceStatus::Offline);
+        }
+    }
+
+    async fn tick(&mut self) {
+        let due = self.last_snapshot.elapsed() >= self.ctx.config.snapshot_interval;
+        if due && self.board.offset > self.snapshot_offset {
+            self.snapshot().await;
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.sessions.is_empty() && self.last_activity.elapsed() >= self.ctx.config.idle_timeout
+    }
+
+    /// Stores the state at the current offset (fenced by the epoch) and trims the journal.
+    async fn snapshot(&mut self) {
+        if self.board.offset == self.snapshot_offset {
+            return;
+        }
+        let state = match serde_json::to_string(&self.board) {
+            Ok(s) => s,
+            Err(e) => {
+                return tracing::error!(room = %self.board.id, error = %e, "encoding snapshot failed");
+            }
+        };
+        let cfg = &self.ctx.config;
+        match self
+            .ctx
+            .store
+            .put_snapshot(
+                &self.key,
+                self.epoch,
+                self.board.offset,
+                &state,
+                cfg.journal_retain,
+            )
+            .await
+        {
+            Ok(()) => {
+                self.snapshot_offset = self.board.offset;
+                self.last_snapshot = Instant::now();
+                tracing::debug!(room = %self.board.id, offset = self.board.offset, "snapshot stored");
+            }
+            Err(StoreError::StaleEpoch) => {
+                tracing::error!(room = %self.board.id, "snapshot refused: room fenced off by a newer owner");
+                self.deleted = true;
+            }
+            Err(e) => {
+                tracing::warn!(room = %self.board.id, error = %e, "snapshot failed; will retry")
+            }
+        }
+    }
+}
+
+/// Locks the roster. A poisoned lock only means another thread panicked while holding it; the
+/// map itself is still consistent (every operation on it is a single insert or remove).
+fn lock(roster: &Roster) -> std::sync::MutexGuard<'_, HashMap<ConnId, ConnHandle>> {
+    roster
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,220 @@
+//! What a workspace room is sent, and what it answers.
+
+use bytes::Bytes;
+use ractor::RpcReplyPort;
+use signaling::client::{ClientMsg, Ref};
+use signaling::server::{AckResult, ServerMsg};
+use signaling::task::{Task, TaskChanges, TaskDraft};
+use signaling::workspace::{Member, Role};
+use signaling::{ErrorCode, TaskId, UserId};
+
+use crate::conn::{Class, ConnHandle, ConnId};
+
+/// A message to a workspace room.
+pub enum WorkspaceMsg {
+    /// A WebSocket command; the answer goes to the connection's outbox.
+    Client {
+        /// Who sent it and where to answer.
+        reply: ReplyTo,
+        /// The command.
+        cmd: ClientMsg,
+    },
+    /// A connection closed: forget its session.
+    Disconnected(ConnId),
+    /// A command from the REST API (or any in-process caller).
+    Call {
+        /// The authenticated caller.
+        user: UserId,
+        /// What to do.
+        op: Op,
+        /// Where the result goes.
+        reply: RpcReplyPort<Result<Reply, RoomError>>,
+    },
+    /// Periodic housekeeping: time-based snapshots and stopping when idle.
+    Tick,
+    /// Fault injection for tests (enabled by config): panic inside the room.
+    Crash,
+}
+
+/// A room operation shared by the REST API and the WebSocket gateway.
+#[derive(Debug)]
+pub enum Op {
+    /// The workspace as the caller may see it: name, members, caller's role.
+    Describe,
+    /// All tasks, in board order.
+    ListTasks,
+    /// One task.
+    GetTask(TaskId),
+    /// Create a task.
+    CreateTask(TaskDraft),
+    /// Change a task; `base_version: None` means last-writer-wins.
+    UpdateTask {
+        /// Which.
+        task_id: TaskId,
+        /// The version the change is based on.
+        base_version: Option<u64>,
+        /// What to change.
+        changes: TaskChanges,
+    },
+    /// Delete a task.
+    DeleteTask(TaskId),
+    /// Add a member (resolved by the caller from an email).
+    AddMember(Member),
+    /// Change a member's role.
+    SetRole {
+        /// Whose.
+        user: UserId,
+        /// To what.
+        role: Role,
+    },
+    /// Remove a member (the caller themselves: leave).
+    RemoveMember(UserId),
+    /// Rename the workspace.
+    Rename(String),
+    /// Delete the workspace: its members are told and the room closes.
+    Delete,
+}
+
+/// A room operation's result.
+#[derive(Debug)]
+pub enum Reply {
+    /// For `Describe`.
+    Workspace {
+        /// Name.
+        name: String,
+        /// The caller's role.
+        role: Role,
+        /// Members in order.
+        members: Vec<Member>,
+        /// Current offset.
+        offset: u64,
+    },
+    /// For `ListTasks`.
+    Tasks(Vec<Task>),
+    /// A task as it is after the operation, with the offset of the event if one was written.
+    Task(Task, Option<u64>),
+    /// Done; the event's offset.
+    Done(u64),
+}
+
+/// Why a room refused a command.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RoomError {
+    /// The caller is not a member (or the workspace does not exist).
+    #[error("not a member of this workspace")]
+    NotAMember,
+    /// The connection has not joined the room.
+    #[error("join the workspace first")]
+    NotJoined,
+    /// The caller's role forbids it.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// No such task.
+    #[error("task not found")]
+    TaskNotFound,
+    /// No such member.
+    #[error("user is not a member of this workspace")]
+    UserNotFound,
+    /// The id or membership exists already.
+    #[error("{0}")]
+    AlreadyExists(&'static str),
+    /// The workspace must keep an owner.
+    #[error("a workspace must keep at least one owner")]
+    LastOwner,
+    /// A field is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The write was based on a stale version.
+    #[error("task changed since version {base_version}")]
+    Conflict {
+        /// The task now.
+        current: Box<Task>,
+        /// The version the write was based on.
+        base_version: u64,
+        /// The fields the write wanted to change.
+        fields: Vec<&'static str>,
+    },
+    /// Storage failed or the room stopped before answering; nothing was changed.
+    #[error("the room is unavailable; retry")]
+    Unavailable,
+}
+
+impl RoomError {
+    /// The stable code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RoomError::NotAMember => ErrorCode::NotAMember,
+            RoomError::NotJoined => ErrorCode::NotJoined,
+            RoomError::Forbidden(_) => ErrorCode::Forbidden,
+            RoomError::TaskNotFound => ErrorCode::TaskNotFound,
+            RoomError::UserNotFound => ErrorCode::UserNotFound,
+            RoomError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            RoomError::LastOwner => ErrorCode::LastOwner,
+            RoomError::Invalid(_) => ErrorCode::InvalidPayload,
+            RoomError::Conflict { .. } => ErrorCode::VersionConflict,
+            RoomError::Unavailable => ErrorCode::Unavailable,
+        }
+    }
+}
+
+/// Where a WebSocket command's answer goes. Every command is answered exactly once: if the room
+/// drops the message unanswered (it crashed, or stopped with the message queued), the drop
+/// sends `unavailable` so the client is never left waiting.
+pub struct ReplyTo {
+    conn: ConnHandle,
+    reference: Option<Ref>,
+    answered: bool,
+}
+
+impl ReplyTo {
+    /// The answer to `reference` goes to `conn`.
+    pub fn new(conn: ConnHandle, reference: Option<Ref>) -> Self {
+        Self {
+            conn,
+            reference,
+            answered: false,
+        }
+    }
+
+    /// The connection.
+    pub fn conn(&self) -> &ConnHandle {
+        &self.conn
+    }
+
+    /// Sends the `ack`.
+    pub fn ack(mut self, result: Option<AckResult<'_>>) {
+        let frame = ServerMsg::Ack {
+            reference: self.reference.as_ref(),
+            result,
+        }
+        .to_json();
+        self.answered = true;
+        self.conn.push(Bytes::from(frame), Class::MustDeliver);
+    }
+
+    /// Sends the `error`.
+    pub fn error(mut self, err: &RoomError) {
+        self.answered = true;
+        self.send_error(err);
+    }
+
+    fn send_error(&self, err: &RoomError) {
+        let message = err.to_string();
+        let frame = ServerMsg::Error {
+            reference: self.reference.as_ref(),
+            code: err.code(),
+            message: &message,
+            retry_after_ms: None,
+        }
+        .to_json();
+        self.conn.push(Bytes::from(frame), Class::MustDeliver);
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.send_error(&RoomError::Unavailable);
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The workspace room: a team's members, their presence and the live task board.
+//!
+//! - [`state`]: the durable state and its rules (pure, unit-tested).
+//! - [`presence`]: who is connected and how they show (pure, unit-tested).
+//! - [`messages`]: what the room is sent and answers.
+//! - [`actor`]: wires messages to the state, the journal and the members' outboxes.
+
+pub mod actor;
+pub mod messages;
+pub mod presence;
+pub mod state;
+
+pub use actor::{RoomArgs, WorkspaceRoom};
+pub use messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
+pub use state::WorkspaceState;
