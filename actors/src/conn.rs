@@ -142,6 +142,11 @@ impl ConnHandle {
         self.closer.token.cancel();
     }
 
+    /// Resolves when the connection is asked to close.
+    pub async fn closed(&self) {
+        self.closer.token.cancelled().await;
+    }
+
     /// True once the connection is closing.
     pub fn is_closed(&self) -> bool {
         self.closer.token.is_cancelled() || self.tx.is_closed()

@@ -133,12 +133,20 @@ impl Router {
     /// Delivers a message to a workspace's room, starting the room if needed.
     ///
     /// # Errors
-    /// The workspace does not exist, or its room cannot be started.
-    pub async fn send(&self, id: WorkspaceId, mut msg: WorkspaceMsg) -> Result<(), RouterError> {
+    /// The workspace does not exist, or its room cannot be started; the message comes back (when
+    /// it was not consumed) so that the caller can answer it.
+    pub async fn send(
+        &self,
+        id: WorkspaceId,
+        mut msg: WorkspaceMsg,
+    ) -> Result<(), (RouterError, Option<WorkspaceMsg>)> {
         for _ in 0..3 {
-            let entry = match self.shared.rooms.get(&id) {
-                Some(e) => e.clone(),
-                None => self.start_room(id).await?,
+            let entry = match self.shared.rooms.get(&id).map(|e| e.clone()) {
+                Some(e) => e,
+                None => match self.start_room(id).await {
+                    Ok(e) => e,
+                    Err(e) => return Err((e, Some(msg))),
+                },
             };
             entry.depth.fetch_add(1, Ordering::Relaxed);
             match entry.actor.cast(msg) {
@@ -152,10 +160,19 @@ impl Router {
                         .rooms
                         .remove_if(&id, |_, e| e.actor.get_id() == stale);
                 }
-                Err(e) => return Err(RouterError::Unavailable(e.to_string())),
+                // The message was consumed; a `ReplyTo` inside answered for itself as it dropped.
+                Err(MessagingErr::ChannelClosed) => {
+                    return Err((RouterError::Unavailable("room stopped".into()), None));
+                }
+                Err(MessagingErr::InvalidActorType) => {
+                    return Err((RouterError::Unavailable("wrong actor type".into()), None));
+                }
             }
         }
-        Err(RouterError::Unavailable("room kept stopping".into()))
+        Err((
+            RouterError::Unavailable("room kept stopping".into()),
+            Some(msg),
+        ))
     }
 
     /// Runs an operation in a room and waits for the answer.
@@ -166,7 +183,8 @@ impl Router {
         let (tx, rx) = oneshot::channel();
         let reply = RpcReplyPort::from(tx);
         self.send(id, WorkspaceMsg::Call { user, op, reply })
-            .await?;
+            .await
+            .map_err(|(e, _)| RoomError::from(e))?;
         match tokio::time::timeout(self.shared.ctx.config.call_timeout, rx).await {
             Ok(Ok(result)) => result,
             _ => Err(RoomError::Unavailable),

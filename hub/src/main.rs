@@ -1,1 +1,18 @@
-fn main() {}
+//! The hub binary: read the configuration, start, run until SIGTERM or Ctrl-C, shut down cleanly.
+
+use clap::Parser;
+use hub::{Config, Hub};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let hub = Hub::start(config).await?;
+    hub::server::shutdown_signal().await;
+    tracing::info!("shutdown signal received");
+    hub.shutdown().await
+}

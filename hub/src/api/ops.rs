@@ -1,0 +1,66 @@
+//! Operational routes: liveness, readiness, metrics, and (when enabled) fault injection.
+
+use actors::workspace::WorkspaceMsg;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+use signaling::{ErrorCode, WorkspaceId};
+
+use super::ApiPath;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `GET /health`: the process is up.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: the database answers (503 otherwise).
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "database": "up" })),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "database": "down" })),
+            )
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .metrics
+        .rooms
+        .rooms_active
+        .set(state.router.active_rooms() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.handle.render(),
+    )
+}
+
+/// `POST /debug/rooms/{id}/crash`: panics the room (only with `HUB_FAULT_INJECTION`).
+pub async fn crash_room(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<WorkspaceId>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .router
+        .send(id, WorkspaceMsg::Crash)
+        .await
+        .map_err(|(e, _)| ApiError::from(actors::workspace::RoomError::from(e)))?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Any other path.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+}

@@ -1,0 +1,235 @@
+//! `/api/v1/workspaces`: workspaces and their members. Reads of a workspace and every change to
+//! it go through its room, which checks the caller's role and tells connected members.
+
+use actors::workspace::state::validate_name;
+use actors::workspace::{Op, Reply, RoomError};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use signaling::workspace::{Member, Role};
+use signaling::{UserId, WorkspaceId};
+
+use super::{ApiJson, ApiPath};
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A workspace in a list.
+#[derive(Serialize)]
+pub struct WorkspaceSummary {
+    id: WorkspaceId,
+    name: String,
+    role: Role,
+    created_at: DateTime<Utc>,
+}
+
+/// A workspace in detail.
+#[derive(Serialize)]
+pub struct WorkspaceDetail {
+    id: WorkspaceId,
+    name: String,
+    role: Role,
+    members: Vec<Member>,
+    offset: u64,
+}
+
+/// `POST /workspaces` and `PUT /workspaces/{id}` body.
+#[derive(Deserialize)]
+pub struct NameBody {
+    name: String,
+}
+
+/// `POST /workspaces/{id}/members` body.
+#[derive(Deserialize)]
+pub struct AddMemberBody {
+    email: String,
+    role: Role,
+}
+
+/// `PUT /workspaces/{id}/members/{user_id}` body.
+#[derive(Deserialize)]
+pub struct RoleBody {
+    role: Role,
+}
+
+/// `GET /api/v1/workspaces`: the caller's workspaces.
+pub async fn list(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Vec<WorkspaceSummary>>, ApiError> {
+    let list = state.store.workspaces_for_user(user).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|(w, role)| WorkspaceSummary {
+                id: w.id,
+                name: w.name,
+                role,
+                created_at: w.created_at,
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /api/v1/workspaces`: creates a workspace owned by the caller.
+pub async fn create(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<NameBody>,
+) -> Result<(StatusCode, Json<WorkspaceSummary>), ApiError> {
+    let name = validate_name(&body.name)?;
+    let w = state.store.create_workspace(&name, user).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WorkspaceSummary {
+            id: w.id,
+            name: w.name,
+            role: Role::Owner,
+            created_at: w.created_at,
+        }),
+    ))
+}
+
+async fn describe(
+    state: &AppState,
+    id: WorkspaceId,
+    user: UserId,
+) -> Result<WorkspaceDetail, ApiError> {
+    match state.router.call(id, user, Op::Describe).await? {
+        Reply::Workspace {
+            name,
+            role,
+            members,
+            offset,
+        } => Ok(WorkspaceDetail {
+            id,
+            name,
+            role,
+            members,
+            offset,
+        }),
+        other => Err(ApiError::internal(&format!("unexpected reply {other:?}"))),
+    }
+}
+
+/// `GET /api/v1/workspaces/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(id): ApiPath<WorkspaceId>,
+) -> Result<Json<WorkspaceDetail>, ApiError> {
+    Ok(Json(describe(&state, id, user).await?))
+}
+
+/// `PUT /api/v1/workspaces/{id}`: renames (owners and admins).
+pub async fn rename(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(id): ApiPath<WorkspaceId>,
+    ApiJson(body): ApiJson<NameBody>,
+) -> Result<Json<WorkspaceDetail>, ApiError> {
+    state.router.call(id, user, Op::Rename(body.name)).await?;
+    Ok(Json(describe(&state, id, user).await?))
+}
+
+/// `DELETE /api/v1/workspaces/{id}` (owners).
+pub async fn delete(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(id): ApiPath<WorkspaceId>,
+) -> Result<StatusCode, ApiError> {
+    state.router.call(id, user, Op::Delete).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/workspaces/{id}/members`.
+pub async fn members(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(id): ApiPath<WorkspaceId>,
+) -> Result<Json<Vec<Member>>, ApiError> {
+    Ok(Json(describe(&state, id, user).await?.members))
+}
+
+/// `POST /api/v1/workspaces/{id}/members`: adds an existing account by email (owners and
+/// admins).
+pub async fn add_member(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(id): ApiPath<WorkspaceId>,
+    ApiJson(body): ApiJson<AddMemberBody>,
+) -> Result<(StatusCode, Json<Member>), ApiError> {
+    let email = body.email.trim().to_lowercase();
+    // Check the caller first, so that non-members cannot probe which emails have accounts.
+    let caller = describe(&state, id, user).await?;
+    if !caller.role.can_manage_members() {
+        return Err(RoomError::Forbidden("only owners and admins manage the workspace").into());
+    }
+    let account = state
+        .store
+        .user_by_email(&email)
+        .await?
+        .ok_or(RoomError::UserNotFound)?;
+    let member = Member {
+        user_id: account.id,
+        role: body.role,
+        name: account.name,
+        email: account.email,
+    };
+    state
+        .router
+        .call(id, user, Op::AddMember(member.clone()))
+        .await?;
+    Ok((StatusCode::CREATED, Json(member)))
+}
+
+/// `PUT /api/v1/workspaces/{id}/members/{user_id}`: changes a role.
+pub async fn set_role(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath((id, target)): ApiPath<(WorkspaceId, UserId)>,
+    ApiJson(body): ApiJson<RoleBody>,
+) -> Result<Json<Member>, ApiError> {
+    state
+        .router
+        .call(
+            id,
+            user,
+            Op::SetRole {
+                user: target,
+                role: body.role,
+            },
+        )
+        .await?;
+    let detail = describe(&state, id, user).await?;
+    let member = detail
+        .members
+        .into_iter()
+        .find(|m| m.user_id == target)
+        .ok_or(RoomError::UserNotFound)?;
+    Ok(Json(member))
+}
+
+/// `DELETE /api/v1/workspaces/{id}/members/{user_id}`: removes a member.
+pub async fn remove_member(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath((id, target)): ApiPath<(WorkspaceId, UserId)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .router
+        .call(id, user, Op::RemoveMember(target))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/workspaces/{id}/leave`: the caller leaves (not the last owner).
+pub async fn leave(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(id): ApiPath<WorkspaceId>,
+) -> Result<StatusCode, ApiError> {
+    state.router.call(id, user, Op::RemoveMember(user)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

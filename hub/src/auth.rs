@@ -1,0 +1,355 @@
+//! Authentication: argon2id password hashes, short-lived JWT access tokens (HS256, pinned), and
+//! rotating refresh tokens stored only as SHA-256 hashes. Presenting a refresh token that was
+//! already rotated revokes its whole family: a stolen token is useful at most once, and its use
+//! logs out the thief and the victim alike.
+//!
+//! [`AuthUser`] is the extractor REST handlers use; the WebSocket gateway calls
+//! [`Auth::verify_access`] itself (a browser cannot set headers on a WebSocket, so it also accepts
+//! `?token=`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use persistence::RefreshToken;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use signaling::UserId;
+use uuid::Uuid;
+
+use crate::config::AuthConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The `aud` (and `iss`) of every access token.
+pub const AUDIENCE: &str = "hub";
+/// Shortest secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+const SECRET_FILE: &str = "jwt_secret";
+
+/// Access token claims.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user.
+    pub sub: UserId,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Always [`AUDIENCE`].
+    pub aud: String,
+    /// Always [`AUDIENCE`].
+    pub iss: String,
+}
+
+/// Token issuing and checking.
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_ttl: Duration,
+    refresh_ttl: chrono::Duration,
+    /// A real hash, verified against when an email is unknown so that a login takes as long
+    /// whether or not the account exists.
+    dummy_hash: String,
+}
+
+impl Auth {
+    /// Signs with `secret`.
+    ///
+    /// # Errors
+    /// Hashing the timing-equalizer password failed.
+    pub fn new(secret: &[u8], config: &AuthConfig) -> anyhow::Result<Auth> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iat", "aud", "sub", "iss"]);
+        validation.leeway = 5;
+        let dummy_hash = hash_password_blocking("timing equalizer password")
+            .context("hashing the dummy password")?;
+        Ok(Auth {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            access_ttl: Duration::from_secs(config.access_ttl_secs.max(1)),
+            refresh_ttl: chrono::Duration::days(
+                i64::try_from(config.refresh_ttl_days.max(1)).unwrap_or(30),
+            ),
+            dummy_hash,
+        })
+    }
+
+    /// Access token lifetime.
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
+    /// Issues an access token for `user`.
+    ///
+    /// # Errors
+    /// Signing failed (a bug).
+    pub fn issue_access(&self, user: UserId) -> Result<String, ApiError> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: user,
+            iat: now,
+            exp: now + i64::try_from(self.access_ttl.as_secs()).unwrap_or(900),
+            aud: AUDIENCE.into(),
+            iss: AUDIENCE.into(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::internal(&e))
+    }
+
+    /// Checks an access token: signature (HS256 only), expiry, audience, issuer.
+    ///
+    /// # Errors
+    /// `unauthorized` for any failure.
+    pub fn verify_access(&self, token: &str) -> Result<UserId, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims.sub)
+            .map_err(|e| ApiError::unauthorized(format!("invalid access token: {e}")))
+    }
+
+    /// A new refresh token (returned once, to the client) and its stored record.
+    ///
+    /// # Errors
+    /// The system's random source failed.
+    pub fn new_refresh(
+        &self,
+        user: UserId,
+        family: Uuid,
+    ) -> Result<(String, RefreshToken), ApiError> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| ApiError::internal(&e))?;
+        let token = URL_SAFE_NO_PAD.encode(raw);
+        let now = Utc::now();
+        let record = RefreshToken {
+            id: Uuid::now_v7(),
+            user_id: user,
+            family_id: family,
+            token_hash: hash_refresh(&token),
+            created_at: now,
+            expires_at: now + self.refresh_ttl,
+            rotated_at: None,
+            revoked_at: None,
+        };
+        Ok((token, record))
+    }
+
+    /// Hashes a password with argon2id off the async threads.
+    ///
+    /// # Errors
+    /// Hashing failed (a bug or exhausted memory).
+    pub async fn hash_password(password: String) -> Result<String, ApiError> {
+        tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| ApiError::internal(&e))
+    }
+
+    /// Checks a password against a stored hash (or against the dummy hash when `hash` is
+    /// `None`, always failing, so that unknown emails cost the same time).
+    pub async fn verify_password(&self, password: String, hash: Option<String>) -> bool {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || {
+            Argon2::default()
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        ok && known
+    }
+}
+
+fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
+    let hash = Argon2::default()
+        .hash_password(password.as_bytes())
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    Ok(hash.to_string())
+}
+
+/// The stored form of a refresh token: SHA-256, hex.
+pub fn hash_refresh(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The signing secret: the configured one, else the one kept in the data folder, else a new
+/// random one written there (readable by the owner only).
+///
+/// # Errors
+/// A configured secret that is too short, or the data folder cannot be read or written.
+pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = configured {
+        anyhow::ensure!(
+            secret.len() >= MIN_SECRET_BYTES,
+            "HUB_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+        );
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = data_dir.join(SECRET_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let secret = STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{} is not base64", path.display()))?;
+        anyhow::ensure!(
+            secret.len() >= MIN_SECRET_BYTES,
+            "{} is too short",
+            path.display()
+        );
+        return Ok(secret);
+    }
+    let mut secret = vec![0u8; 64];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+    write_private(&path, &STANDARD.encode(&secret))
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a JWT signing secret");
+    Ok(secret)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// The bearer token of a request, from `Authorization: Bearer ...`.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// An authenticated REST caller.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser(pub UserId);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized("missing `Authorization: Bearer <access token>`")
+        })?;
+        state.auth.verify_access(token).map(AuthUser)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(ttl: u64) -> Auth {
+        Auth::new(
+            &[7u8; 32],
+            &AuthConfig {
+                access_ttl_secs: ttl,
+                refresh_ttl_days: 1,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn access_tokens_round_trip_and_are_bound_to_the_secret() {
+        let a = auth(60);
+        let user = UserId::new();
+        let token = a.issue_access(user).unwrap();
+        assert_eq!(a.verify_access(&token).unwrap(), user);
+        let other = Auth::new(
+            &[8u8; 32],
+            &AuthConfig {
+                access_ttl_secs: 60,
+                refresh_ttl_days: 1,
+            },
+        )
+        .unwrap();
+        assert!(other.verify_access(&token).is_err());
+    }
+
+    #[test]
+    fn other_algorithms_are_refused() {
+        let a = auth(60);
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: UserId::new(),
+            iat: now,
+            exp: now + 60,
+            aud: AUDIENCE.into(),
+            iss: AUDIENCE.into(),
+        };
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert!(a.verify_access(&hs512).is_err());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let a = auth(60);
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: UserId::new(),
+            iat: now - 120,
+            exp: now - 60,
+            aud: AUDIENCE.into(),
+            iss: AUDIENCE.into(),
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert!(a.verify_access(&token).is_err());
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_only_against_their_hash() {
+        let a = auth(60);
+        let hash = Auth::hash_password("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(
+            a.verify_password("correct horse".into(), Some(hash.clone()))
+                .await
+        );
+        assert!(!a.verify_password("wrong".into(), Some(hash)).await);
+        assert!(
+            !a.verify_password("timing equalizer password".into(), None)
+                .await
+        );
+    }
+
+    #[test]
+    fn the_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_secret(None, dir.path()).unwrap();
+        let second = load_or_create_secret(None, dir.path()).unwrap();
+        assert_eq!(first, second);
+        assert!(load_or_create_secret(Some("short"), dir.path()).is_err());
+    }
+}

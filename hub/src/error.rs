@@ -1,0 +1,149 @@
+//! REST errors: every failure maps, in this one place, to a status and a stable code, with a body
+//! `{"error": {"code": "...", "message": "..."}}`. Internals never reach the client; they are
+//! logged.
+
+use actors::workspace::RoomError;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use persistence::StoreError;
+use serde_json::json;
+use signaling::ErrorCode;
+
+/// An error answered to a REST client.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: ErrorCode,
+    /// For humans.
+    pub message: String,
+    /// Seconds until a retry is accepted (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
+    /// Extra fields for the error object (a conflict's current task).
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            details: None,
+        }
+    }
+
+    /// 400 `invalid_payload`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidPayload, message)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+    }
+
+    /// 500 `internal`, logging the cause.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(details), Some(obj)) = (self.details, error.as_object_mut()) {
+            if let Some(extra) = details.as_object() {
+                obj.extend(extra.clone());
+            }
+        }
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+impl From<RoomError> for ApiError {
+    fn from(e: RoomError) -> Self {
+        let status = match &e {
+            RoomError::NotAMember | RoomError::TaskNotFound | RoomError::UserNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            RoomError::Forbidden(_) => StatusCode::FORBIDDEN,
+            RoomError::NotJoined
+            | RoomError::AlreadyExists(_)
+            | RoomError::LastOwner
+            | RoomError::Conflict { .. } => StatusCode::CONFLICT,
+            RoomError::Invalid(_) => StatusCode::BAD_REQUEST,
+            RoomError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut err = ApiError::new(status, e.code(), e.to_string());
+        if let RoomError::Conflict {
+            current, fields, ..
+        } = &e
+        {
+            err.details = Some(json!({ "current": current, "fields": fields }));
+        }
+        err
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyExists,
+                "already exists",
+            ),
+            other => {
+                tracing::error!(error = %other, "storage error");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "storage unavailable; retry",
+                )
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        match e {
+            JsonRejection::JsonSyntaxError(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadJson, e.body_text())
+            }
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::invalid("expected `Content-Type: application/json`")
+            }
+            _ => ApiError::invalid(e.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::invalid(e.body_text())
+    }
+}

@@ -1,0 +1,183 @@
+//! Starting and stopping a hub.
+//!
+//! Shutdown, in order: stop accepting (the listener closes, in-flight HTTP requests finish);
+//! close every WebSocket with 1001 "going away"; stop every room, each writing a final snapshot;
+//! close the database. Nothing acknowledged is lost at any step: acknowledged events are already
+//! in the journal, and the snapshots only shorten the next start.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use actors::Router;
+use anyhow::Context;
+use persistence::{Journal, Store};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Auth, load_or_create_secret};
+use crate::config::Config;
+use crate::limits::LoginLimiter;
+use crate::metrics::HubMetrics;
+use crate::state::AppState;
+
+/// A running hub.
+pub struct Hub {
+    /// Where it listens (useful with port 0).
+    pub addr: SocketAddr,
+    state: AppState,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// Failed logins allowed per (email, address) per window.
+const LOGIN_FAILURES: usize = 5;
+const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+impl Hub {
+    /// Opens the database (migrating it), starts the room system and listens.
+    ///
+    /// # Errors
+    /// The data folder, the database or the address cannot be used.
+    pub async fn start(config: Config) -> anyhow::Result<Hub> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+        let url = config.database_url();
+        let store = Store::connect(&url)
+            .await
+            .with_context(|| format!("opening the database {}", redact(&url)))?;
+        tracing::info!(backend = ?store.backend(), "database ready");
+        let secret = load_or_create_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let auth = Auth::new(&secret, &config.auth)?;
+        let metrics = HubMetrics::new();
+        let journal = Journal::spawn(store.clone(), metrics.rooms.journal_append.clone());
+        let router = Router::start(
+            store.clone(),
+            journal,
+            config.room_config(),
+            metrics.rooms.clone(),
+        )
+        .await
+        .context("starting the room supervisor")?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let state = AppState {
+            store,
+            router,
+            auth: Arc::new(auth),
+            metrics: metrics.clone(),
+            config: Arc::new(config),
+            logins: Arc::new(LoginLimiter::new(LOGIN_FAILURES, LOGIN_WINDOW)),
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            next_conn: Arc::new(AtomicU64::new(1)),
+        };
+        tokio::spawn(upkeep(metrics, state.shutdown.clone()));
+        let app =
+            crate::api::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let stop = state.shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        tracing::info!(%addr, "hub listening");
+        Ok(Hub {
+            addr,
+            state,
+            server,
+        })
+    }
+
+    /// The shared state (for tests that reach inside).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Shuts down gracefully (see the module docs).
+    ///
+    /// # Errors
+    /// The HTTP server failed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let timeout = Duration::from_secs(self.state.config.shutdown_timeout_secs);
+        self.state.shutdown.cancel();
+        let served = self.server.await.context("server task")?;
+        self.state.connections.close();
+        if tokio::time::timeout(timeout, self.state.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        self.state.router.shutdown(timeout).await;
+        self.state.store.close().await;
+        tracing::info!("hub stopped");
+        served.context("serving HTTP")
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Keeps the Prometheus summaries rolling.
+async fn upkeep(metrics: HubMetrics, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => metrics.handle.run_upkeep(),
+        }
+    }
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            super::redact("sqlite://./data/hub.db"),
+            "sqlite://./data/hub.db"
+        );
+    }
+}

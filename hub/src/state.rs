@@ -1,0 +1,37 @@
+//! What every handler and connection shares.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use actors::Router;
+use persistence::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::limits::LoginLimiter;
+use crate::metrics::HubMetrics;
+
+/// The hub's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Accounts and room storage.
+    pub store: Store,
+    /// The way to rooms.
+    pub router: Router,
+    /// Tokens and passwords.
+    pub auth: Arc<Auth>,
+    /// Metric handles.
+    pub metrics: HubMetrics,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Failed logins.
+    pub logins: Arc<LoginLimiter>,
+    /// Cancelled when the hub shuts down: connections close with "going away".
+    pub shutdown: CancellationToken,
+    /// Every WebSocket connection's task, so shutdown can wait for them.
+    pub connections: TaskTracker,
+    /// Source of connection ids.
+    pub next_conn: Arc<AtomicU64>,
+}
