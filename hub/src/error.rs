@@ -62,16 +62,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({ "code": self.code, "message": self.message });
-        if let (Some(details), Some(obj)) = (self.details, error.as_object_mut()) {
-            if let Some(extra) = details.as_object() {
-                obj.extend(extra.clone());
-            }
+        if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (self.details, error.as_object_mut()) {
+            obj.extend(extra);
         }
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(v) = self.retry_after.and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
     }

@@ -136,7 +136,10 @@ impl Args {
         }
         let duration = Duration::from_secs(self.duration);
         if duration.is_zero() || duration > MAX_DURATION {
-            bail!("--duration must be between 1 and {} seconds", MAX_DURATION.as_secs());
+            bail!(
+                "--duration must be between 1 and {} seconds",
+                MAX_DURATION.as_secs()
+            );
         }
         if self.connect_concurrency == 0 {
             bail!("--connect-concurrency must be at least 1");
@@ -184,9 +187,17 @@ mod tests {
 
     #[test]
     fn accounts_default_to_at_most_fifty_and_at_most_users() {
-        assert_eq!(parse(&["--users", "7", "--rooms", "2"]).unwrap().accounts, 7);
+        assert_eq!(
+            parse(&["--users", "7", "--rooms", "2"]).unwrap().accounts,
+            7
+        );
         assert_eq!(parse(&["--users", "500"]).unwrap().accounts, 50);
-        assert_eq!(parse(&["--users", "500", "--accounts", "3"]).unwrap().accounts, 3);
+        assert_eq!(
+            parse(&["--users", "500", "--accounts", "3"])
+                .unwrap()
+                .accounts,
+            3
+        );
         assert!(parse(&["--users", "5", "--rooms", "1", "--accounts", "6"]).is_err());
         assert!(parse(&["--accounts", "0"]).is_err());
     }

@@ -134,10 +134,24 @@ mod tests {
 
     #[test]
     fn loopback_hosts_are_recognised() {
-        for host in ["127.0.0.1", "127.8.9.10", "localhost", "LOCALHOST", "::1", "::ffff:127.0.0.1"] {
+        for host in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "localhost",
+            "LOCALHOST",
+            "::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["10.0.0.1", "0.0.0.0", "example.com", "localhost.example.com", "::", "128.0.0.1"] {
+        for host in [
+            "10.0.0.1",
+            "0.0.0.0",
+            "example.com",
+            "localhost.example.com",
+            "::",
+            "128.0.0.1",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }
@@ -154,7 +168,10 @@ mod tests {
     fn urls_parse_into_host_port_and_prefix() {
         let t = Target::parse("http://127.0.0.1:8080", false).unwrap();
         assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 8080));
-        assert_eq!(t.http_uri("/api/v1/auth/register"), "http://127.0.0.1:8080/api/v1/auth/register");
+        assert_eq!(
+            t.http_uri("/api/v1/auth/register"),
+            "http://127.0.0.1:8080/api/v1/auth/register"
+        );
         assert_eq!(t.ws_path("a.b_c"), "/ws?token=a.b_c");
 
         let t = Target::parse("ws://[::1]:9000/hub/", false).unwrap();

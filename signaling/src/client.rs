@@ -257,6 +257,13 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
     Ok((reference, msg))
 }
 
+/// The `ref` of a frame, if it has a valid one: for answering a frame that is refused before it
+/// is decoded (rate-limited, too large).
+pub fn peek_ref(frame: &[u8]) -> Option<Ref> {
+    let envelope: Envelope<'_> = serde_json::from_slice(frame).ok()?;
+    parse_ref(envelope.reference?).ok()
+}
+
 fn parse_ref(raw: &RawValue) -> Result<Ref, DecodeError> {
     let bad = || DecodeError {
         reference: None,
@@ -309,6 +316,16 @@ mod tests {
         assert_eq!(err.reference, Some(Ref::Str("abc".into())));
         let err = decode(br#"{"type":"typing","ref":7}"#).unwrap_err();
         assert_eq!(err.reference, Some(Ref::Num(7)));
+    }
+
+    #[test]
+    fn refs_can_be_peeked_without_decoding_the_command() {
+        assert_eq!(
+            peek_ref(br#"{"type":"anything","ref":"x9","junk":[1]}"#),
+            Some(Ref::Str("x9".into()))
+        );
+        assert_eq!(peek_ref(br#"{"type":"typing"}"#), None);
+        assert_eq!(peek_ref(b"nope"), None);
     }
 
     #[test]

@@ -284,7 +284,7 @@ impl Room {
             }
             ClientMsg::PresenceUpdate(p) => {
                 if self.sessions.set_status(user, p.status) {
-                    self.broadcast_presence(user, p.status);
+                    self.broadcast_presence(user, p.status, None);
                 }
                 Ok(None)
             }
@@ -386,8 +386,10 @@ impl Room {
         };
         let user = conn.user();
         lock(&self.roster).insert(conn.id(), conn.clone());
+        let conn_id = conn.id();
         if self.sessions.join(conn) {
-            self.broadcast_presence(user, PresenceStatus::Online);
+            // The joiner learns who is present from the ack; the others hear of the joiner.
+            self.broadcast_presence(user, PresenceStatus::Online, Some(conn_id));
         }
         reply.ack(Some(AckResult::Joined {
             workspace_id: self.board.id,
@@ -604,13 +606,13 @@ impl Room {
         Ok(offset)
     }
 
-    fn broadcast_presence(&mut self, user: UserId, status: PresenceStatus) {
+    fn broadcast_presence(&mut self, user: UserId, status: PresenceStatus, except: Option<ConnId>) {
         let frame = ServerMsg::UserPresence {
             workspace_id: self.board.id,
             user_id: user,
             status,
         };
-        self.fan_out(Bytes::from(frame.to_json()), Class::MustDeliver, None);
+        self.fan_out(Bytes::from(frame.to_json()), Class::MustDeliver, except);
     }
 
     /// Hands a frame to every joined connection (but `except`); members that cannot keep up are
@@ -634,7 +636,7 @@ impl Room {
     fn drop_session(&mut self, id: ConnId) {
         lock(&self.roster).remove(&id);
         if let Some(user) = self.sessions.leave(id) {
-            self.broadcast_presence(user, PresenceStatus::Offline);
+            self.broadcast_presence(user, PresenceStatus::Offline, None);
         }
     }
 

@@ -190,14 +190,14 @@ impl WorkspaceState {
             .validate()
             .map_err(|e| RoomError::Invalid(format!("changes.{e}")))?;
         let current = self.task(task_id)?;
-        if let Some(base) = base_version {
-            if base != current.version {
-                return Err(RoomError::Conflict {
-                    current: Box::new(current.clone()),
-                    base_version: base,
-                    fields: changed_fields(&changes),
-                });
-            }
+        if let Some(base) = base_version
+            && base != current.version
+        {
+            return Err(RoomError::Conflict {
+                current: Box::new(current.clone()),
+                base_version: base,
+                fields: changed_fields(&changes),
+            });
         }
         if let Some(assignee) = changes.assignee {
             self.check_assignee(assignee)?;

@@ -1,0 +1,9 @@
+//! Integration tests: a real hub on 127.0.0.1:0, real WebSocket and HTTP clients, against SQLite
+//! and PostgreSQL (each test gets its own database). Run with `scripts/test.sh`.
+
+mod auth;
+mod collab;
+mod errors;
+mod members;
+mod recovery;
+mod support;

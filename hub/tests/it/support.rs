@@ -1,0 +1,457 @@
+//! Test support: a real hub on 127.0.0.1:0 against a fresh SQLite file or a fresh PostgreSQL
+//! database, and clients that speak its REST API and WebSocket protocol.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hub::{Config, Hub};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for any one frame or condition.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Which database a hub runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+pub struct TestDb {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let admin = std::env::var("HUB_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("hub_it_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is not reachable ({e}); run the tests with scripts/test.sh"));
+        sqlx::Executor::execute(
+            &mut conn,
+            sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+        )
+        .await
+        .expect("create database");
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        TestDb { admin, name, url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                {
+                    let _ = sqlx::Executor::execute(
+                        &mut conn,
+                        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+                    )
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Where a hub keeps its data: a folder, and a PostgreSQL database for that backend.
+pub struct Storage {
+    pub dir: tempfile::TempDir,
+    pub db: Option<TestDb>,
+}
+
+impl Storage {
+    pub async fn new(backend: Backend) -> Storage {
+        Storage {
+            dir: tempfile::tempdir().expect("tempdir"),
+            db: match backend {
+                Backend::Sqlite => None,
+                Backend::Postgres => Some(TestDb::create().await),
+            },
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.db {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", self.dir.path().join("hub.db").display()),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+/// A config for tests: port 0, fault injection on, everything else default.
+pub fn test_config(storage: &Storage) -> Config {
+    let mut config = Config::from_env();
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.data_dir = storage.data_dir();
+    config.database_url = Some(storage.database_url());
+    config.fault_injection = true;
+    config.jwt_secret = None;
+    config
+}
+
+/// A hub running in this process.
+pub struct TestHub {
+    pub hub: Option<Hub>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub storage: Storage,
+}
+
+impl TestHub {
+    pub async fn start(backend: Backend) -> TestHub {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestHub {
+        let storage = Storage::new(backend).await;
+        Self::start_on(storage, tweak).await
+    }
+
+    pub async fn start_on(storage: Storage, tweak: impl FnOnce(&mut Config)) -> TestHub {
+        let mut config = test_config(&storage);
+        tweak(&mut config);
+        let hub = Hub::start(config).await.expect("hub starts");
+        let base = format!("http://{}", hub.addr);
+        TestHub {
+            hub: Some(hub),
+            base,
+            http: reqwest::Client::new(),
+            storage,
+        }
+    }
+
+    /// Stops gracefully and hands back the storage (to start again on it).
+    pub async fn stop(mut self) -> Storage {
+        if let Some(hub) = self.hub.take() {
+            hub.shutdown().await.expect("clean shutdown");
+        }
+        self.storage
+    }
+
+    pub fn api(&self) -> Api<'_> {
+        Api {
+            base: &self.base,
+            http: &self.http,
+        }
+    }
+
+    pub async fn ws(&self, user: &User) -> Client {
+        Client::connect(&self.base, &user.token).await
+    }
+}
+
+/// A registered account.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+    pub refresh: String,
+}
+
+/// REST calls against a base URL.
+pub struct Api<'a> {
+    pub base: &'a str,
+    pub http: &'a reqwest::Client,
+}
+
+impl Api<'_> {
+    /// A request; returns the status and the JSON body (`Null` when empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    pub async fn register(&self, name: &str) -> User {
+        let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": email, "password": "correct horse battery", "name": name}),
+            )
+            .await;
+        assert_eq!(status, 201, "register: {body}");
+        user_of(&body)
+    }
+
+    pub async fn create_workspace(&self, owner: &User, name: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/workspaces",
+                Some(&owner.token),
+                json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(status, 201, "create workspace: {body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn add_member(&self, owner: &User, ws: &str, user: &User, role: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/workspaces/{ws}/members"),
+                Some(&owner.token),
+                json!({"email": user.email, "role": role}),
+            )
+            .await;
+        assert_eq!(status, 201, "add member: {body}");
+    }
+
+    pub async fn tasks(&self, user: &User, ws: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/api/v1/workspaces/{ws}/tasks"), &user.token)
+            .await;
+        assert_eq!(status, 200, "list tasks: {body}");
+        body.as_array().expect("array").clone()
+    }
+}
+
+pub fn user_of(body: &Value) -> User {
+    User {
+        id: body["user"]["id"].as_str().expect("user id").to_owned(),
+        email: body["user"]["email"].as_str().expect("email").to_owned(),
+        token: body["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned(),
+        refresh: body["refresh_token"]
+            .as_str()
+            .expect("refresh token")
+            .to_owned(),
+    }
+}
+
+/// A WebSocket client (tokio-tungstenite: an independent implementation of the protocol).
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read while looking for something else.
+    pending: VecDeque<Value>,
+    next_ref: u64,
+    pub hello: Value,
+}
+
+impl Client {
+    pub async fn connect(base: &str, token: &str) -> Client {
+        let url = format!("{}/ws?token={token}", base.replacen("http", "ws", 1));
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        let mut c = Client {
+            ws,
+            pending: VecDeque::new(),
+            next_ref: 1,
+            hello: Value::Null,
+        };
+        c.hello = c.next_of("hello").await;
+        c
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send");
+    }
+
+    /// The next frame from the socket (not the buffer).
+    async fn read(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("socket open")
+                .expect("frame");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+                Message::Close(c) => panic!("closed by server: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next frame, buffered ones first.
+    pub async fn next(&mut self) -> Value {
+        match self.pending.pop_front() {
+            Some(v) => v,
+            None => self.read().await,
+        }
+    }
+
+    /// The first frame matching `pred`, keeping the others for later.
+    pub async fn next_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            return self.pending.remove(i).expect("index");
+        }
+        loop {
+            let v = self.read().await;
+            if pred(&v) {
+                return v;
+            }
+            self.pending.push_back(v);
+        }
+    }
+
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        self.next_where(|v| v["type"] == kind).await
+    }
+
+    /// Sends a command with a fresh `ref` and returns its `ack` or `error`.
+    pub async fn request(&mut self, mut cmd: Value) -> Value {
+        let r = self.next_ref;
+        self.next_ref += 1;
+        cmd["ref"] = json!(r);
+        self.send_text(cmd.to_string()).await;
+        self.next_where(|v| v["ref"] == json!(r) && (v["type"] == "ack" || v["type"] == "error"))
+            .await
+    }
+
+    /// `request`, asserting an ack; returns its result.
+    pub async fn ok(&mut self, cmd: Value) -> Value {
+        let reply = self.request(cmd.clone()).await;
+        assert_eq!(reply["type"], "ack", "{cmd} -> {reply}");
+        reply["result"].clone()
+    }
+
+    pub async fn join(&mut self, ws: &str, last_offset: Option<u64>) -> Value {
+        let mut cmd = json!({"type": "join_workspace", "workspace_id": ws});
+        if let Some(o) = last_offset {
+            cmd["last_offset"] = json!(o);
+        }
+        self.ok(cmd).await
+    }
+
+    pub async fn create_task(&mut self, ws: &str, title: &str) -> Value {
+        self.ok(json!({"type": "task_create", "workspace_id": ws, "task": {"title": title}}))
+            .await
+    }
+
+    /// Drops buffered frames.
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Waits for the server to close the socket; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close in time")
+            {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// Polls `check` until it is true or [`WAIT`] passes.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Reads the latest snapshot of a workspace room straight from the store.
+pub async fn stored_snapshot(database_url: &str, ws: &str) -> Option<persistence::Snapshot> {
+    let store = persistence::Store::connect(database_url)
+        .await
+        .expect("store");
+    let snap = store
+        .snapshot(&format!("ws:{ws}"))
+        .await
+        .expect("read snapshot");
+    store.close().await;
+    snap
+}
+
+/// The path of the hub binary built for these tests.
+pub fn hub_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_hub"))
+}
+
+/// Generates one test per backend from an `async fn(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

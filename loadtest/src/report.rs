@@ -1,0 +1,305 @@
+//! The final report: built once from the counters and samples at the end of the run, printed as
+//! a table for people or as one JSON object (`--json`) for scripts and `BENCHMARKS.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use signaling::server::Limits;
+
+use crate::args::{Config, Op};
+use crate::stats::{Counters, LatencySummary, read};
+
+/// The close code the hub uses for a connection that reads too slowly.
+pub const SLOW_CONSUMER: u16 = 4008;
+
+/// Everything measured, with the settings that produced it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// This run's id (in the accounts' emails).
+    pub run_id: String,
+    /// The WebSocket endpoint.
+    pub url: String,
+    /// What was sent.
+    pub op: Op,
+    /// Connections (N).
+    pub users: usize,
+    /// Rooms (R).
+    pub rooms: usize,
+    /// Accounts (K).
+    pub accounts: usize,
+    /// Messages per second asked for, in total.
+    pub rate_per_sec: f64,
+    /// Load phase asked for, in seconds.
+    pub duration_s: u64,
+    /// What the hub announced in `hello`.
+    pub hub_limits: Option<Limits>,
+    /// Connection counts.
+    pub connections: Connections,
+    /// Command counts.
+    pub messages: Messages,
+    /// Measured events received.
+    pub delivery: Delivery,
+    /// End-to-end latency; `null` when nothing was delivered.
+    pub latency_ms: Option<LatencySummary>,
+}
+
+/// Connection counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connections {
+    /// Opens started.
+    pub attempted: u64,
+    /// Opened and joined.
+    pub established: u64,
+    /// Still open when the load phase and drain were over.
+    pub held_at_end: u64,
+    /// Opens that failed.
+    pub open_failures: u64,
+    /// Why, by step and reason.
+    pub open_failure_reasons: BTreeMap<String, u64>,
+    /// Closed by the hub during the run.
+    pub closed_by_hub: u64,
+    /// By close code (4008 = slow consumer).
+    pub close_codes: BTreeMap<String, u64>,
+    /// Lost without a close frame.
+    pub dropped: u64,
+    /// Why.
+    pub drop_reasons: BTreeMap<String, u64>,
+}
+
+/// Command counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Messages {
+    /// Commands written during the load phase.
+    pub sent: u64,
+    /// `ack` frames.
+    pub acks: u64,
+    /// `error` frames.
+    pub error_frames: u64,
+    /// `error` frames by code.
+    pub errors_by_code: BTreeMap<String, u64>,
+    /// `task_update` ticks skipped because the previous update was unanswered.
+    pub skipped_ticks: u64,
+    /// Text frames that were not readable as hub frames.
+    pub unparsed_frames: u64,
+}
+
+/// Measured events received.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// Every copy received, by every member (sender included).
+    pub events: u64,
+    /// `events` over the load phase's length.
+    pub per_second: f64,
+    /// The load phase as it actually lasted, in seconds.
+    pub load_seconds: f64,
+}
+
+/// What the run hands over for the report.
+pub struct Measured<'a> {
+    /// The run id.
+    pub run_id: String,
+    /// The counters.
+    pub counters: &'a Counters,
+    /// Connections held when the run began closing.
+    pub held_at_end: u64,
+    /// The load phase's real length.
+    pub load_seconds: f64,
+    /// Every latency sample, in microseconds.
+    pub samples: Vec<u32>,
+}
+
+impl Report {
+    /// Builds the report.
+    pub fn new(config: &Config, m: Measured<'_>) -> Report {
+        let c = m.counters;
+        let t = c.tallies_snapshot();
+        let mut samples = m.samples;
+        let events = read(&c.delivered);
+        #[allow(clippy::cast_precision_loss)]
+        let per_second = if m.load_seconds > 0.0 {
+            events as f64 / m.load_seconds
+        } else {
+            0.0
+        };
+        Report {
+            run_id: m.run_id,
+            url: config.target.ws_display(),
+            op: config.op,
+            users: config.users,
+            rooms: config.rooms,
+            accounts: config.accounts,
+            rate_per_sec: config.rate,
+            duration_s: config.duration.as_secs(),
+            hub_limits: c.limits(),
+            connections: Connections {
+                attempted: read(&c.attempted),
+                established: read(&c.established),
+                held_at_end: m.held_at_end,
+                open_failures: read(&c.open_failures),
+                open_failure_reasons: t.open_failures,
+                closed_by_hub: read(&c.closed_by_hub),
+                close_codes: t
+                    .close_codes
+                    .into_iter()
+                    .map(|(code, n)| (code.to_string(), n))
+                    .collect(),
+                dropped: read(&c.dropped),
+                drop_reasons: t.drops,
+            },
+            messages: Messages {
+                sent: read(&c.sent),
+                acks: read(&c.acks),
+                error_frames: read(&c.error_frames),
+                errors_by_code: t.error_codes,
+                skipped_ticks: read(&c.skipped_ticks),
+                unparsed_frames: read(&c.unparsed),
+            },
+            delivery: Delivery {
+                events,
+                per_second,
+                load_seconds: m.load_seconds,
+            },
+            latency_ms: LatencySummary::from_micros(&mut samples),
+        }
+    }
+
+    /// One line of JSON.
+    ///
+    /// # Errors
+    /// Only if serde_json fails, which these types cannot make it do.
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let c = &self.connections;
+        let m = &self.messages;
+        let d = &self.delivery;
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "loadtest {}: {} connections in {} rooms ({} accounts), {} msg/s for {} s against {}",
+            self.op.as_str(),
+            self.users,
+            self.rooms,
+            self.accounts,
+            self.rate_per_sec,
+            self.duration_s,
+            self.url
+        );
+        let _ = writeln!(
+            out,
+            "  connections  attempted {}  established {}  held at end {}",
+            c.attempted, c.established, c.held_at_end
+        );
+        let _ = writeln!(
+            out,
+            "               open failures {}  closed by hub {}  dropped {}",
+            c.open_failures, c.closed_by_hub, c.dropped
+        );
+        let _ = writeln!(
+            out,
+            "  messages     sent {}  acks {}  error frames {}  skipped ticks {}",
+            m.sent, m.acks, m.error_frames, m.skipped_ticks
+        );
+        let _ = writeln!(
+            out,
+            "  delivered    {} events, {:.1}/s over {:.1} s",
+            d.events, d.per_second, d.load_seconds
+        );
+        match &self.latency_ms {
+            Some(l) => {
+                let _ = writeln!(
+                    out,
+                    "  latency ms   p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}  mean {:.2}  ({} samples)",
+                    l.p50, l.p95, l.p99, l.max, l.mean, l.samples
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  latency ms   no events delivered");
+            }
+        }
+        list(&mut out, "error frames by code", &m.errors_by_code);
+        let close_codes: BTreeMap<String, u64> = c
+            .close_codes
+            .iter()
+            .map(|(code, n)| {
+                let label = if code.parse() == Ok(SLOW_CONSUMER) {
+                    format!("{code} (slow consumer)")
+                } else {
+                    code.clone()
+                };
+                (label, *n)
+            })
+            .collect();
+        list(&mut out, "closes by code", &close_codes);
+        list(&mut out, "open failures", &c.open_failure_reasons);
+        list(&mut out, "dropped", &c.drop_reasons);
+        if m.unparsed_frames > 0 {
+            let _ = writeln!(out, "  unparsed frames: {}", m.unparsed_frames);
+        }
+        out
+    }
+}
+
+fn list(out: &mut String, title: &str, items: &BTreeMap<String, u64>) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {title}:");
+    for (label, n) in items {
+        let _ = writeln!(out, "    {n:>8}  {label}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Args;
+    use clap::Parser;
+
+    fn report(samples: Vec<u32>) -> Report {
+        let config = Args::parse_from(["loadtest", "--users", "4", "--rooms", "2"])
+            .validate()
+            .unwrap();
+        let counters = Counters::default();
+        counters
+            .delivered
+            .store(4, std::sync::atomic::Ordering::Relaxed);
+        counters.held.store(1, std::sync::atomic::Ordering::Relaxed);
+        counters.closed_by_hub(4008);
+        Report::new(
+            &config,
+            Measured {
+                run_id: "abc".into(),
+                counters: &counters,
+                held_at_end: 3,
+                load_seconds: 2.0,
+                samples,
+            },
+        )
+    }
+
+    #[test]
+    fn the_report_has_rates_percentiles_and_close_codes() {
+        let r = report(vec![1000, 2000, 3000, 4000]);
+        assert!((r.delivery.per_second - 2.0).abs() < 1e-9);
+        let json: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+        assert_eq!(json["connections"]["close_codes"]["4008"], 1);
+        assert_eq!(json["latency_ms"]["p50"], 2.0);
+        assert_eq!(json["op"], "broadcast");
+        let table = r.table();
+        assert!(table.contains("4008 (slow consumer)"), "{table}");
+        assert!(table.contains("held at end 3"), "{table}");
+    }
+
+    #[test]
+    fn no_samples_means_no_latency() {
+        let r = report(Vec::new());
+        assert!(r.latency_ms.is_none());
+        assert!(r.table().contains("no events delivered"));
+    }
+}
