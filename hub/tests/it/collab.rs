@@ -274,3 +274,106 @@ both_backends!(
     reconnect_with_last_offset_replays_exactly_the_missed_events,
     a_client_behind_the_journal_gets_a_snapshot,
 );
+
+/// A member that stops reading is closed with 4008 once its outbox is full; the room and the
+/// other members carry on, and the slow member resumes by offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_disconnected_and_never_slows_the_room() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let hub = TestHub::start_with(Backend::Sqlite, |c| {
+        c.ws.outbox_frames = 16;
+        c.ws.rate_per_sec = 100_000;
+        c.ws.rate_burst = 100_000;
+    })
+    .await;
+    let api = hub.api();
+    let ada = api.register("ada").await;
+    let bob = api.register("bob").await;
+    let ws = api.create_workspace(&ada, "Team").await;
+    api.add_member(&ada, &ws, &bob, "member").await;
+
+    // Bob joins, then stops reading.
+    let mut slow = hub.ws(&bob).await;
+    let joined = slow.join(&ws, None).await;
+    let bob_offset = joined["offset"].as_u64().unwrap();
+
+    // Ada floods the room, one broadcast per ack so that she herself keeps up.
+    let url = format!(
+        "{}/ws?token={}",
+        hub.base.replacen("http", "ws", 1),
+        ada.token
+    );
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut sink, mut stream) = socket.split();
+    let (acked, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            if let Message::Text(t) = msg
+                && t.contains("\"type\":\"ack\"")
+            {
+                let _ = acked.send(());
+            }
+        }
+    });
+    sink.send(Message::text(
+        json!({"type": "join_workspace", "ref": 0, "workspace_id": ws}).to_string(),
+    ))
+    .await
+    .unwrap();
+    acks.recv().await.unwrap();
+    let blob = "x".repeat(60 * 1024);
+    let metrics = hub.hub.as_ref().unwrap().state().metrics.clone();
+    for i in 1..=1000 {
+        if metrics
+            .handle
+            .render()
+            .contains("hub_slow_consumers_total 1")
+        {
+            break;
+        }
+        let frame = json!({"type": "broadcast", "ref": i, "workspace_id": ws, "event": "blob", "data": blob});
+        sink.send(Message::text(frame.to_string())).await.unwrap();
+        tokio::time::timeout(crate::support::WAIT, acks.recv())
+            .await
+            .expect("ack in time")
+            .expect("ada stays connected");
+    }
+    // A durable write after the flood still succeeds for everyone who keeps up.
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/workspaces/{ws}/tasks"),
+            Some(&ada.token),
+            json!({"title": "after"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    assert_eq!(
+        slow.closed().await,
+        Some(4008),
+        "the slow member is told why"
+    );
+    let metrics = hub
+        .http
+        .get(format!("{}/metrics", hub.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("hub_slow_consumers_total 1"), "{metrics}");
+
+    // Bob comes back and catches up from his offset.
+    let mut again = hub.ws(&bob).await;
+    let ack = again.join(&ws, Some(bob_offset)).await;
+    assert_eq!(ack["mode"], "replay");
+    let created = again.next_of("task_created").await;
+    assert_eq!(created["task"]["title"], "after");
+
+    sink.close().await.unwrap();
+    reader.await.unwrap();
+    hub.stop().await;
+}
