@@ -74,7 +74,8 @@ pub struct WsConfig {
     /// Seconds between pings.
     #[arg(long, env = "HUB_PING_SECS", default_value_t = 20)]
     pub ping_secs: u64,
-    /// Seconds without any frame from the client before it is closed.
+    /// Seconds without a data frame or a pong from the client before it is closed (the hub
+    /// pings every `ping_secs`; any WebSocket client answers).
     #[arg(long, env = "HUB_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub idle_timeout_secs: u64,
     /// Sustained messages per second per connection.

@@ -231,7 +231,7 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
             let m: TaskUpdate = payload(frame, &fail)?;
             m.changes
                 .validate()
-                .map_err(|e| fail(ErrorCode::InvalidPayload, format!("changes.{e}")))?;
+                .map_err(|e| fail(ErrorCode::InvalidPayload, prefixed("changes", &e)))?;
             ClientMsg::TaskUpdate(m)
         }
         "task_delete" => ClientMsg::TaskDelete(payload(frame, &fail)?),
@@ -262,6 +262,15 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
 pub fn peek_ref(frame: &[u8]) -> Option<Ref> {
     let envelope: Envelope<'_> = serde_json::from_slice(frame).ok()?;
     parse_ref(envelope.reference?).ok()
+}
+
+/// `changes.title: ...`, but not `changes.changes: ...`.
+fn prefixed(parent: &str, e: &crate::task::FieldError) -> String {
+    if e.field == parent {
+        e.to_string()
+    } else {
+        format!("{parent}.{e}")
+    }
 }
 
 fn parse_ref(raw: &RawValue) -> Result<Ref, DecodeError> {

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// The frame is not valid JSON (or not a JSON object).
+    /// The frame is not valid JSON.
     BadJson,
-    /// The frame is JSON but lacks a string `type`, or its `ref` is not a short string or number.
+    /// The frame is JSON but not an object with a string `type`, or its `ref` is not a short
+    /// string or a non-negative integer.
     BadEnvelope,
     /// `type` names no command this hub knows.
     UnknownType,

@@ -134,7 +134,9 @@ pub enum RoomError {
         /// The fields the write wanted to change.
         fields: Vec<&'static str>,
     },
-    /// Storage failed or the room stopped before answering; nothing was changed.
+    /// Storage failed or the room stopped before answering. A refused append changed nothing;
+    /// a call that timed out, or a room that crashed after journaling, may have applied the
+    /// write: re-read (or resume by offset) before retrying a create.
     #[error("the room is unavailable; retry")]
     Unavailable,
 }

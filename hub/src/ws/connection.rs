@@ -160,8 +160,15 @@ impl Reader<'_> {
         self.state.metrics.frames_in.increment(1);
         if let Err(wait) = self.bucket.take(Instant::now()) {
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            // Parsing the envelope only when refusing keeps the `ref` without costing the
+            // accepted path anything.
+            let reference = if text {
+                client::peek_ref(payload)
+            } else {
+                None
+            };
             return self.error(
-                None,
+                reference.as_ref(),
                 ErrorCode::RateLimited,
                 "rate limit exceeded; slow down",
                 Some(ms),
@@ -181,7 +188,8 @@ impl Reader<'_> {
                 "frame of {} bytes exceeds the limit of {max}",
                 payload.len()
             );
-            return self.error(None, ErrorCode::FrameTooLarge, &message, None);
+            let reference = client::peek_ref(payload);
+            return self.error(reference.as_ref(), ErrorCode::FrameTooLarge, &message, None);
         }
         match client::decode(payload) {
             Err(e) => self.error(e.reference.as_ref(), e.code, &e.message, None),

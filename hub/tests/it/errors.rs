@@ -47,7 +47,8 @@ async fn each_bad_input_gets_its_own_code_and_the_connection_stays_open(backend:
     )
     .await;
     let huge = json!({"type": "broadcast", "ref": 4, "workspace_id": ws, "event": "x", "data": "a".repeat(70 * 1024)});
-    expect_code(&mut c, huge.to_string(), "frame_too_large").await;
+    let err = expect_code(&mut c, huge.to_string(), "frame_too_large").await;
+    assert_eq!(err["ref"], 4);
     c.send_raw(Message::binary(vec![1u8, 2, 3])).await;
     assert_eq!(c.next_of("error").await["code"], "binary_not_supported");
     let err = expect_code(
@@ -136,6 +137,13 @@ async fn sending_too_fast_is_rate_limited_without_disconnecting(backend: Backend
     }
     let limited = c.next_where(|v| v["type"] == "error").await;
     assert_eq!(limited["code"], "rate_limited");
+    // The join and 19 typings used the burst of 20; the refusal names the command it refused.
+    assert!(
+        limited["ref"]
+            .as_u64()
+            .is_some_and(|r| (119..130).contains(&r)),
+        "the refused command's ref: {limited}"
+    );
     assert!(
         limited["retry_after_ms"]
             .as_u64()

@@ -5,5 +5,6 @@ mod auth;
 mod collab;
 mod errors;
 mod members;
+mod ops;
 mod recovery;
 mod support;
