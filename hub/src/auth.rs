@@ -11,7 +11,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -27,6 +26,7 @@ use uuid::Uuid;
 
 use crate::config::AuthConfig;
 use crate::error::ApiError;
+use crate::hasher::Hasher;
 use crate::state::AppState;
 
 /// The `aud` (and `iss`) of every access token.
@@ -60,6 +60,7 @@ pub struct Auth {
     /// A real hash, verified against when an email is unknown so that a login takes as long
     /// whether or not the account exists.
     dummy_hash: String,
+    hasher: Hasher,
 }
 
 impl Auth {
@@ -73,8 +74,10 @@ impl Auth {
         validation.set_issuer(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "aud", "sub", "iss"]);
         validation.leeway = 5;
-        let dummy_hash = hash_password_blocking("timing equalizer password")
+        let dummy_hash = crate::hasher::hash("timing equalizer password")
+            .map_err(anyhow::Error::msg)
             .context("hashing the dummy password")?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         Ok(Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -84,6 +87,7 @@ impl Auth {
                 i64::try_from(config.refresh_ttl_days.max(1)).unwrap_or(30),
             ),
             dummy_hash,
+            hasher: Hasher::new(threads),
         })
     }
 
@@ -145,14 +149,14 @@ impl Auth {
         Ok((token, record))
     }
 
-    /// Hashes a password with argon2id off the async threads.
+    /// Hashes a password with argon2id on the hashing pool.
     ///
     /// # Errors
     /// Hashing failed (a bug or exhausted memory).
-    pub async fn hash_password(password: String) -> Result<String, ApiError> {
-        tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+    pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
+        self.hasher
+            .hash(password)
             .await
-            .map_err(|e| ApiError::internal(&e))?
             .map_err(|e| ApiError::internal(&e))
     }
 
@@ -161,22 +165,8 @@ impl Auth {
     pub async fn verify_password(&self, password: String, hash: Option<String>) -> bool {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        ok && known
+        self.hasher.verify(password, hash).await && known
     }
-}
-
-fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes())
-        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
-    Ok(hash.to_string())
 }
 
 /// The stored form of a refresh token: SHA-256, hex.
@@ -331,7 +321,7 @@ mod tests {
     #[tokio::test]
     async fn passwords_verify_only_against_their_hash() {
         let a = auth(60);
-        let hash = Auth::hash_password("correct horse".into()).await.unwrap();
+        let hash = a.hash_password("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(
             a.verify_password("correct horse".into(), Some(hash.clone()))

@@ -10,13 +10,15 @@
 //! - [`server`]: start, serve, graceful shutdown.
 //! - [`api`]: REST routes (auth, workspaces, members, tasks, health, metrics).
 //! - [`ws`]: the WebSocket gateway.
-//! - [`auth`]: passwords, JWTs, refresh tokens; [`limits`]: rate limits.
+//! - [`auth`]: passwords, JWTs, refresh tokens; [`hasher`]: the argon2 thread pool;
+//!   [`limits`]: rate limits.
 //! - [`error`]: REST errors and their codes; [`metrics`]: the Prometheus registry.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod hasher;
 pub mod limits;
 pub mod metrics;
 pub mod server;

@@ -116,7 +116,7 @@ pub async fn register(
     if !PASSWORD_CHARS.contains(&body.password.chars().count()) {
         return Err(ApiError::invalid("password: must be 8-128 characters"));
     }
-    let password_hash = crate::auth::Auth::hash_password(body.password).await?;
+    let password_hash = state.auth.hash_password(body.password).await?;
     let user = state
         .store
         .create_user(NewUser {
