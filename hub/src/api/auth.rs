@@ -90,10 +90,34 @@ fn parse_email(email: &str) -> Result<String, ApiError> {
     }
 }
 
-async fn issue(state: &AppState, user: UserRecord, family: Uuid) -> Result<AuthResponse, ApiError> {
+fn reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::RefreshTokenReused,
+        "refresh token already used; all sessions from this login are revoked",
+    )
+}
+
+/// Issues an access token and a refresh token of `family`. With `replaces`, the new refresh
+/// token rotates that one out atomically; if another request rotated it first, that is a reuse
+/// and the family is revoked.
+async fn issue(
+    state: &AppState,
+    user: UserRecord,
+    family: Uuid,
+    replaces: Option<Uuid>,
+) -> Result<AuthResponse, ApiError> {
     let access_token = state.auth.issue_access(user.id)?;
     let (refresh_token, record) = state.auth.new_refresh(user.id, family)?;
-    state.store.insert_refresh_token(&record).await?;
+    match replaces {
+        None => state.store.insert_refresh_token(&record).await?,
+        Some(old) => {
+            if !state.store.rotate_refresh_token(old, &record).await? {
+                state.store.revoke_refresh_family(family).await?;
+                return Err(reused());
+            }
+        }
+    }
     Ok(AuthResponse {
         user: user.into(),
         access_token,
@@ -133,7 +157,7 @@ pub async fn register(
             ),
             other => other.into(),
         })?;
-    let response = issue(&state, user, Uuid::now_v7()).await?;
+    let response = issue(&state, user, Uuid::now_v7(), None).await?;
     Ok((StatusCode::CREATED, Json(response)))
 }
 
@@ -164,7 +188,7 @@ pub async fn login(
         return Err(ApiError::unauthorized("wrong email or password"));
     };
     state.logins.succeed(&email, ip);
-    Ok(Json(issue(&state, user, Uuid::now_v7()).await?))
+    Ok(Json(issue(&state, user, Uuid::now_v7(), None).await?))
 }
 
 /// `POST /api/v1/auth/refresh`: exchanges a refresh token for new tokens. A token that was
@@ -182,11 +206,7 @@ pub async fn refresh(
     if token.rotated_at.is_some() {
         let revoked = state.store.revoke_refresh_family(token.family_id).await?;
         tracing::warn!(user = %token.user_id, family = %token.family_id, revoked, "rotated refresh token reused; family revoked");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::RefreshTokenReused,
-            "refresh token already used; all sessions from this login are revoked",
-        ));
+        return Err(reused());
     }
     if token.revoked_at.is_some() || token.expires_at <= Utc::now() {
         return Err(invalid());
@@ -196,24 +216,9 @@ pub async fn refresh(
         .user_by_id(token.user_id)
         .await?
         .ok_or_else(invalid)?;
-    let access_token = state.auth.issue_access(user.id)?;
-    let (refresh_token, record) = state.auth.new_refresh(user.id, token.family_id)?;
-    if !state.store.rotate_refresh_token(token.id, &record).await? {
-        // Another request rotated it first: that is a reuse too.
-        state.store.revoke_refresh_family(token.family_id).await?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::RefreshTokenReused,
-            "refresh token already used",
-        ));
-    }
-    Ok(Json(AuthResponse {
-        user: user.into(),
-        access_token,
-        refresh_token,
-        token_type: "Bearer",
-        expires_in: state.auth.access_ttl().as_secs(),
-    }))
+    Ok(Json(
+        issue(&state, user, token.family_id, Some(token.id)).await?,
+    ))
 }
 
 /// `POST /api/v1/auth/logout`: revokes the refresh token's family. Idempotent.
