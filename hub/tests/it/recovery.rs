@@ -228,7 +228,27 @@ async fn an_idle_room_stops_after_a_snapshot_and_restarts_on_use(backend: Backen
     hub.stop().await;
 }
 
+async fn a_room_snapshots_on_a_timer_after_changes(backend: Backend) {
+    let hub = TestHub::start_with(backend, |c| c.rooms.snapshot_secs = 1).await;
+    let api = hub.api();
+    let ada = api.register("ada").await;
+    let ws = api.create_workspace(&ada, "Team").await;
+    let mut a = hub.ws(&ada).await;
+    a.join(&ws, None).await;
+    for i in 0..3 {
+        a.create_task(&ws, &format!("t{i}")).await;
+    }
+    let url = hub.storage.database_url();
+    eventually("a timed snapshot at offset 3", || {
+        let (url, ws) = (url.clone(), ws.clone());
+        async move { stored_snapshot(&url, &ws).await.is_some_and(|s| s.seq == 3) }
+    })
+    .await;
+    hub.stop().await;
+}
+
 both_backends!(
+    a_room_snapshots_on_a_timer_after_changes,
     a_room_made_to_panic_comes_back_with_its_tasks,
     a_hub_killed_with_sigkill_still_has_every_acknowledged_task,
     sigterm_closes_sockets_leaves_a_snapshot_and_exits_zero,
