@@ -9,10 +9,7 @@ use crate::support::{Backend, TestHub};
 async fn two_users_see_each_others_presence_and_task_changes(backend: Backend) {
     let hub = TestHub::start(backend).await;
     let api = hub.api();
-    let ada = api.register("ada").await;
-    let bob = api.register("bob").await;
-    let ws = api.create_workspace(&ada, "Team").await;
-    api.add_member(&ada, &ws, &bob, "member").await;
+    let (ada, bob, ws) = api.team("member").await;
 
     let mut a = hub.ws(&ada).await;
     let joined = a.join(&ws, None).await;
@@ -117,10 +114,7 @@ async fn a_stale_base_version_is_reported_as_a_conflict(backend: Backend) {
 async fn rest_writes_reach_members_live(backend: Backend) {
     let hub = TestHub::start(backend).await;
     let api = hub.api();
-    let ada = api.register("ada").await;
-    let bob = api.register("bob").await;
-    let ws = api.create_workspace(&ada, "Team").await;
-    api.add_member(&ada, &ws, &bob, "member").await;
+    let (ada, bob, ws) = api.team("member").await;
     let mut b = hub.ws(&bob).await;
     b.join(&ws, None).await;
 
@@ -183,10 +177,7 @@ async fn rest_writes_reach_members_live(backend: Backend) {
 async fn reconnect_with_last_offset_replays_exactly_the_missed_events(backend: Backend) {
     let hub = TestHub::start(backend).await;
     let api = hub.api();
-    let ada = api.register("ada").await;
-    let bob = api.register("bob").await;
-    let ws = api.create_workspace(&ada, "Team").await;
-    api.add_member(&ada, &ws, &bob, "member").await;
+    let (ada, bob, ws) = api.team("member").await;
     let mut a = hub.ws(&ada).await;
     a.join(&ws, None).await;
     let mut b = hub.ws(&bob).await;
@@ -289,10 +280,7 @@ async fn a_slow_consumer_is_disconnected_and_never_slows_the_room() {
     })
     .await;
     let api = hub.api();
-    let ada = api.register("ada").await;
-    let bob = api.register("bob").await;
-    let ws = api.create_workspace(&ada, "Team").await;
-    api.add_member(&ada, &ws, &bob, "member").await;
+    let (ada, bob, ws) = api.team("member").await;
 
     // Bob joins, then stops reading.
     let mut slow = hub.ws(&bob).await;
@@ -355,15 +343,7 @@ async fn a_slow_consumer_is_disconnected_and_never_slows_the_room() {
         Some(4008),
         "the slow member is told why"
     );
-    let metrics = hub
-        .http
-        .get(format!("{}/metrics", hub.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     assert!(metrics.contains("hub_slow_consumers_total 1"), "{metrics}");
 
     // Bob comes back and catches up from his offset.

@@ -21,15 +21,7 @@ async fn health_ready_and_metrics_answer(backend: Backend) {
     let mut c = hub.ws(&ada).await;
     c.join(&ws, None).await;
     c.create_task(&ws, "x").await;
-    let text = hub
-        .http
-        .get(format!("{}/metrics", hub.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = hub.metrics().await;
     for name in [
         "hub_connections_open 1",
         "hub_rooms_active 1",

@@ -48,17 +48,7 @@ async fn a_room_made_to_panic_comes_back_with_its_tasks(backend: Backend) {
         .collect();
     assert_eq!(titles, ["t0", "t1", "t2", "t3", "t4", "after the crash"]);
 
-    let (_, metrics) = (
-        200,
-        hub.http
-            .get(format!("{}/metrics", hub.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let metrics = hub.metrics().await;
     assert!(metrics.contains("hub_room_restarts_total 1"), "{metrics}");
     hub.stop().await;
 }

@@ -159,6 +159,17 @@ impl TestHub {
         }
     }
 
+    /// The Prometheus exposition.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics");
+        resp.text().await.expect("metrics body")
+    }
+
     pub async fn ws(&self, user: &User) -> Client {
         Client::connect(&self.base, &user.token).await
     }
@@ -245,6 +256,15 @@ impl Api<'_> {
             )
             .await;
         assert_eq!(status, 201, "add member: {body}");
+    }
+
+    /// Ada owns a new workspace "Team" and Bob is in it with `role`.
+    pub async fn team(&self, role: &str) -> (User, User, String) {
+        let ada = self.register("ada").await;
+        let bob = self.register("bob").await;
+        let ws = self.create_workspace(&ada, "Team").await;
+        self.add_member(&ada, &ws, &bob, role).await;
+        (ada, bob, ws)
     }
 
     pub async fn tasks(&self, user: &User, ws: &str) -> Vec<Value> {
