@@ -5,10 +5,11 @@
 //! Frames are `Bytes`: a room serializes an event once and every member's outbox holds a
 //! reference to the same buffer.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use signaling::UserId;
+use signaling::{RoomKey, UserId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +84,11 @@ pub struct ConnHandle {
     user: UserId,
     tx: mpsc::Sender<Bytes>,
     closer: Arc<Closer>,
+    /// The rooms this connection is joined to, kept by the rooms themselves (they mark a join
+    /// when they accept it and unmark it whenever they drop the session), so that the gateway
+    /// can refuse commands for other rooms without a round trip. Locked on join, leave and
+    /// once per inbound command; never per event.
+    joined: Arc<Mutex<HashSet<RoomKey>>>,
 }
 
 /// The gateway side of a connection: what the writer task drains.
@@ -105,6 +111,7 @@ impl ConnHandle {
                 user,
                 tx,
                 closer: closer.clone(),
+                joined: Arc::default(),
             },
             Outbox { rx, closer },
         )
@@ -140,6 +147,38 @@ impl ConnHandle {
     pub fn close(&self, reason: CloseReason) {
         let _ = self.closer.reason.set(reason);
         self.closer.token.cancel();
+    }
+
+    fn joined(&self) -> std::sync::MutexGuard<'_, HashSet<RoomKey>> {
+        // A poisoned set is still a valid set: each operation is a single insert or remove.
+        self.joined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that `room` accepted this connection (called by the room).
+    pub fn mark_joined(&self, room: RoomKey) {
+        self.joined().insert(room);
+    }
+
+    /// Records that `room` dropped this connection (called by the room).
+    pub fn mark_left(&self, room: RoomKey) {
+        self.joined().remove(&room);
+    }
+
+    /// True when `room` has accepted this connection and not dropped it since.
+    pub fn is_joined(&self, room: RoomKey) -> bool {
+        self.joined().contains(&room)
+    }
+
+    /// How many rooms this connection is in.
+    pub fn joined_count(&self) -> usize {
+        self.joined().len()
+    }
+
+    /// The rooms this connection is in.
+    pub fn joined_rooms(&self) -> Vec<RoomKey> {
+        self.joined().iter().copied().collect()
     }
 
     /// Resolves when the connection is asked to close.

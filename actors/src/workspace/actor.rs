@@ -249,6 +249,7 @@ impl Room {
         for conn in conns {
             if conn.is_closed() || self.board.role(conn.user()).is_err() {
                 lock(&self.roster).remove(&conn.id());
+                conn.mark_left(RoomKey::Workspace(self.board.id));
                 continue;
             }
             conn.push(frame.clone(), Class::MustDeliver);
@@ -385,6 +386,7 @@ impl Room {
             }
         };
         let user = conn.user();
+        conn.mark_joined(RoomKey::Workspace(self.board.id));
         lock(&self.roster).insert(conn.id(), conn.clone());
         let conn_id = conn.id();
         if self.sessions.join(conn) {
@@ -550,6 +552,9 @@ impl Room {
                 self.deleted = true;
                 let frame = Bytes::from(ServerMsg::WorkspaceDeleted { workspace_id: ws }.to_json());
                 self.fan_out(frame, Class::MustDeliver, None);
+                for conn in self.sessions.conns() {
+                    conn.mark_left(RoomKey::Workspace(ws));
+                }
                 lock(&self.roster).clear();
                 Ok(Reply::Done(self.board.offset))
             }
@@ -635,6 +640,9 @@ impl Room {
     /// Forgets a connection; tells the room when its user went offline.
     fn drop_session(&mut self, id: ConnId) {
         lock(&self.roster).remove(&id);
+        if let Some(conn) = self.sessions.get(id) {
+            conn.mark_left(RoomKey::Workspace(self.board.id));
+        }
         if let Some(user) = self.sessions.leave(id) {
             self.broadcast_presence(user, PresenceStatus::Offline, None);
         }

@@ -61,6 +61,11 @@ impl Sessions {
         }
     }
 
+    /// A joined connection.
+    pub fn get(&self, id: ConnId) -> Option<&ConnHandle> {
+        self.conns.get(&id)
+    }
+
     /// The connections of `user` (to close them when they stop being a member).
     pub fn conns_of(&self, user: UserId) -> Vec<ConnId> {
         self.conns

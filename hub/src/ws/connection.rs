@@ -6,20 +6,19 @@
 //! joined (`not_joined`) without bothering the room; otherwise hand the command to its room with
 //! a [`ReplyTo`] that guarantees exactly one answer.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actors::conn::Class;
 use actors::workspace::{ReplyTo, RoomError, WorkspaceMsg};
-use actors::{CloseReason, ConnHandle, RouterError};
+use actors::{CloseReason, ConnHandle};
 use bytes::Bytes;
 use fastwebsockets::{FragmentCollectorRead, Frame, OpCode, WebSocket, WebSocketError};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use signaling::client::{self, ClientMsg, Ref};
 use signaling::server::{Limits, ServerMsg};
-use signaling::{ErrorCode, UserId, WorkspaceId};
+use signaling::{ErrorCode, RoomKey, UserId};
 use tokio::io::BufWriter;
 use tokio::sync::mpsc;
 
@@ -74,14 +73,15 @@ pub async fn run(state: AppState, user: UserId, mut socket: WebSocket<TokioIo<Up
         state: &state,
         conn: conn.clone(),
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst, Instant::now()),
-        rooms: HashSet::new(),
     };
     reader
         .read_loop(FragmentCollectorRead::new(read), control_tx)
         .await;
 
-    for room in &reader.rooms {
-        state.router.disconnected(*room, id);
+    for room in conn.joined_rooms() {
+        match room {
+            RoomKey::Workspace(ws) => state.router.disconnected(ws, id),
+        }
     }
     // Let the writer send what is queued and the close frame, but not forever.
     conn.close(CloseReason {
@@ -97,7 +97,6 @@ struct Reader<'a> {
     state: &'a AppState,
     conn: ConnHandle,
     bucket: TokenBucket,
-    rooms: HashSet<WorkspaceId>,
 }
 
 impl Reader<'_> {
@@ -199,48 +198,27 @@ impl Reader<'_> {
 
     async fn dispatch(&mut self, reference: Option<Ref>, msg: ClientMsg) {
         let room = msg.workspace_id();
-        match &msg {
-            ClientMsg::JoinWorkspace(_) => {
-                if !self.rooms.contains(&room) && self.rooms.len() >= MAX_ROOMS_PER_CONNECTION {
-                    let message =
-                        format!("a connection may join at most {MAX_ROOMS_PER_CONNECTION} rooms");
-                    return self.error(reference.as_ref(), ErrorCode::Forbidden, &message, None);
-                }
-                self.rooms.insert(room);
+        let key = RoomKey::Workspace(room);
+        let joined = self.conn.is_joined(key);
+        if matches!(msg, ClientMsg::JoinWorkspace(_)) {
+            if !joined && self.conn.joined_count() >= MAX_ROOMS_PER_CONNECTION {
+                let message =
+                    format!("a connection may join at most {MAX_ROOMS_PER_CONNECTION} rooms");
+                return self.error(reference.as_ref(), ErrorCode::Forbidden, &message, None);
             }
-            ClientMsg::LeaveWorkspace(_) if !self.rooms.remove(&room) => {
-                return self.error(
-                    reference.as_ref(),
-                    ErrorCode::NotJoined,
-                    &RoomError::NotJoined.to_string(),
-                    None,
-                );
-            }
-            ClientMsg::LeaveWorkspace(_) => {}
-            _ if !self.rooms.contains(&room) => {
-                return self.error(
-                    reference.as_ref(),
-                    ErrorCode::NotJoined,
-                    &RoomError::NotJoined.to_string(),
-                    None,
-                );
-            }
-            _ => {}
+        } else if !joined {
+            let message = RoomError::NotJoined.to_string();
+            return self.error(reference.as_ref(), ErrorCode::NotJoined, &message, None);
         }
         let reply = ReplyTo::new(self.conn.clone(), reference);
-        if let Err((err, returned)) = self
+        let sent = self
             .state
             .router
             .send(room, WorkspaceMsg::Client { reply, cmd: msg })
-            .await
-        {
-            if matches!(err, RouterError::NotFound) {
-                self.rooms.remove(&room);
-            }
-            // Answer with the real reason (the `ReplyTo` would otherwise say `unavailable`).
-            if let Some(WorkspaceMsg::Client { reply, .. }) = returned {
-                reply.error(&RoomError::from(err));
-            }
+            .await;
+        // Answer with the real reason (the `ReplyTo` would otherwise say `unavailable`).
+        if let Err((err, Some(WorkspaceMsg::Client { reply, .. }))) = sent {
+            reply.error(&RoomError::from(err));
         }
     }
 

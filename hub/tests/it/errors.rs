@@ -174,7 +174,46 @@ async fn websocket_upgrade_requires_a_valid_token(backend: Backend) {
     hub.stop().await;
 }
 
+async fn a_connection_joins_at_most_64_rooms_and_refused_joins_take_no_slot(backend: Backend) {
+    let hub = TestHub::start_with(backend, |c| c.ws.rate_burst = 1000).await;
+    let api = hub.api();
+    let ada = api.register("ada").await;
+    let eve = api.register("eve").await;
+    let foreign = api.create_workspace(&eve, "Eve's").await;
+    let mut c = hub.ws(&ada).await;
+    // Refused joins leave nothing behind.
+    for _ in 0..3 {
+        let reply = c
+            .request(json!({"type": "join_workspace", "workspace_id": foreign}))
+            .await;
+        assert_eq!(reply["code"], "not_a_member");
+    }
+    let mut rooms = Vec::new();
+    for i in 0..65 {
+        rooms.push(api.create_workspace(&ada, &format!("w{i}")).await);
+    }
+    for ws in &rooms[..64] {
+        c.join(ws, None).await;
+    }
+    let reply = c
+        .request(json!({"type": "join_workspace", "workspace_id": rooms[64]}))
+        .await;
+    assert_eq!(reply["code"], "forbidden", "{reply}");
+    // Nothing to leave where the join was refused.
+    let reply = c
+        .request(json!({"type": "leave_workspace", "workspace_id": foreign}))
+        .await;
+    assert_eq!(reply["code"], "not_joined");
+    // Re-joining a joined room is fine; leaving frees a slot.
+    c.join(&rooms[0], None).await;
+    c.ok(json!({"type": "leave_workspace", "workspace_id": rooms[1]}))
+        .await;
+    c.join(&rooms[64], None).await;
+    hub.stop().await;
+}
+
 both_backends!(
+    a_connection_joins_at_most_64_rooms_and_refused_joins_take_no_slot,
     each_bad_input_gets_its_own_code_and_the_connection_stays_open,
     viewer_cannot_write,
     sending_too_fast_is_rate_limited_without_disconnecting,
