@@ -214,11 +214,6 @@ impl Outbox {
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.closer.reason.get().copied()
     }
-
-    /// Resolves when someone asks the connection to close.
-    pub async fn closed(&self) {
-        self.closer.token.cancelled().await;
-    }
 }
 
 #[cfg(test)]

@@ -220,8 +220,8 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// The bearer token of a request, from `Authorization: Bearer ...`.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -239,7 +239,7 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| {
+        let token = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized("missing `Authorization: Bearer <access token>`")
         })?;
         state.auth.verify_access(token).map(AuthUser)

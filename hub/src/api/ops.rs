@@ -36,11 +36,6 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state
-        .metrics
-        .rooms
-        .rooms_active
-        .set(state.router.active_rooms() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.handle.render(),

@@ -13,7 +13,6 @@ pub mod connection;
 pub mod writer;
 
 use axum::extract::{Query, State};
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use fastwebsockets::upgrade::IncomingUpgrade;
 use serde::Deserialize;
@@ -27,25 +26,14 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// Extracts the request parts (to read the `Authorization` header).
-pub struct RequestParts(Parts);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestParts {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(RequestParts(parts.clone()))
-    }
-}
-
 /// `GET /ws`: authenticates, then upgrades. A bad token is a 401 before any upgrade.
 pub async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<TokenQuery>,
-    RequestParts(parts): RequestParts,
+    headers: axum::http::HeaderMap,
     ws: IncomingUpgrade,
 ) -> Response {
-    let token = crate::auth::bearer(&parts)
+    let token = crate::auth::bearer(&headers)
         .map(str::to_owned)
         .or(query.token);
     let Some(token) = token else {
