@@ -42,10 +42,25 @@ impl CloseReason {
         code: 4000,
         reason: "idle timeout",
     };
-    /// A frame above the hard transport limit.
+    /// A message at or above the hard transport limit, however it was fragmented.
     pub const TOO_BIG: CloseReason = CloseReason {
         code: 1009,
         reason: "frame too large",
+    };
+    /// A text message that is not valid UTF-8.
+    pub const INVALID_UTF8: CloseReason = CloseReason {
+        code: 1007,
+        reason: "invalid UTF-8",
+    };
+    /// The client broke the WebSocket framing rules (a stray continuation, reserved bits...).
+    pub const PROTOCOL_ERROR: CloseReason = CloseReason {
+        code: 1002,
+        reason: "protocol error",
+    };
+    /// The account was disabled or deleted: its token no longer opens connections.
+    pub const ACCESS_REVOKED: CloseReason = CloseReason {
+        code: 4001,
+        reason: "access revoked: the account was disabled or deleted",
     };
 }
 
@@ -208,6 +223,13 @@ impl Outbox {
             return None;
         }
         self.rx.try_recv().ok()
+    }
+
+    /// Closes the connection from the writer's side (a write stalled). The first reason given
+    /// wins.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.closer.reason.set(reason);
+        self.closer.token.cancel();
     }
 
     /// Why the connection is being closed, if a room or the hub asked.

@@ -3,30 +3,36 @@
 //! already rotated revokes its whole family: a stolen token is useful at most once, and its use
 //! logs out the thief and the victim alike.
 //!
-//! [`AuthUser`] is the extractor REST handlers use; the WebSocket gateway calls
-//! [`Auth::verify_access`] itself (a browser cannot set headers on a WebSocket, so it also accepts
-//! `?token=`).
+//! A token alone is not enough: every authenticated request also checks that its account still
+//! exists and is not disabled ([`Authenticated::check`], one primary-key read), so deleting or
+//! disabling an account takes effect at once, not when its tokens expire.
+//!
+//! [`AuthUser`] is the extractor REST handlers use (it also charges the user's request
+//! allowance); the WebSocket gateway calls [`Authenticated::check`] itself (a browser cannot set
+//! headers on a WebSocket, so it also accepts `?token=`). [`Operator`] guards the admin routes.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use persistence::RefreshToken;
+use persistence::{AccountStatus, RefreshToken};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use signaling::UserId;
+use signaling::{ErrorCode, UserId};
 use uuid::Uuid;
 
 use crate::config::AuthConfig;
 use crate::error::ApiError;
 use crate::hasher::Hasher;
+use crate::limits::Access;
 use crate::state::AppState;
 
 /// The `aud` (and `iss`) of every access token.
@@ -116,11 +122,17 @@ impl Auth {
     /// Checks an access token: signature (HS256 only), expiry, audience, issuer.
     ///
     /// # Errors
-    /// `unauthorized` for any failure.
+    /// `unauthorized` for any failure ("access token expired" when that is all that is wrong,
+    /// so that a client knows to refresh; never the library's own words).
     pub fn verify_access(&self, token: &str) -> Result<UserId, ApiError> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims.sub)
-            .map_err(|e| ApiError::unauthorized(format!("invalid access token: {e}")))
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::unauthorized("access token expired")
+                }
+                _ => ApiError::unauthorized("invalid access token"),
+            })
     }
 
     /// A new refresh token (returned once, to the client) and its stored record.
@@ -228,7 +240,31 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// An authenticated REST caller.
+/// The check behind every authenticated request.
+pub struct Authenticated;
+
+impl Authenticated {
+    /// The user an access token names, if the token is valid and the account exists and is
+    /// enabled.
+    ///
+    /// # Errors
+    /// `401 unauthorized` (bad token, deleted account), `401 account_disabled`, or `503` when
+    /// the database cannot answer.
+    pub async fn check(state: &AppState, token: &str) -> Result<UserId, ApiError> {
+        let user = state.auth.verify_access(token)?;
+        match state.store.account_status(user).await? {
+            AccountStatus::Active => Ok(user),
+            AccountStatus::Disabled => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::AccountDisabled,
+                "this account is disabled",
+            )),
+            AccountStatus::Deleted => Err(ApiError::unauthorized("account no longer exists")),
+        }
+    }
+}
+
+/// An authenticated REST caller, whose request has been counted against their allowance.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser(pub UserId);
 
@@ -242,7 +278,46 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized("missing `Authorization: Bearer <access token>`")
         })?;
-        state.auth.verify_access(token).map(AuthUser)
+        let user = Authenticated::check(state, token).await?;
+        if let Err(e) = state
+            .limits
+            .request_by(user, Access::of(&parts.method))
+            .await
+        {
+            state.metrics.rate_limited.increment(1);
+            return Err(e);
+        }
+        Ok(AuthUser(user))
+    }
+}
+
+/// The operator, for the admin routes: `Authorization: Bearer <HUB_ADMIN_TOKEN>`. Without a
+/// configured token the admin routes do not exist (404).
+#[derive(Debug, Clone, Copy)]
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(expected) = state.config.admin_token.as_deref() else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such route",
+            ));
+        };
+        let given = bearer(&parts.headers).unwrap_or("");
+        // Compare digests so the comparison takes as long whatever the guess.
+        let same = Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes());
+        if same && !given.is_empty() {
+            Ok(Operator)
+        } else {
+            Err(ApiError::unauthorized("invalid operator token"))
+        }
     }
 }
 

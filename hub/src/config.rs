@@ -9,6 +9,8 @@ use std::time::Duration;
 use actors::RoomConfig;
 use clap::{Args, Parser};
 
+use crate::limits::Rate;
+
 /// Everything the hub can be told.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -42,6 +44,16 @@ pub struct Config {
     /// Room settings.
     #[command(flatten)]
     pub rooms: RoomSettings,
+    /// HTTP settings.
+    #[command(flatten)]
+    pub http: HttpConfig,
+    /// Abuse throttles.
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+    /// Bearer token for the operator routes under `/api/v1/admin` (at least 32 bytes). Without
+    /// it, those routes answer 404.
+    #[arg(long, env = "HUB_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Seconds to wait for connections and rooms to finish at shutdown.
     #[arg(long, env = "HUB_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
@@ -84,6 +96,99 @@ pub struct WsConfig {
     /// Burst allowance per connection.
     #[arg(long, env = "HUB_RATE_BURST", default_value_t = 20)]
     pub rate_burst: u32,
+    /// Seconds a write to a client may stall (the client not reading) before the connection is
+    /// closed as a slow consumer and its socket shut down.
+    #[arg(long, env = "HUB_WRITE_TIMEOUT_SECS", default_value_t = 10)]
+    pub write_timeout_secs: u64,
+    /// Open WebSocket connections per user.
+    #[arg(long, env = "HUB_MAX_CONNS_PER_USER", default_value_t = 50)]
+    pub max_conns_per_user: usize,
+    /// Open WebSocket connections per client address.
+    #[arg(long, env = "HUB_MAX_CONNS_PER_IP", default_value_t = 1000)]
+    pub max_conns_per_ip: usize,
+}
+
+/// HTTP connection handling.
+#[derive(Debug, Clone, Args)]
+pub struct HttpConfig {
+    /// Seconds a client has to send a request's headers, counted from the connection opening or
+    /// the previous response (so an idle keep-alive connection is closed after as long).
+    #[arg(long, env = "HUB_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a REST request may take, body upload included.
+    #[arg(long, env = "HUB_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Largest REST request body, in bytes.
+    #[arg(long, env = "HUB_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Take the client's address from the last `X-Forwarded-For` entry (only behind a proxy
+    /// that sets it; otherwise clients could choose their own address).
+    #[arg(long, env = "HUB_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+/// The shared abuse throttles, as `COUNT/UNIT[+BURST]` (UNIT `s`, `min` or `h`).
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// REST reads (GET) per user.
+    #[arg(long, env = "HUB_LIMIT_READ_PER_USER", default_value = "20/s+200")]
+    pub read_per_user: Rate,
+    /// REST writes per user.
+    #[arg(long, env = "HUB_LIMIT_WRITE_PER_USER", default_value = "10/s+100")]
+    pub write_per_user: Rate,
+    /// REST reads per client address.
+    #[arg(long, env = "HUB_LIMIT_READ_PER_IP", default_value = "100/s+1000")]
+    pub read_per_ip: Rate,
+    /// REST writes per client address.
+    #[arg(long, env = "HUB_LIMIT_WRITE_PER_IP", default_value = "50/s+500")]
+    pub write_per_ip: Rate,
+    /// Calls to the auth routes (register, login, refresh, logout) per client address.
+    #[arg(long, env = "HUB_LIMIT_AUTH_PER_IP", default_value = "60/min+60")]
+    pub auth_per_ip: Rate,
+    /// Registrations per client address.
+    #[arg(long, env = "HUB_LIMIT_REGISTER_PER_IP", default_value = "20/h+20")]
+    pub register_per_ip: Rate,
+    /// Registration attempts per email.
+    #[arg(long, env = "HUB_LIMIT_REGISTER_PER_EMAIL", default_value = "5/h+5")]
+    pub register_per_email: Rate,
+    /// Failed logins per (email, client address) before that pair must wait.
+    #[arg(
+        long,
+        env = "HUB_LIMIT_LOGIN_FAILURES_PER_PAIR",
+        default_value = "5/15min"
+    )]
+    pub login_failures_per_pair: Rate,
+    /// Failed logins per email, from any address.
+    #[arg(
+        long,
+        env = "HUB_LIMIT_LOGIN_FAILURES_PER_EMAIL",
+        default_value = "20/h+20"
+    )]
+    pub login_failures_per_email: Rate,
+    /// Failed logins per client address, for any email (password spraying).
+    #[arg(
+        long,
+        env = "HUB_LIMIT_LOGIN_FAILURES_PER_IP",
+        default_value = "20/h+20"
+    )]
+    pub login_failures_per_ip: Rate,
+    /// Member additions by an email that has no account, per user (an account-existence probe).
+    #[arg(
+        long,
+        env = "HUB_LIMIT_LOOKUP_MISSES_PER_USER",
+        default_value = "20/h+20"
+    )]
+    pub lookup_misses_per_user: Rate,
+    /// Member additions by an email that has no account, per client address.
+    #[arg(
+        long,
+        env = "HUB_LIMIT_LOOKUP_MISSES_PER_IP",
+        default_value = "60/h+60"
+    )]
+    pub lookup_misses_per_ip: Rate,
+    /// Workspaces one user may create per hour.
+    #[arg(long, env = "HUB_QUOTA_WORKSPACES_PER_HOUR", default_value_t = 20)]
+    pub workspaces_per_hour: u32,
 }
 
 /// Room lifecycle and durability.
@@ -101,6 +206,10 @@ pub struct RoomSettings {
     /// Journal entries kept behind the latest snapshot for replay to reconnecting clients.
     #[arg(long, env = "HUB_JOURNAL_RETAIN", default_value_t = 10_000)]
     pub journal_retain: u64,
+    /// Longest gap replayed event by event to a reconnecting client; a client further behind
+    /// gets a snapshot instead.
+    #[arg(long, env = "HUB_REPLAY_MAX_EVENTS", default_value_t = 10_000)]
+    pub replay_max_events: u64,
 }
 
 impl Config {
@@ -124,6 +233,7 @@ impl Config {
             snapshot_every: self.rooms.snapshot_every.max(1),
             snapshot_interval: Duration::from_secs(self.rooms.snapshot_secs.max(1)),
             journal_retain: self.rooms.journal_retain,
+            replay_limit: self.rooms.replay_max_events,
             fault_injection: self.fault_injection,
             ..RoomConfig::default()
         }

@@ -4,7 +4,6 @@
 
 use actors::workspace::RoomError;
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use persistence::StoreError;
@@ -111,6 +110,13 @@ impl From<StoreError> for ApiError {
                 ErrorCode::AlreadyExists,
                 "already exists",
             ),
+            // The caller's view was stale (a record it names was deleted meanwhile); retrying
+            // the same request cannot help, so this is not `unavailable`.
+            StoreError::Missing => ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "a record this request refers to no longer exists",
+            ),
             other => {
                 tracing::error!(error = %other, "storage error");
                 ApiError::new(
@@ -123,28 +129,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> Self {
-        match e {
-            JsonRejection::JsonSyntaxError(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadJson, e.body_text())
-            }
-            JsonRejection::MissingJsonContentType(_) => {
-                ApiError::invalid("expected `Content-Type: application/json`")
-            }
-            _ => ApiError::invalid(e.body_text()),
-        }
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(e: PathRejection) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(e: QueryRejection) -> Self {
-        ApiError::invalid(e.body_text())
+impl From<signaling::task::FieldError> for ApiError {
+    fn from(e: signaling::task::FieldError) -> Self {
+        ApiError::invalid(e.to_string())
     }
 }

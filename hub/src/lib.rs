@@ -7,18 +7,22 @@
 //! room, so members see them live.
 //!
 //! - [`config`]: settings, flags and `HUB_*` variables.
-//! - [`server`]: start, serve, graceful shutdown.
-//! - [`api`]: REST routes (auth, workspaces, members, tasks, health, metrics).
+//! - [`server`]: start, serve, graceful shutdown; [`http`]: the accept loop (header deadline,
+//!   keep-alive close, client address).
+//! - [`api`]: REST routes (auth, workspaces, members, tasks, admin, health, metrics).
 //! - [`ws`]: the WebSocket gateway.
-//! - [`auth`]: passwords, JWTs, refresh tokens; [`hasher`]: the argon2 thread pool;
-//!   [`limits`]: rate limits.
+//! - [`auth`]: passwords, JWTs, refresh tokens, the account check on every request;
+//!   [`hasher`]: the argon2 thread pool; [`accounts`]: disabling and deleting accounts.
+//! - [`limits`]: every abuse throttle (rates, caps, quotas) in one place.
 //! - [`error`]: REST errors and their codes; [`metrics`]: the Prometheus registry.
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hasher;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod server;

@@ -12,6 +12,7 @@
 //! | `hub_room_mailbox_depth` | summary | messages waiting in a room's mailbox when one is handled |
 //! | `hub_room_restarts_total` | counter | rooms restarted after a crash |
 //! | `hub_slow_consumers_total` | counter | connections closed for not keeping up |
+//! | `hub_rate_limited_total` | counter | requests, upgrades and frames refused by a limit or cap |
 
 use actors::RoomMetrics;
 use metrics::{Counter, Gauge, Histogram, Key, Level, Metadata, Recorder, Unit};
@@ -30,6 +31,8 @@ pub struct HubMetrics {
     pub frames_in: Counter,
     /// Frames written.
     pub frames_out: Counter,
+    /// Requests, upgrades and frames refused by a rate limit or a cap.
+    pub rate_limited: Counter,
     /// What rooms record into.
     pub rooms: RoomMetrics,
 }
@@ -55,6 +58,10 @@ impl HubMetrics {
             connections_open: r.gauge("hub_connections_open", "WebSocket connections open"),
             frames_in: r.counter("hub_frames_in_total", "Frames received from clients"),
             frames_out: r.counter("hub_frames_out_total", "Frames written to clients"),
+            rate_limited: r.counter(
+                "hub_rate_limited_total",
+                "Requests, upgrades and frames refused by a rate limit or a cap",
+            ),
             rooms: RoomMetrics {
                 rooms_active: r.gauge("hub_rooms_active", "Room actors running"),
                 events_fanned_out: r.counter(

@@ -20,21 +20,18 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, load_or_create_secret};
 use crate::config::Config;
-use crate::limits::LoginLimiter;
+use crate::limits::Limits;
 use crate::metrics::HubMetrics;
 use crate::state::AppState;
+use crate::ws::registry::Registry;
 
 /// A running hub.
 pub struct Hub {
     /// Where it listens (useful with port 0).
     pub addr: SocketAddr,
     state: AppState,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
 }
-
-/// Failed logins allowed per (email, address) per window.
-const LOGIN_FAILURES: usize = 5;
-const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl Hub {
     /// Opens the database (migrating it), starts the room system and listens.
@@ -49,6 +46,13 @@ impl Hub {
             .await
             .with_context(|| format!("opening the database {}", redact(&url)))?;
         tracing::info!(backend = ?store.backend(), "database ready");
+        if let Some(token) = &config.admin_token {
+            anyhow::ensure!(
+                token.len() >= crate::auth::MIN_SECRET_BYTES,
+                "HUB_ADMIN_TOKEN must be at least {} bytes",
+                crate::auth::MIN_SECRET_BYTES
+            );
+        }
         let secret = load_or_create_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
         let auth = Auth::new(&secret, &config.auth)?;
         let metrics = HubMetrics::new();
@@ -65,26 +69,29 @@ impl Hub {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let limits = Arc::new(Limits::new(config.limits.clone()));
+        let registry = Registry::new(config.ws.max_conns_per_user, config.ws.max_conns_per_ip);
         let state = AppState {
             store,
             router,
             auth: Arc::new(auth),
             metrics: metrics.clone(),
             config: Arc::new(config),
-            logins: Arc::new(LoginLimiter::new(LOGIN_FAILURES, LOGIN_WINDOW)),
+            limits,
+            registry,
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             next_conn: Arc::new(AtomicU64::new(1)),
         };
-        tokio::spawn(upkeep(metrics, state.shutdown.clone()));
-        let app =
-            crate::api::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let stop = state.shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
+        tokio::spawn(upkeep(state.clone()));
+        let app = crate::api::app(state.clone());
+        let header_timeout = Duration::from_secs(state.config.http.header_timeout_secs.max(1));
+        let server = tokio::spawn(crate::http::serve(
+            listener,
+            app,
+            header_timeout,
+            state.shutdown.clone(),
+        ));
         tracing::info!(%addr, "hub listening");
         Ok(Hub {
             addr,
@@ -105,7 +112,14 @@ impl Hub {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let timeout = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         self.state.shutdown.cancel();
-        let served = self.server.await.context("server task")?;
+        // In-flight requests finish (each is bounded by the request deadline).
+        let served = match tokio::time::timeout(timeout, self.server).await {
+            Ok(joined) => joined.context("server task"),
+            Err(_) => {
+                tracing::warn!("some HTTP requests did not finish in time");
+                Ok(())
+            }
+        };
         self.state.connections.close();
         if tokio::time::timeout(timeout, self.state.connections.wait())
             .await
@@ -116,7 +130,7 @@ impl Hub {
         self.state.router.shutdown(timeout).await;
         self.state.store.close().await;
         tracing::info!("hub stopped");
-        served.context("serving HTTP")
+        served
     }
 }
 
@@ -144,13 +158,16 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Keeps the Prometheus summaries rolling.
-async fn upkeep(metrics: HubMetrics, stop: CancellationToken) {
+/// Keeps the Prometheus summaries rolling and the rate limits' memory small.
+async fn upkeep(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
-            _ = every.tick() => metrics.handle.run_upkeep(),
+            () = state.shutdown.cancelled() => return,
+            _ = every.tick() => {
+                state.metrics.handle.run_upkeep();
+                state.limits.sweep();
+            }
         }
     }
 }

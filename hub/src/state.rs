@@ -10,8 +10,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::limits::LoginLimiter;
+use crate::limits::Limits;
 use crate::metrics::HubMetrics;
+use crate::ws::registry::Registry;
 
 /// The hub's shared state; cheap to clone.
 #[derive(Clone)]
@@ -26,8 +27,10 @@ pub struct AppState {
     pub metrics: HubMetrics,
     /// The configuration.
     pub config: Arc<Config>,
-    /// Failed logins.
-    pub logins: Arc<LoginLimiter>,
+    /// The abuse throttles.
+    pub limits: Arc<Limits>,
+    /// The open WebSocket connections, by user and address.
+    pub registry: Registry,
     /// Cancelled when the hub shuts down: connections close with "going away".
     pub shutdown: CancellationToken,
     /// Every WebSocket connection's task, so shutdown can wait for them.

@@ -21,6 +21,19 @@ pub struct UserRecord {
     pub password_hash: String,
     /// When it registered.
     pub created_at: DateTime<Utc>,
+    /// Set while an operator has disabled it.
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// Whether an account may act, as every authenticated request checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    /// It may.
+    Active,
+    /// An operator disabled it.
+    Disabled,
+    /// It no longer exists.
+    Deleted,
 }
 
 /// What registering stores.
@@ -68,6 +81,7 @@ impl Store {
             name: new.name,
             password_hash: new.password_hash,
             created_at: Utc::now(),
+            disabled_at: None,
         };
         on_pool!(self, |pool| {
             sqlx::query("INSERT INTO users (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -90,7 +104,7 @@ impl Store {
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, email, name, password_hash, created_at FROM users WHERE email = $1",
+                "SELECT id, email, name, password_hash, created_at, disabled_at FROM users WHERE email = $1",
             )
             .bind(email)
             .fetch_optional(pool)
@@ -105,12 +119,88 @@ impl Store {
     pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, email, name, password_hash, created_at FROM users WHERE id = $1",
+                "SELECT id, email, name, password_hash, created_at, disabled_at FROM users WHERE id = $1",
             )
             .bind(id.as_uuid())
             .fetch_optional(pool)
             .await
         })?)
+    }
+
+    /// Whether an account exists and is enabled: the check behind every authenticated request
+    /// (one primary-key read).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn account_status(&self, id: UserId) -> Result<AccountStatus, StoreError> {
+        let row: Option<(Option<DateTime<Utc>>,)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT disabled_at FROM users WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(match row {
+            None => AccountStatus::Deleted,
+            Some((None,)) => AccountStatus::Active,
+            Some((Some(_),)) => AccountStatus::Disabled,
+        })
+    }
+
+    /// Disables or re-enables an account. Disabling also revokes every refresh token it holds.
+    /// Returns false when there is no such account.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+                .bind(disabled.then_some(now))
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            if disabled {
+                sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Deletes an account and its refresh tokens. It must belong to no workspace any more (the
+    /// hub removes it from each, through their rooms, first): returns
+    /// [`StoreError::Conflict`] if a membership remains, `Ok(false)` if there is no such
+    /// account.
+    ///
+    /// # Errors
+    /// The database failed, or a membership remains.
+    pub async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let (members,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM workspace_members WHERE user_id = $1")
+                    .bind(id.as_uuid())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if members > 0 {
+                return Err(StoreError::Conflict);
+            }
+            sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Stores a freshly issued refresh token.

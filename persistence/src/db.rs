@@ -44,10 +44,20 @@ pub struct Store {
     pub(crate) pool: Pool,
 }
 
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_account_status.sql"),
+    ),
+];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_account_status.sql"),
+    ),
+];
 
 impl Store {
     /// Connects to `url` (`postgres://...` or `sqlite://path`), creating a SQLite file if it does

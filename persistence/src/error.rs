@@ -3,9 +3,14 @@
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A unique key is already taken (an email, a task id...).
+    /// A unique key is already taken (an email, a task id...), or a deletion found a record
+    /// still in use.
     #[error("already exists")]
     Conflict,
+    /// A record the write refers to no longer exists (a foreign key to a deleted user or
+    /// workspace): the caller's view was stale, storage is fine.
+    #[error("a referenced record no longer exists")]
+    Missing,
     /// The room's fencing epoch has moved on: another owner took the room, so this writer must
     /// stop writing.
     #[error("stale room epoch: the room is owned by a newer writer")]
@@ -25,6 +30,7 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing,
             _ => StoreError::Database(e),
         }
     }

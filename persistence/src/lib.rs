@@ -16,7 +16,7 @@ mod journal;
 mod rooms;
 mod workspaces;
 
-pub use accounts::{NewUser, RefreshToken, UserRecord};
+pub use accounts::{AccountStatus, NewUser, RefreshToken, UserRecord};
 pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use journal::{AppendRequest, Journal, JournalEntry, SideEffect};

@@ -13,7 +13,9 @@ use serde_json::value::RawValue;
 
 use crate::error::ErrorCode;
 use crate::ids::{TaskId, WorkspaceId};
+use crate::json;
 use crate::task::{TaskChanges, TaskDraft};
+use crate::text;
 use crate::workspace::PresenceStatus;
 
 /// Longest `ref` string a client may send.
@@ -171,7 +173,7 @@ pub struct DecodeError {
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "type", borrow, default)]
-    kind: Option<&'a str>,
+    kind: Option<std::borrow::Cow<'a, str>>,
     #[serde(rename = "ref", borrow, default)]
     reference: Option<&'a RawValue>,
 }
@@ -179,8 +181,13 @@ struct Envelope<'a> {
 /// Decodes one text frame.
 ///
 /// # Errors
-/// A [`DecodeError`] saying which of the four ways the frame is wrong.
+/// A [`DecodeError`] saying which of the ways the frame is wrong.
 pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
+    json::check_depth(frame, json::MAX_DEPTH).map_err(|e| DecodeError {
+        reference: None,
+        code: e.code,
+        message: e.message,
+    })?;
     let envelope: Envelope<'_> = serde_json::from_slice(frame).map_err(|e| DecodeError {
         reference: None,
         code: if e.is_data() {
@@ -191,7 +198,12 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
         message: if e.is_data() {
             "a frame must be a JSON object with a string `type`".into()
         } else {
-            format!("invalid JSON: {e}")
+            format!(
+                "invalid JSON at line {}, column {}: {}",
+                e.line(),
+                e.column(),
+                json::describe(&e)
+            )
         },
     })?;
     let reference = match envelope.reference {
@@ -206,7 +218,7 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
     let Some(kind) = envelope.kind else {
         return Err(fail(ErrorCode::BadEnvelope, "missing `type`".into()));
     };
-    let msg = match kind {
+    let msg = match kind.as_ref() {
         "join_workspace" => ClientMsg::JoinWorkspace(payload(frame, &fail)?),
         "leave_workspace" => ClientMsg::LeaveWorkspace(payload(frame, &fail)?),
         "presence_update" => {
@@ -221,29 +233,31 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
         }
         "typing" => ClientMsg::Typing(payload(frame, &fail)?),
         "task_create" => {
-            let m: TaskCreate = payload(frame, &fail)?;
+            let mut m: TaskCreate = payload(frame, &fail)?;
             m.task
-                .validate()
+                .normalize()
                 .map_err(|e| fail(ErrorCode::InvalidPayload, format!("task.{e}")))?;
             ClientMsg::TaskCreate(m)
         }
         "task_update" => {
-            let m: TaskUpdate = payload(frame, &fail)?;
+            let mut m: TaskUpdate = payload(frame, &fail)?;
             m.changes
-                .validate()
+                .normalize()
                 .map_err(|e| fail(ErrorCode::InvalidPayload, prefixed("changes", &e)))?;
             ClientMsg::TaskUpdate(m)
         }
         "task_delete" => ClientMsg::TaskDelete(payload(frame, &fail)?),
         "broadcast" => {
-            let m: Broadcast = payload(frame, &fail)?;
-            let n = m.event.chars().count();
-            if n == 0 || n > MAX_EVENT_NAME_CHARS {
-                return Err(fail(
-                    ErrorCode::InvalidPayload,
-                    "event: must be 1-64 characters".into(),
-                ));
-            }
+            let mut m: Broadcast = payload(frame, &fail)?;
+            m.event = text::clean_line(&m.event, "event", MAX_EVENT_NAME_CHARS).map_err(|e| {
+                let message = match e.problem {
+                    text::problem::EMPTY | text::problem::TOO_LONG => {
+                        "event: must be 1-64 characters".into()
+                    }
+                    _ => e.to_string(),
+                };
+                fail(ErrorCode::InvalidPayload, message)
+            })?;
             ClientMsg::Broadcast(m)
         }
         other => {
@@ -260,6 +274,7 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
 /// The `ref` of a frame, if it has a valid one: for answering a frame that is refused before it
 /// is decoded (rate-limited, too large).
 pub fn peek_ref(frame: &[u8]) -> Option<Ref> {
+    json::check_depth(frame, json::MAX_DEPTH).ok()?;
     let envelope: Envelope<'_> = serde_json::from_slice(frame).ok()?;
     parse_ref(envelope.reference?).ok()
 }
@@ -292,7 +307,8 @@ fn payload<T: DeserializeOwned>(
     frame: &[u8],
     fail: &impl Fn(ErrorCode, String) -> DecodeError,
 ) -> Result<T, DecodeError> {
-    serde_json::from_slice(frame).map_err(|e| fail(ErrorCode::InvalidPayload, e.to_string()))
+    // The envelope parsed, so any error here is the command's fields: `invalid_payload`.
+    json::from_slice(frame).map_err(|e| fail(ErrorCode::InvalidPayload, e.message))
 }
 
 #[cfg(test)]

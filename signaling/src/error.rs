@@ -50,6 +50,20 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug on the hub's side; the message carries no details.
     Internal,
+    /// The JSON nests arrays and objects deeper than the hub accepts.
+    NestingTooDeep,
+    /// The user or the client's address holds as many open connections as allowed.
+    TooManyConnections,
+    /// The user has created as many workspaces (or sessions) this hour as allowed.
+    QuotaExceeded,
+    /// The account was disabled by an operator; its tokens no longer work.
+    AccountDisabled,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The request body is larger than the hub accepts.
+    PayloadTooLarge,
+    /// The request took longer than the hub waits (a body that never finished arriving).
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -76,6 +90,13 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::NestingTooDeep => "nesting_too_deep",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::AccountDisabled => "account_disabled",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 }
@@ -97,6 +118,13 @@ mod tests {
             ErrorCode::UnknownType,
             ErrorCode::RefreshTokenReused,
             ErrorCode::LastOwner,
+            ErrorCode::NestingTooDeep,
+            ErrorCode::TooManyConnections,
+            ErrorCode::QuotaExceeded,
+            ErrorCode::AccountDisabled,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::RequestTimeout,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),

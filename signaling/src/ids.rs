@@ -20,9 +20,18 @@ pub struct InvalidId {
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
         pub struct $name(Uuid);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+                // Parsed from the string ourselves so that a bad id is described in the
+                // protocol's words, not the uuid crate's.
+                let text = std::borrow::Cow::<'de, str>::deserialize(de)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
 
         impl $name {
             /// A fresh, time-ordered (UUIDv7) id.

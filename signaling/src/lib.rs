@@ -5,16 +5,23 @@
 //!
 //! - [`ids`]: typed ids (`UserId`, `WorkspaceId`, `TaskId`, `RoomKey`) validated on parse;
 //! - [`task`]: the task board's records and their validation;
+//! - [`text`]: normalizing and checking human text (emails, names, titles, descriptions) before
+//!   it is stored, so that every database sees the same clean input;
 //! - [`workspace`]: roles, members, presence;
 //! - [`client`]: what a client sends ([`client::ClientMsg`]) and how a frame is decoded;
+//! - [`rest`]: the bodies of the REST requests and their checks;
+//! - [`json`]: reading client JSON: the nesting limit and plain-worded parse errors;
 //! - [`server`]: what the hub sends back ([`server::ServerMsg`]) and the durable [`server::Event`]s;
 //! - [`error`]: the stable error codes every client can match on.
 
 pub mod client;
 pub mod error;
 pub mod ids;
+pub mod json;
+pub mod rest;
 pub mod server;
 pub mod task;
+pub mod text;
 pub mod workspace;
 
 pub use error::ErrorCode;

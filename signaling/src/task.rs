@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ids::{TaskId, UserId};
+use crate::text;
 
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 500;
@@ -132,8 +133,20 @@ impl TaskDraft {
     /// # Errors
     /// The first field that is out of range.
     pub fn validate(&self) -> Result<(), FieldError> {
-        validate_title(&self.title)?;
-        validate_description(self.description.as_deref())
+        clean_title(&self.title)?;
+        clean_description(self.description.as_deref())?;
+        Ok(())
+    }
+
+    /// Checks the limits and puts the text in its stored form (title trimmed, both in Unicode
+    /// NFC; control and invisible characters refused, see [`crate::text`]).
+    ///
+    /// # Errors
+    /// The first field that is out of range.
+    pub fn normalize(&mut self) -> Result<(), FieldError> {
+        self.title = clean_title(&self.title)?;
+        self.description = clean_description(self.description.as_deref())?;
+        Ok(())
     }
 }
 
@@ -207,10 +220,25 @@ impl TaskChanges {
             });
         }
         if let Some(title) = &self.title {
-            validate_title(title)?;
+            clean_title(title)?;
         }
         if let Some(description) = &self.description {
-            validate_description(description.as_deref())?;
+            clean_description(description.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// [`TaskChanges::validate`], and puts the text in its stored form.
+    ///
+    /// # Errors
+    /// The first field that is out of range.
+    pub fn normalize(&mut self) -> Result<(), FieldError> {
+        self.validate()?;
+        if let Some(title) = &mut self.title {
+            *title = clean_title(title)?;
+        }
+        if let Some(Some(description)) = &self.description {
+            self.description = Some(clean_description(Some(description))?);
         }
         Ok(())
     }
@@ -251,30 +279,29 @@ impl TaskChanges {
     }
 }
 
-fn validate_title(title: &str) -> Result<(), FieldError> {
-    let chars = title.trim().chars().count();
-    if chars == 0 {
-        return Err(FieldError {
-            field: "title",
-            problem: "must not be empty",
-        });
-    }
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(FieldError {
-            field: "title",
-            problem: "must be at most 500 characters",
-        });
-    }
-    Ok(())
+fn clean_title(title: &str) -> Result<String, FieldError> {
+    text::clean_line(title, "title", MAX_TITLE_CHARS)
+        .map_err(|e| with_limit(e, "must be at most 500 characters"))
 }
 
-fn validate_description(description: Option<&str>) -> Result<(), FieldError> {
-    match description {
-        Some(d) if d.chars().count() > MAX_DESCRIPTION_CHARS => Err(FieldError {
-            field: "description",
-            problem: "must be at most 2000 characters",
-        }),
-        _ => Ok(()),
+fn clean_description(description: Option<&str>) -> Result<Option<String>, FieldError> {
+    description
+        .map(|d| {
+            text::clean_text(d, "description", MAX_DESCRIPTION_CHARS)
+                .map_err(|e| with_limit(e, "must be at most 2000 characters"))
+        })
+        .transpose()
+}
+
+/// The text checks say "too long"; the task fields say by how much.
+fn with_limit(e: FieldError, limit: &'static str) -> FieldError {
+    if e.problem == text::problem::TOO_LONG {
+        FieldError {
+            field: e.field,
+            problem: limit,
+        }
+    } else {
+        e
     }
 }
 
@@ -349,6 +376,28 @@ mod tests {
         d.description = Some("é".repeat(2001));
         assert_eq!(d.validate().unwrap_err().field, "description");
         assert!(TaskChanges::default().validate().is_err());
+    }
+
+    #[test]
+    fn text_is_stored_normalized_and_controls_are_refused() {
+        let mut d = TaskDraft::titled("  Write the docs  ");
+        d.description = Some("line one\n\tline two".into());
+        d.normalize().unwrap();
+        assert_eq!(d.title, "Write the docs");
+        assert_eq!(d.description.as_deref(), Some("line one\n\tline two"));
+        for bad in [
+            "a\u{0}b",
+            "two\nlines",
+            "rtl\u{202e}override",
+            "zero\u{200b}width",
+        ] {
+            assert!(TaskDraft::titled(bad).validate().is_err(), "{bad:?}");
+        }
+        let mut c = TaskChanges {
+            description: Some(Some("nul\u{0}".into())),
+            ..Default::default()
+        };
+        assert_eq!(c.normalize().unwrap_err().field, "description");
     }
 
     #[test]

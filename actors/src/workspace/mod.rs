@@ -13,3 +13,6 @@ pub mod state;
 pub use actor::{RoomArgs, WorkspaceRoom};
 pub use messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 pub use state::WorkspaceState;
+
+#[cfg(test)]
+mod props;

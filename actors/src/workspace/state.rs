@@ -16,9 +16,6 @@ use signaling::{TaskId, UserId, WorkspaceId};
 
 use super::messages::RoomError;
 
-/// Longest workspace name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
-
 /// A workspace room's durable state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkspaceState {
@@ -150,7 +147,7 @@ impl WorkspaceState {
         let position = draft.position.unwrap_or_else(|| {
             self.tasks
                 .values()
-                .map(|t| t.position + 1)
+                .map(|t| t.position.saturating_add(1))
                 .max()
                 .unwrap_or(0)
         });
@@ -272,14 +269,16 @@ impl WorkspaceState {
     /// # Errors
     /// Not a manager, no such member, an admin removing an owner, the last owner.
     pub fn decide_remove_member(&self, by: UserId, user: UserId) -> Result<Event, RoomError> {
-        let target = self.members.get(&user).ok_or(RoomError::UserNotFound)?.role;
-        if by != user {
-            let my_role = self.manager(by)?;
-            if target == Role::Owner && my_role != Role::Owner {
-                return Err(RoomError::Forbidden("only an owner can remove an owner"));
-            }
+        // The caller is checked before the target, so that a stranger (or someone leaving a
+        // workspace they are not in) learns nothing about who else is a member.
+        let my_role = if by == user {
+            self.role(by)?
         } else {
-            self.role(by)?;
+            self.manager(by)?
+        };
+        let target = self.members.get(&user).ok_or(RoomError::UserNotFound)?.role;
+        if by != user && target == Role::Owner && my_role != Role::Owner {
+            return Err(RoomError::Forbidden("only an owner can remove an owner"));
         }
         if target == Role::Owner && self.owners() == 1 {
             return Err(RoomError::LastOwner);
@@ -349,17 +348,13 @@ impl WorkspaceState {
     }
 }
 
-/// Validates a workspace name: trimmed, 1–100 characters.
+/// Validates a workspace name: trimmed, 1–100 characters, no control or invisible characters
+/// (see `signaling::rest::clean_name`).
 ///
 /// # Errors
 /// [`RoomError::Invalid`].
 pub fn validate_name(name: &str) -> Result<String, RoomError> {
-    let name = name.trim();
-    let n = name.chars().count();
-    if n == 0 || n > MAX_NAME_CHARS {
-        return Err(RoomError::Invalid("name: must be 1-100 characters".into()));
-    }
-    Ok(name.to_owned())
+    signaling::rest::clean_name(name).map_err(|e| RoomError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,45 +1,20 @@
 //! `/api/v1/auth/*`: accounts and tokens.
 
-use std::net::SocketAddr;
-use std::time::Instant;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use persistence::{NewUser, UserRecord};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use signaling::rest::{LoginBody, PasswordBody, RefreshBody, RegisterBody};
 use signaling::{ErrorCode, UserId};
 use uuid::Uuid;
 
 use super::ApiJson;
 use crate::auth::{AuthUser, hash_refresh};
 use crate::error::ApiError;
+use crate::http::ClientIp;
 use crate::state::AppState;
-
-/// Password length bounds, in characters.
-const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
-
-/// `POST /auth/register` body.
-#[derive(Deserialize)]
-pub struct RegisterBody {
-    email: String,
-    password: String,
-    name: String,
-}
-
-/// `POST /auth/login` body.
-#[derive(Deserialize)]
-pub struct LoginBody {
-    email: String,
-    password: String,
-}
-
-/// `POST /auth/refresh` and `/auth/logout` body.
-#[derive(Deserialize)]
-pub struct RefreshBody {
-    refresh_token: String,
-}
 
 /// An account as clients see it.
 #[derive(Serialize)]
@@ -69,25 +44,6 @@ pub struct AuthResponse {
     refresh_token: String,
     token_type: &'static str,
     expires_in: u64,
-}
-
-/// Lower-cases and checks an email address.
-fn parse_email(email: &str) -> Result<String, ApiError> {
-    let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(char::is_whitespace)
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-        });
-    if valid {
-        Ok(email)
-    } else {
-        Err(ApiError::invalid("email: not a valid address"))
-    }
 }
 
 fn reused() -> ApiError {
@@ -130,22 +86,18 @@ async fn issue(
 /// `POST /api/v1/auth/register`: creates an account and logs it in.
 pub async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
-    let email = parse_email(&body.email)?;
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid("name: must be 1-100 characters"));
-    }
-    if !PASSWORD_CHARS.contains(&body.password.chars().count()) {
-        return Err(ApiError::invalid("password: must be 8-128 characters"));
-    }
+    state.limits.auth_from(ip).await?;
+    let body = body.normalize()?;
+    state.limits.register(ip, &body.email).await?;
     let password_hash = state.auth.hash_password(body.password).await?;
     let user = state
         .store
         .create_user(NewUser {
-            email,
-            name,
+            email: body.email,
+            name: body.name,
             password_hash,
         })
         .await
@@ -161,42 +113,50 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(response)))
 }
 
-/// `POST /api/v1/auth/login`: 5 failures per 15 minutes per (email, address), then 429.
+/// `POST /api/v1/auth/login`. Failures count per (email, address), per email and per address;
+/// past any of those allowances every attempt waits, even with the right password.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<AuthResponse>, ApiError> {
-    let email = body.email.trim().to_lowercase();
-    let ip = peer.ip();
-    if let Err(secs) = state.logins.check(&email, ip, Instant::now()) {
-        let mut err = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "too many failed logins; retry later",
-        );
-        err.retry_after = Some(secs);
-        return Err(err);
-    }
+    state.limits.auth_from(ip).await?;
+    let body = body.normalize()?;
+    let email = body.email;
+    state.limits.login_allowed(ip, &email).await?;
     let user = state.store.user_by_email(&email).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    if !state.auth.verify_password(body.password, hash).await {
-        state.logins.fail(&email, ip, Instant::now());
-        return Err(ApiError::unauthorized("wrong email or password"));
-    }
-    let Some(user) = user else {
-        return Err(ApiError::unauthorized("wrong email or password"));
+    let verified = state.auth.verify_password(body.password, hash).await;
+    let user = match user {
+        Some(user) if verified => user,
+        _ => {
+            state.limits.login_failed(ip, &email).await;
+            return Err(ApiError::unauthorized("wrong email or password"));
+        }
     };
-    state.logins.succeed(&email, ip);
+    state.limits.login_succeeded(ip, &email).await;
+    if user.disabled_at.is_some() {
+        return Err(disabled());
+    }
     Ok(Json(issue(&state, user, Uuid::now_v7(), None).await?))
+}
+
+fn disabled() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::AccountDisabled,
+        "this account is disabled",
+    )
 }
 
 /// `POST /api/v1/auth/refresh`: exchanges a refresh token for new tokens. A token that was
 /// already exchanged revokes its family.
 pub async fn refresh(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Json<AuthResponse>, ApiError> {
+    state.limits.auth_from(ip).await?;
     let invalid = || ApiError::unauthorized("invalid refresh token");
     let token = state
         .store
@@ -216,6 +176,9 @@ pub async fn refresh(
         .user_by_id(token.user_id)
         .await?
         .ok_or_else(invalid)?;
+    if user.disabled_at.is_some() {
+        return Err(disabled());
+    }
     Ok(Json(
         issue(&state, user, token.family_id, Some(token.id)).await?,
     ))
@@ -224,8 +187,10 @@ pub async fn refresh(
 /// `POST /api/v1/auth/logout`: revokes the refresh token's family. Idempotent.
 pub async fn logout(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<StatusCode, ApiError> {
+    state.limits.auth_from(ip).await?;
     if let Some(token) = state
         .store
         .refresh_token_by_hash(&hash_refresh(&body.refresh_token))
@@ -233,6 +198,36 @@ pub async fn logout(
     {
         state.store.revoke_refresh_family(token.family_id).await?;
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/auth/me`: deletes the caller's account, after checking the password again.
+/// Their sockets close (4001), their refresh tokens go, they leave every workspace (a workspace
+/// they are alone in is deleted). Refused with `409 last_owner` while they are the only owner of
+/// a workspace that has other members.
+pub async fn delete_me(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<StatusCode, ApiError> {
+    let record = state
+        .store
+        .user_by_id(user)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
+    // A wrong password here counts like a failed login: a stolen access token must not become
+    // a password oracle.
+    state.limits.login_allowed(ip, &record.email).await?;
+    if !state
+        .auth
+        .verify_password(body.password, Some(record.password_hash))
+        .await
+    {
+        state.limits.login_failed(ip, &record.email).await;
+        return Err(ApiError::unauthorized("wrong password"));
+    }
+    crate::accounts::delete(&state, user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -247,19 +242,4 @@ pub async fn me(
         .await?
         .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
     Ok(Json(user.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_email;
-
-    #[test]
-    fn emails_are_normalized_and_checked() {
-        assert_eq!(parse_email(" Ada@Example.COM ").unwrap(), "ada@example.com");
-        for bad in [
-            "", "ada", "@x.io", "ada@", "ada@x", "a b@x.io", "a@x.io.", "a@@x.io",
-        ] {
-            assert!(parse_email(bad).is_err(), "{bad}");
-        }
-    }
 }

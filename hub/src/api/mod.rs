@@ -1,32 +1,107 @@
 //! The REST API under `/api/v1`, plus `/health`, `/ready`, `/metrics` and the WebSocket
 //! endpoint `/ws`. `docs/protocol.md` documents every route.
 //!
-//! - [`auth`]: register, login, refresh, logout, me.
+//! - [`auth`]: register, login, refresh, logout, me, deleting one's account.
 //! - [`workspaces`]: workspaces and their members.
 //! - [`tasks`]: the task board (writes go through the room, so members see them live).
+//! - [`admin`]: the operator's routes (disable, enable, delete accounts).
 //! - [`ops`]: health, readiness, metrics, fault injection.
+//!
+//! Around every route: the body limit, the request deadline, a panic turned into a `500`, and,
+//! under `/api/v1`, the per-address allowance. Every refusal, including a missing route, a wrong
+//! method and a body that cannot be read, has the JSON error shape of [`ApiError`].
 
+pub mod admin;
 pub mod auth;
 pub mod ops;
 pub mod tasks;
 pub mod workspaces;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use signaling::ErrorCode;
 
 use crate::error::ApiError;
+use crate::http::ClientIp;
+use crate::limits::Access;
 use crate::state::AppState;
 
-/// `Json` whose rejections are [`ApiError`]s with stable codes.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body: `Content-Type: application/json`, within the body limit, nested at most
+/// `signaling::json::MAX_DEPTH` deep, and of the right shape, each refusal with its own code.
 pub struct ApiJson<T>(pub T);
 
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::invalid(
+                "expected `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::PayloadTooLarge,
+                    "request body too large",
+                )
+            }
+            _ => ApiError::invalid("the request body could not be read"),
+        })?;
+        signaling::json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message))
+    }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .is_some_and(|mime| {
+            mime.eq_ignore_ascii_case("application/json")
+                || (mime.len() > 5 && mime[mime.len() - 5..].eq_ignore_ascii_case("+json"))
+        })
+}
+
 /// `Path` whose rejections are [`ApiError`]s (an id that does not parse is `not_found`).
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    "not found: the path names no valid id",
+                )
+            })
+    }
+}
 
 /// All routes.
 pub fn app(state: AppState) -> Router {
@@ -35,7 +110,7 @@ pub fn app(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
-        .route("/auth/me", get(auth::me))
+        .route("/auth/me", get(auth::me).delete(auth::delete_me))
         .route(
             "/workspaces",
             get(workspaces::list).post(workspaces::create),
@@ -66,7 +141,16 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/workspaces/{id}/tasks/{task_id}/complete",
             post(tasks::complete),
-        );
+        )
+        .route("/admin/users/{id}/disable", post(admin::disable_user))
+        .route("/admin/users/{id}/enable", post(admin::enable_user))
+        .route(
+            "/admin/users/{id}",
+            axum::routing::delete(admin::delete_user),
+        )
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), throttle))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline));
     let mut app = Router::new()
         .nest("/api/v1", v1)
         .route("/ws", get(crate::ws::upgrade))
@@ -77,6 +161,67 @@ pub fn app(state: AppState) -> Router {
         app = app.route("/debug/rooms/{id}/crash", post(ops::crash_room));
     }
     app.fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal(&"a request handler panicked").into_response()
+            },
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Charges every `/api/v1` request to its client address.
+async fn throttle(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(e) = state
+        .limits
+        .request_from(ip, Access::of(req.method()))
+        .await
+    {
+        state.metrics.rate_limited.increment(1);
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// Bounds how long a request may take, body upload included.
+async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_secs(state.config.http.request_timeout_secs.max(1));
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            "the request took too long",
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_recognized() {
+        let mut h = axum::http::HeaderMap::new();
+        assert!(!is_json(&h));
+        for (value, ok) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+            ("json", false),
+        ] {
+            h.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(is_json(&h), ok, "{value}");
+        }
+    }
 }

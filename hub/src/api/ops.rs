@@ -28,7 +28,11 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": "down" })),
+                Json(json!({
+                    "status": "unavailable",
+                    "database": "down",
+                    "error": {"code": ErrorCode::Unavailable, "message": "the database does not answer"},
+                })),
             )
         }
     }
@@ -58,4 +62,13 @@ pub async fn crash_room(
 /// Any other path.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+}
+
+/// A route that exists, with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
 }

@@ -38,11 +38,9 @@ pub async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
-    ApiJson(draft): ApiJson<TaskDraft>,
+    ApiJson(mut draft): ApiJson<TaskDraft>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
-    draft
-        .validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    draft.normalize()?;
     let task = task_of(state.router.call(id, user, Op::CreateTask(draft)).await?)?;
     Ok((StatusCode::CREATED, Json(task)))
 }
@@ -73,11 +71,11 @@ pub async fn update(
                 .ok_or_else(|| ApiError::invalid("base_version: must be a non-negative integer"))?,
         ),
     };
-    let changes: TaskChanges = serde_json::from_value(Value::Object(body))
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    changes
-        .validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    // Parsed again from the rest of the body so that a bad field is named like everywhere else.
+    let rest = serde_json::to_vec(&Value::Object(body)).map_err(|e| ApiError::internal(&e))?;
+    let mut changes: TaskChanges = signaling::json::from_slice(&rest)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message))?;
+    changes.normalize()?;
     let op = Op::UpdateTask {
         task_id,
         base_version,

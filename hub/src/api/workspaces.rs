@@ -1,19 +1,20 @@
 //! `/api/v1/workspaces`: workspaces and their members. Reads of a workspace and every change to
 //! it go through its room, which checks the caller's role and tells connected members.
 
-use actors::workspace::state::validate_name;
 use actors::workspace::{Op, Reply, RoomError};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use signaling::rest::{AddMemberBody, NameBody, RoleBody};
 use signaling::workspace::{Member, Role};
 use signaling::{UserId, WorkspaceId};
 
 use super::{ApiJson, ApiPath};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::http::ClientIp;
 use crate::state::AppState;
 
 /// A workspace in a list.
@@ -33,25 +34,6 @@ pub struct WorkspaceDetail {
     role: Role,
     members: Vec<Member>,
     offset: u64,
-}
-
-/// `POST /workspaces` and `PUT /workspaces/{id}` body.
-#[derive(Deserialize)]
-pub struct NameBody {
-    name: String,
-}
-
-/// `POST /workspaces/{id}/members` body.
-#[derive(Deserialize)]
-pub struct AddMemberBody {
-    email: String,
-    role: Role,
-}
-
-/// `PUT /workspaces/{id}/members/{user_id}` body.
-#[derive(Deserialize)]
-pub struct RoleBody {
-    role: Role,
 }
 
 /// `GET /api/v1/workspaces`: the caller's workspaces.
@@ -78,7 +60,8 @@ pub async fn create(
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<NameBody>,
 ) -> Result<(StatusCode, Json<WorkspaceSummary>), ApiError> {
-    let name = validate_name(&body.name)?;
+    let name = body.normalize()?;
+    state.limits.create_workspace(user).await?;
     let w = state.store.create_workspace(&name, user).await?;
     Ok((
         StatusCode::CREATED,
@@ -129,7 +112,8 @@ pub async fn rename(
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiJson(body): ApiJson<NameBody>,
 ) -> Result<Json<WorkspaceDetail>, ApiError> {
-    state.router.call(id, user, Op::Rename(body.name)).await?;
+    let name = body.normalize()?;
+    state.router.call(id, user, Op::Rename(name)).await?;
     Ok(Json(describe(&state, id, user).await?))
 }
 
@@ -156,21 +140,26 @@ pub async fn members(
 /// admins).
 pub async fn add_member(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiJson(body): ApiJson<AddMemberBody>,
 ) -> Result<(StatusCode, Json<Member>), ApiError> {
-    let email = body.email.trim().to_lowercase();
+    let body = body.normalize()?;
     // Check the caller first, so that non-members cannot probe which emails have accounts.
     let caller = describe(&state, id, user).await?;
     if !caller.role.can_manage_members() {
         return Err(RoomError::Forbidden("only owners and admins manage the workspace").into());
     }
-    let account = state
-        .store
-        .user_by_email(&email)
-        .await?
-        .ok_or(RoomError::UserNotFound)?;
+    // Managers can still probe; their misses are throttled (see `Limits::lookup_allowed`).
+    state.limits.lookup_allowed(user, ip).await?;
+    let account = match state.store.user_by_email(&body.email).await? {
+        Some(account) if account.disabled_at.is_none() => account,
+        _ => {
+            state.limits.lookup_missed(user, ip).await;
+            return Err(RoomError::UserNotFound.into());
+        }
+    };
     let member = Member {
         user_id: account.id,
         role: body.role,

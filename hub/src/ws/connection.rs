@@ -1,10 +1,17 @@
-//! One WebSocket connection: the read loop and its checks.
+//! One WebSocket connection: the read loop, its checks, and the end of the connection.
 //!
-//! Per frame, in order: count it; take a rate-limit token (`rate_limited` if none); refuse
-//! binary (`binary_not_supported`) and oversized (`frame_too_large`) frames; decode
-//! (`bad_json`, `bad_envelope`, `unknown_type`, `invalid_payload`); refuse commands for rooms not
-//! joined (`not_joined`) without bothering the room; otherwise hand the command to its room with
-//! a [`ReplyTo`] that guarantees exactly one answer.
+//! Per message, in order: reassemble fragments under the size budget (a message reaching the
+//! hard cap closes the connection with 1009 before more of it is buffered); count it; take a
+//! rate-limit token (`rate_limited` if none); refuse binary (`binary_not_supported`) and oversized
+//! (`frame_too_large`) messages; decode (`bad_json`, `nesting_too_deep`, `bad_envelope`,
+//! `unknown_type`, `invalid_payload`); refuse commands for rooms not joined (`not_joined`)
+//! without bothering the room; otherwise hand the command to its room with a [`ReplyTo`] that
+//! guarantees exactly one answer.
+//!
+//! The end is bounded: once the connection is closing, the writer has [`CLOSE_GRACE`] to send
+//! what is queued and the close frame; a writer still stuck after that (the peer stopped
+//! reading) is cut off and the socket reset. The connection is counted (gauge, caps) until the
+//! socket is gone.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -13,47 +20,63 @@ use actors::conn::Class;
 use actors::workspace::{ReplyTo, RoomError, WorkspaceMsg};
 use actors::{CloseReason, ConnHandle};
 use bytes::Bytes;
-use fastwebsockets::{FragmentCollectorRead, Frame, OpCode, WebSocket, WebSocketError};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use fastwebsockets::{Frame, OpCode, Role, WebSocketError, WebSocketRead};
 use signaling::client::{self, ClientMsg, Ref};
 use signaling::server::{Limits, ServerMsg};
 use signaling::{ErrorCode, RoomKey, UserId};
 use tokio::io::BufWriter;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::writer::{self, Control};
+use super::assemble::{AssembleError, Assembler};
+use super::registry::Admission;
+use super::socket::{self, ReadSide};
+use super::writer::{self, Control, WriterEnd};
 use crate::limits::TokenBucket;
 use crate::state::AppState;
 
-/// The hard limit is this many times the configured frame size: frames in between are read and
+/// The hard limit is this many times the configured frame size: messages in between are read and
 /// answered with `frame_too_large`; larger ones close the connection (1009).
 const HARD_LIMIT_FACTOR: usize = 16;
 /// Rooms one connection may be joined to at once.
 pub const MAX_ROOMS_PER_CONNECTION: usize = 64;
+/// How long a closing connection's writer may take to send what is queued and the close frame.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The writer's buffer: frames are batched into it and written with one syscall.
+const WRITE_BUFFER_BYTES: usize = 32 * 1024;
 
-/// Serves one upgraded connection until it closes.
+/// Serves one upgraded connection until it closes and its socket is gone.
 #[tracing::instrument(skip_all, fields(user = %user))]
-pub async fn run(state: AppState, user: UserId, mut socket: WebSocket<TokioIo<Upgraded>>) {
+pub async fn run(
+    state: AppState,
+    user: UserId,
+    mut admission: Admission,
+    tcp: TcpStream,
+    early: Bytes,
+) {
     let cfg = &state.config.ws;
-    socket.set_max_message_size(cfg.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR));
-    socket.set_auto_close(true);
-    socket.set_auto_pong(true);
-    socket.set_writev(false);
-    let (read, mut write) = socket.split(|s| {
-        let (r, w) = tokio::io::split(s);
-        (r, BufWriter::with_capacity(32 * 1024, w))
-    });
-    write.set_writev(false);
+    let (sock, read, write) = socket::split(tcp, early);
+    let (read, write) = fastwebsockets::after_handshake_split(
+        read,
+        BufWriter::with_capacity(WRITE_BUFFER_BYTES, write),
+        Role::Server,
+    );
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (conn, outbox) = ConnHandle::new(id, user, cfg.outbox_frames);
+    if !admission.attach(&conn) {
+        // The account was closed between the upgrade and now.
+        conn.close(CloseReason::ACCESS_REVOKED);
+    }
     let (control_tx, control_rx) = mpsc::channel(16);
     state.metrics.connections_open.increment(1.0);
-    let writer = tokio::spawn(writer::run(
+    let mut writer = tokio::spawn(writer::run(
         write,
         outbox,
         control_rx,
-        Duration::from_secs(cfg.ping_secs.max(1)),
+        writer::Timing {
+            ping_every: Duration::from_secs(cfg.ping_secs.max(1)),
+            write_timeout: Duration::from_secs(cfg.write_timeout_secs.max(1)),
+        },
         state.metrics.clone(),
     ));
 
@@ -74,23 +97,36 @@ pub async fn run(state: AppState, user: UserId, mut socket: WebSocket<TokioIo<Up
         conn: conn.clone(),
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst, Instant::now()),
     };
-    reader
-        .read_loop(FragmentCollectorRead::new(read), control_tx)
-        .await;
+    let hard_cap = cfg.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR);
+    reader.read_loop(read, hard_cap, control_tx).await;
 
     for room in conn.joined_rooms() {
         match room {
             RoomKey::Workspace(ws) => state.router.disconnected(ws, id),
         }
     }
-    // Let the writer send what is queued and the close frame, but not forever.
+    // Let the writer send what is queued and the close frame, but not for long.
     conn.close(CloseReason {
         code: 1000,
         reason: "",
     });
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let end = match tokio::time::timeout(CLOSE_GRACE, &mut writer).await {
+        Ok(Ok(end)) => end,
+        Ok(Err(_)) => WriterEnd::Failed,
+        Err(_) => {
+            writer.abort();
+            let _ = writer.await;
+            WriterEnd::Stuck
+        }
+    };
+    if end == WriterEnd::Stuck {
+        // The peer is not reading: reset instead of keeping its unread bytes queued.
+        socket::abort_on_close(&sock);
+    }
+    drop(sock);
     state.metrics.connections_open.decrement(1.0);
-    tracing::debug!(conn = id, "disconnected");
+    drop(admission);
+    tracing::debug!(conn = id, ?end, "disconnected");
 }
 
 struct Reader<'a> {
@@ -100,12 +136,16 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
+    async fn read_loop(
         &mut self,
-        mut read: FragmentCollectorRead<R>,
+        mut read: WebSocketRead<ReadSide>,
+        hard_cap: usize,
         control: mpsc::Sender<Control>,
     ) {
+        read.set_auto_close(true);
+        read.set_auto_pong(true);
         let idle = Duration::from_secs(self.state.config.ws.idle_timeout_secs.max(1));
+        let mut assembler = Assembler::new(hard_cap);
         let mut obligated = |frame: Frame<'_>| {
             // Pongs and close echoes go to the writer; a full control queue only drops pongs.
             let c = Control {
@@ -122,6 +162,8 @@ impl Reader<'_> {
             }
         };
         loop {
+            // A fragment that would take the message to the hard cap is refused from its header.
+            read.set_max_message_size(assembler.budget());
             let frame = tokio::select! {
                 biased;
                 () = self.state.shutdown.cancelled() => {
@@ -132,32 +174,56 @@ impl Reader<'_> {
                 r = tokio::time::timeout(idle, read.read_frame(&mut obligated)) => r,
             };
             let frame = match frame {
-                Err(_) => {
-                    self.conn.close(CloseReason::IDLE);
-                    return;
-                }
-                Ok(Err(WebSocketError::FrameTooLarge)) => {
-                    self.conn.close(CloseReason::TOO_BIG);
-                    return;
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "websocket read ended");
-                    return;
-                }
+                Err(_) => return self.conn.close(CloseReason::IDLE),
+                Ok(Err(e)) => return self.read_failed(&e),
                 Ok(Ok(frame)) => frame,
             };
             match frame.opcode {
                 OpCode::Close => return,
-                OpCode::Text => self.on_data(&frame.payload, true).await,
-                OpCode::Binary => self.on_data(&frame.payload, false).await,
+                OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                    match assembler.push(frame.fin, frame.opcode, &frame.payload) {
+                        Ok(Some(msg)) => self.on_data(msg.payload, msg.text).await,
+                        Ok(None) => {}
+                        Err(AssembleError::TooLarge) => {
+                            return self.conn.close(CloseReason::TOO_BIG);
+                        }
+                        Err(AssembleError::InvalidUtf8) => {
+                            return self.conn.close(CloseReason::INVALID_UTF8);
+                        }
+                        Err(AssembleError::Protocol) => {
+                            return self.conn.close(CloseReason::PROTOCOL_ERROR);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
     }
 
+    /// The read side failed: say why when the socket can still carry a close frame.
+    fn read_failed(&self, e: &WebSocketError) {
+        let reason = match e {
+            WebSocketError::FrameTooLarge => CloseReason::TOO_BIG,
+            WebSocketError::InvalidUTF8 => CloseReason::INVALID_UTF8,
+            WebSocketError::InvalidFragment
+            | WebSocketError::InvalidContinuationFrame
+            | WebSocketError::ReservedBitsNotZero
+            | WebSocketError::ControlFrameFragmented
+            | WebSocketError::PingFrameTooLarge
+            | WebSocketError::InvalidCloseFrame
+            | WebSocketError::InvalidCloseCode => CloseReason::PROTOCOL_ERROR,
+            _ => {
+                tracing::debug!(error = %e, "websocket read ended");
+                return;
+            }
+        };
+        self.conn.close(reason);
+    }
+
     async fn on_data(&mut self, payload: &[u8], text: bool) {
         self.state.metrics.frames_in.increment(1);
         if let Err(wait) = self.bucket.take(Instant::now()) {
+            self.state.metrics.rate_limited.increment(1);
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             // Parsing the envelope only when refusing keeps the `ref` without costing the
             // accepted path anything.

@@ -1,24 +1,46 @@
 //! The WebSocket gateway at `/ws`.
 //!
 //! A client authenticates at the upgrade with its access token (`Authorization: Bearer` or
-//! `?token=`). Each connection then runs two tasks:
+//! `?token=`); the account must still exist and be enabled, and the user and the client's
+//! address must be under their connection caps. Each connection then runs two tasks:
 //!
-//! - [`connection`]: reads frames, enforces the frame-size and rate limits, decodes commands and
-//!   hands them to rooms through the router. Every bad input is answered with an `error` frame
-//!   carrying a stable code; the connection stays open.
+//! - [`connection`]: reads frames (reassembling fragments under the size budget, see
+//!   [`assemble`]), enforces the rate limit, decodes commands and hands them to rooms through
+//!   the router. Every bad input is answered with an `error` frame carrying a stable code; the
+//!   connection stays open.
 //! - [`writer`]: drains the connection's bounded outbox into the socket, batching every frame
-//!   that is ready into one write, and sends pings, pongs and the close frame.
+//!   that is ready into one write, and sends pings, pongs and the close frame. A write that
+//!   stalls past its deadline ends the connection.
+//!
+//! [`registry`] counts the open connections; [`socket`] is the shared socket that lets the
+//! connection task end it even when the peer stops reading.
 
+pub mod assemble;
 pub mod connection;
+pub mod registry;
+pub mod socket;
 pub mod writer;
 
+use std::time::Duration;
+
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fastwebsockets::upgrade::IncomingUpgrade;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use signaling::ErrorCode;
+use tokio::net::TcpStream;
 
+use crate::auth::Authenticated;
 use crate::error::ApiError;
+use crate::http::ClientIp;
+use crate::limits::Access;
 use crate::state::AppState;
+use registry::CapExceeded;
+
+/// How long the upgraded socket may take to be handed over after the 101 response.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `?token=` on the upgrade request.
 #[derive(Deserialize)]
@@ -26,45 +48,82 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// `GET /ws`: authenticates, then upgrades. A bad token is a 401 before any upgrade.
+/// `GET /ws`: checks the request, the token, the account and the caps, then upgrades. Every
+/// refusal is an HTTP error with the usual JSON body, before any upgrade.
 pub async fn upgrade(
     State(state): State<AppState>,
-    Query(query): Query<TokenQuery>,
+    ClientIp(ip): ClientIp,
+    query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     headers: axum::http::HeaderMap,
-    ws: IncomingUpgrade,
+    ws: Result<IncomingUpgrade, StatusCode>,
 ) -> Response {
-    let token = crate::auth::bearer(&headers)
+    let Ok(ws) = ws else {
+        return ApiError::invalid(
+            "expected a WebSocket upgrade (`Sec-WebSocket-Key`, `Sec-WebSocket-Version: 13`)",
+        )
+        .into_response();
+    };
+    if let Err(e) = state.limits.request_from(ip, Access::Read).await {
+        state.metrics.rate_limited.increment(1);
+        return e.into_response();
+    }
+    let query_token = query.ok().and_then(|Query(q)| q.token);
+    let Some(token) = crate::auth::bearer(&headers)
         .map(str::to_owned)
-        .or(query.token);
-    let Some(token) = token else {
+        .or(query_token)
+    else {
         return ApiError::unauthorized(
             "missing access token (`Authorization: Bearer` or `?token=`)",
         )
         .into_response();
     };
-    let user = match state.auth.verify_access(&token) {
+    let user = match Authenticated::check(&state, &token).await {
         Ok(user) => user,
         Err(e) => return e.into_response(),
     };
     if state.shutdown.is_cancelled() {
         return ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            signaling::ErrorCode::Unavailable,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
             "shutting down",
         )
         .into_response();
     }
-    let (response, fut) = match ws.upgrade() {
-        Ok(pair) => pair,
-        Err(e) => {
-            return ApiError::invalid(format!("websocket upgrade failed: {e}")).into_response();
+    let admission = match state.registry.admit(user, ip) {
+        Ok(a) => a,
+        Err(cap) => {
+            state.metrics.rate_limited.increment(1);
+            let message = match cap {
+                CapExceeded::PerUser(n) => format!("at most {n} open connections per user"),
+                CapExceeded::PerAddress(n) => {
+                    format!("at most {n} open connections per address")
+                }
+            };
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyConnections,
+                message,
+            )
+            .into_response();
         }
+    };
+    let Ok((response, fut)) = ws.upgrade() else {
+        return ApiError::invalid("websocket upgrade failed").into_response();
     };
     let tracker = state.connections.clone();
     tracker.spawn(async move {
-        match fut.await {
-            Ok(socket) => connection::run(state, user, socket).await,
-            Err(e) => tracing::debug!(error = %e, "websocket upgrade did not complete"),
+        let upgraded = match tokio::time::timeout(HANDOVER_TIMEOUT, fut).await {
+            Ok(Ok(ws)) => ws.into_inner().into_inner(),
+            Ok(Err(e)) => return tracing::debug!(error = %e, "websocket upgrade did not complete"),
+            Err(_) => return tracing::debug!("websocket upgrade timed out"),
+        };
+        // The listener hands hyper plain TCP streams; take ours back whole.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let tcp = parts.io.into_inner();
+                connection::run(state, user, admission, tcp, parts.read_buf).await;
+            }
+            Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
         }
     });
     response.map(axum::body::Body::new).into_response()

@@ -4,12 +4,17 @@
 //! [`MAX_BATCH`]) and writes them into a buffered stream flushed once: under fan-out load one
 //! syscall carries many frames. Control frames (pongs and the close echo that the reader is
 //! obliged to send) come through a separate small channel and go first.
+//!
+//! Every flush has a deadline: a client that stops reading fills its socket's send queue, the
+//! flush stalls, and after `write_timeout` the connection is closed as a slow consumer (it can
+//! reconnect and resume by offset). The writer then reports [`WriterEnd::Stuck`] so that the
+//! connection resets the socket rather than leave the queue to the peer's mercy.
 
 use std::time::Duration;
 
 use actors::{CloseReason, Outbox};
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
@@ -26,66 +31,147 @@ pub struct Control {
     pub payload: Vec<u8>,
 }
 
+/// The writer's clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How often to ping.
+    pub ping_every: Duration,
+    /// How long one flush may stall before the client counts as gone.
+    pub write_timeout: Duration,
+}
+
+/// How the writer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterEnd {
+    /// The close frame was sent.
+    Closed,
+    /// The socket failed (the peer went away).
+    Failed,
+    /// A write stalled past its deadline: the peer is not reading.
+    Stuck,
+}
+
+enum Stop {
+    Io(WebSocketError),
+    Stalled,
+}
+
+impl From<WebSocketError> for Stop {
+    fn from(e: WebSocketError) -> Self {
+        Stop::Io(e)
+    }
+}
+
 /// Runs until the outbox closes (the room or the hub asked, or the reader ended) or the socket
-/// fails; then sends a close frame with the reason.
+/// fails or stalls; then sends a close frame with the reason.
 pub async fn run<W: AsyncWrite + Unpin>(
-    mut ws: WebSocketWrite<W>,
-    mut outbox: Outbox,
-    mut control: mpsc::Receiver<Control>,
-    ping_every: Duration,
+    ws: WebSocketWrite<W>,
+    outbox: Outbox,
+    control: mpsc::Receiver<Control>,
+    timing: Timing,
     metrics: HubMetrics,
-) {
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let result: Result<(), fastwebsockets::WebSocketError> = async {
+) -> WriterEnd {
+    let mut w = Writer {
+        ws,
+        timing,
+        metrics,
+    };
+    match w.serve(outbox, control).await {
+        Ok(()) => WriterEnd::Closed,
+        Err(Stop::Io(e)) => {
+            tracing::debug!(error = %e, "websocket write ended");
+            WriterEnd::Failed
+        }
+        Err(Stop::Stalled) => WriterEnd::Stuck,
+    }
+}
+
+struct Writer<W> {
+    ws: WebSocketWrite<W>,
+    timing: Timing,
+    metrics: HubMetrics,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    async fn serve(
+        &mut self,
+        mut outbox: Outbox,
+        mut control: mpsc::Receiver<Control>,
+    ) -> Result<(), Stop> {
+        let every = self.timing.ping_every;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 biased;
                 Some(c) = control.recv() => {
                     let close = c.opcode == OpCode::Close;
-                    ws.write_frame(Frame::new(true, c.opcode, None, Payload::Owned(c.payload))).await?;
-                    ws.flush().await?;
+                    self.send(Frame::new(true, c.opcode, None, Payload::Owned(c.payload))).await?;
                     if close {
                         return Ok(());
                     }
                 }
                 frame = outbox.recv() => {
                     let Some(first) = frame else { break };
-                    let mut n = 1;
-                    write_text(&mut ws, &first).await?;
-                    while n < MAX_BATCH {
-                        let Some(next) = outbox.try_recv() else { break };
-                        write_text(&mut ws, &next).await?;
-                        n += 1;
+                    if let Err(stop) = self.batch(&first, &mut outbox).await {
+                        if matches!(stop, Stop::Stalled) {
+                            outbox.close(CloseReason::SLOW_CONSUMER);
+                            self.metrics.rooms.slow_consumers.increment(1);
+                        }
+                        return Err(stop);
                     }
-                    ws.flush().await?;
-                    metrics.frames_out.increment(n as u64);
                 }
                 _ = ping.tick() => {
-                    ws.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hub"))).await?;
-                    ws.flush().await?;
+                    self.send(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hub"))).await?;
                 }
             }
         }
         // Closing: a close echo the reader owes goes out instead of our own close.
         while let Ok(c) = control.try_recv() {
             if c.opcode == OpCode::Close {
-                ws.write_frame(Frame::new(true, OpCode::Close, None, Payload::Owned(c.payload))).await?;
-                return ws.flush().await;
+                let echo = Frame::new(true, OpCode::Close, None, Payload::Owned(c.payload));
+                return self.send(echo).await;
             }
         }
-        let reason = outbox.close_reason().unwrap_or(CloseReason { code: 1000, reason: "" });
-        ws.write_frame(Frame::close(reason.code, reason.reason.as_bytes())).await?;
-        ws.flush().await
+        let reason = outbox.close_reason().unwrap_or(CloseReason {
+            code: 1000,
+            reason: "",
+        });
+        self.send(Frame::close(reason.code, reason.reason.as_bytes()))
+            .await
     }
-    .await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "websocket write ended");
+
+    /// Writes `first` and whatever else is queued, then flushes, all under the deadline.
+    async fn batch(&mut self, first: &Bytes, outbox: &mut Outbox) -> Result<(), Stop> {
+        let deadline = self.timing.write_timeout;
+        let written = tokio::time::timeout(deadline, async {
+            let mut n = 1;
+            self.ws.write_frame(text(first)).await?;
+            while n < MAX_BATCH {
+                let Some(next) = outbox.try_recv() else { break };
+                self.ws.write_frame(text(&next)).await?;
+                n += 1;
+            }
+            self.ws.flush().await?;
+            Ok::<u64, WebSocketError>(n as u64)
+        })
+        .await
+        .map_err(|_| Stop::Stalled)??;
+        self.metrics.frames_out.increment(written);
+        Ok(())
+    }
+
+    /// Writes one frame and flushes, under the deadline.
+    async fn send(&mut self, frame: Frame<'_>) -> Result<(), Stop> {
+        tokio::time::timeout(self.timing.write_timeout, async {
+            self.ws.write_frame(frame).await?;
+            self.ws.flush().await
+        })
+        .await
+        .map_err(|_| Stop::Stalled)?
+        .map_err(Stop::Io)
     }
 }
 
-async fn write_text<W: AsyncWrite + Unpin>(
-    ws: &mut WebSocketWrite<W>,
-    frame: &Bytes,
-) -> Result<(), fastwebsockets::WebSocketError> {
-    ws.write_frame(Frame::text(Payload::Borrowed(frame))).await
+fn text(frame: &Bytes) -> Frame<'_> {
+    Frame::text(Payload::Borrowed(frame))
 }

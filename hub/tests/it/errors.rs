@@ -175,7 +175,11 @@ async fn websocket_upgrade_requires_a_valid_token(backend: Backend) {
 }
 
 async fn a_connection_joins_at_most_64_rooms_and_refused_joins_take_no_slot(backend: Backend) {
-    let hub = TestHub::start_with(backend, |c| c.ws.rate_burst = 1000).await;
+    let hub = TestHub::start_with(backend, |c| {
+        c.ws.rate_burst = 1000;
+        c.limits.workspaces_per_hour = 100;
+    })
+    .await;
     let api = hub.api();
     let ada = api.register("ada").await;
     let eve = api.register("eve").await;

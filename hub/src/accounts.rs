@@ -1,0 +1,127 @@
+//! What disabling or deleting an account does, wherever it is asked (the user deleting their own
+//! account, or an operator).
+//!
+//! Disabling: the account's refresh tokens are revoked, its open WebSocket connections close with
+//! 4001, and every authenticated request with one of its access tokens is refused from now on
+//! (each request checks the account, see `auth::Authenticated`).
+//!
+//! Deleting: first the account must not be the only owner of a workspace that has other members
+//! (`409 last_owner`, naming them: ownership has to be handed over first). Then it is disabled
+//! as above, so nothing it holds can act meanwhile; it leaves each of its workspaces through the
+//! workspace's room (members see `member_left`), a workspace it was alone in is deleted; and
+//! finally the account row goes.
+
+use actors::CloseReason;
+use actors::workspace::{Op, Reply, RoomError};
+use axum::http::StatusCode;
+use serde_json::json;
+use signaling::workspace::Role;
+use signaling::{ErrorCode, UserId, WorkspaceId};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What leaving one workspace takes.
+enum Departure {
+    /// The account is its only member: the workspace is deleted.
+    Alone(WorkspaceId),
+    /// Others stay: the account leaves.
+    Leave(WorkspaceId),
+    /// The account is its only owner and others remain: it cannot leave yet.
+    Blocked(WorkspaceId),
+}
+
+/// Disables an account (or enables it again). Returns false when there is no such account.
+///
+/// # Errors
+/// Storage failed.
+pub async fn set_disabled(
+    state: &AppState,
+    user: UserId,
+    disabled: bool,
+) -> Result<bool, ApiError> {
+    let found = state.store.set_disabled(user, disabled).await?;
+    if found && disabled {
+        let closed = state.registry.close_user(user, CloseReason::ACCESS_REVOKED);
+        tracing::info!(%user, closed, "account disabled");
+    }
+    Ok(found)
+}
+
+/// Deletes an account (see the module docs).
+///
+/// # Errors
+/// `409 last_owner` with the workspaces that block it, `404 not_found` when there is no such
+/// account, or the room or storage failed.
+pub async fn delete(state: &AppState, user: UserId) -> Result<(), ApiError> {
+    // Two rounds: a membership added while the first ran is left in the second.
+    for _ in 0..2 {
+        let plan = plan(state, user).await?;
+        let blocked: Vec<WorkspaceId> = plan
+            .iter()
+            .filter_map(|d| match d {
+                Departure::Blocked(ws) => Some(*ws),
+                _ => None,
+            })
+            .collect();
+        if !blocked.is_empty() {
+            let mut err = ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::LastOwner,
+                "the account is the only owner of workspaces that have other members; \
+                 make someone else owner first",
+            );
+            err.details = Some(json!({ "workspaces": blocked }));
+            return Err(err);
+        }
+        if !set_disabled(state, user, true).await? {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such account",
+            ));
+        }
+        for departure in plan {
+            match departure {
+                Departure::Alone(ws) => state.router.call(ws, user, Op::Delete).await?,
+                Departure::Leave(ws) => state.router.call(ws, user, Op::RemoveMember(user)).await?,
+                Departure::Blocked(_) => continue,
+            };
+        }
+        match state.store.delete_user(user).await {
+            Ok(_) => {
+                tracing::info!(%user, "account deleted");
+                return Ok(());
+            }
+            Err(persistence::StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::AlreadyExists,
+        "the account kept being added to workspaces; try again",
+    ))
+}
+
+/// How the account leaves each of its workspaces, asked of each workspace's room.
+async fn plan(state: &AppState, user: UserId) -> Result<Vec<Departure>, ApiError> {
+    let mut plan = Vec::new();
+    for (ws, _) in state.store.workspaces_for_user(user).await? {
+        let members = match state.router.call(ws.id, user, Op::Describe).await {
+            Ok(Reply::Workspace { members, .. }) => members,
+            // Deleted or left meanwhile: nothing to do there.
+            Err(RoomError::NotAMember) => continue,
+            Ok(other) => return Err(ApiError::internal(&format!("unexpected reply {other:?}"))),
+            Err(e) => return Err(e.into()),
+        };
+        let owners = members.iter().filter(|m| m.role == Role::Owner).count();
+        let mine = members.iter().find(|m| m.user_id == user).map(|m| m.role);
+        plan.push(match mine {
+            _ if members.len() == 1 => Departure::Alone(ws.id),
+            Some(Role::Owner) if owners == 1 => Departure::Blocked(ws.id),
+            _ => Departure::Leave(ws.id),
+        });
+    }
+    Ok(plan)
+}

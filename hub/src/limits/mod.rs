@@ -1,0 +1,414 @@
+//! Every abuse throttle of the hub, in one place.
+//!
+//! - [`bucket`]: the token bucket of one WebSocket connection (its frames per second).
+//! - [`gcra`]: the shared limits (per user, per address, per email), kept in a [`LimitStore`].
+//! - [`Limits`]: the policy: which limit applies to what, with the configured [`Rate`]s.
+//!
+//! A refused request is answered `429` with `Retry-After` (REST) or `retry_after_ms`
+//! (WebSocket). `SECURITY.md` lists the defaults.
+
+pub mod bucket;
+pub mod gcra;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use signaling::{ErrorCode, UserId};
+
+pub use bucket::TokenBucket;
+pub use gcra::{Charge, LimitStore};
+
+use crate::config::LimitsConfig;
+use crate::error::ApiError;
+
+/// An allowance: `count` per `period`, with up to `burst` at once. Written `COUNT/UNIT[+BURST]`
+/// with UNIT one of `s`, `min`, `h`, optionally with a multiplier (e.g. `10/s+100`, `20/h`,
+/// `5/15min`); the burst defaults to the count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Units per period.
+    pub count: u32,
+    /// The period.
+    pub period: Duration,
+    /// Units that may be used at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// The time one unit takes to come back.
+    pub fn interval(self) -> Duration {
+        self.period / self.count.max(1)
+    }
+
+    /// How far ahead of now the allowance may be spent.
+    pub fn tolerance(self) -> Duration {
+        self.interval() * self.burst.max(1)
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a rate like `10/s`, `300/min+50` or `20/h`");
+        let (spec, burst) = match s.trim().split_once('+') {
+            Some((spec, burst)) => (spec, Some(burst.trim().parse::<u32>().map_err(|_| bad())?)),
+            None => (s.trim(), None),
+        };
+        let (count, unit) = spec.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        // The unit may carry a multiplier: `5/15min`.
+        let unit = unit.trim();
+        let digits = unit.len() - unit.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let times: u32 = match &unit[..digits] {
+            "" => 1,
+            n => n.parse().map_err(|_| bad())?,
+        };
+        let seconds = match &unit[digits..] {
+            "s" | "sec" => 1,
+            "m" | "min" => 60,
+            "h" | "hour" => 3600,
+            _ => return Err(bad()),
+        };
+        if times == 0 {
+            return Err(bad());
+        }
+        let period = Duration::from_secs(seconds * u64::from(times));
+        let burst = burst.unwrap_or(count);
+        if count == 0 || burst == 0 {
+            return Err(format!("`{s}`: the count and the burst must be at least 1"));
+        }
+        Ok(Rate {
+            count,
+            period,
+            burst,
+        })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.period.as_secs();
+        let (n, unit) = if secs.is_multiple_of(3600) {
+            (secs / 3600, "h")
+        } else if secs.is_multiple_of(60) {
+            (secs / 60, "min")
+        } else {
+            (secs, "s")
+        };
+        match n {
+            1 => write!(f, "{}/{unit}+{}", self.count, self.burst),
+            n => write!(f, "{}/{n}{unit}+{}", self.count, self.burst),
+        }
+    }
+}
+
+/// A REST request's kind, for the read and write allowances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `GET` and `HEAD`.
+    Read,
+    /// Everything else.
+    Write,
+}
+
+impl Access {
+    /// The kind of a request method.
+    pub fn of(method: &axum::http::Method) -> Access {
+        if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+            Access::Read
+        } else {
+            Access::Write
+        }
+    }
+}
+
+/// The abuse policy: every shared limit of the hub and the rates it was configured with.
+pub struct Limits {
+    store: LimitStore,
+    config: LimitsConfig,
+}
+
+impl Limits {
+    /// The policy of `config`, kept in this process's memory.
+    pub fn new(config: LimitsConfig) -> Self {
+        Limits {
+            store: LimitStore::memory(),
+            config,
+        }
+    }
+
+    /// The configured rates.
+    pub fn config(&self) -> &LimitsConfig {
+        &self.config
+    }
+
+    /// Drops expired state (called periodically).
+    pub fn sweep(&self) {
+        self.store.sweep();
+    }
+
+    async fn take(&self, key: &str, rate: Rate, what: &'static str) -> Result<(), ApiError> {
+        self.store
+            .acquire(key, rate, Charge::Take)
+            .await
+            .map_err(|wait| too_many(wait, what))
+    }
+
+    async fn peek(&self, key: &str, rate: Rate, what: &'static str) -> Result<(), ApiError> {
+        self.store
+            .acquire(key, rate, Charge::Peek)
+            .await
+            .map_err(|wait| too_many(wait, what))
+    }
+
+    /// Every `/api/v1` request, per client address.
+    ///
+    /// # Errors
+    /// `429 rate_limited`.
+    pub async fn request_from(&self, ip: IpAddr, access: Access) -> Result<(), ApiError> {
+        match access {
+            Access::Read => {
+                let key = format!("read:ip:{ip}");
+                self.take(
+                    &key,
+                    self.config.read_per_ip,
+                    "too many requests from this address",
+                )
+                .await
+            }
+            Access::Write => {
+                let key = format!("write:ip:{ip}");
+                self.take(
+                    &key,
+                    self.config.write_per_ip,
+                    "too many requests from this address",
+                )
+                .await
+            }
+        }
+    }
+
+    /// Every authenticated `/api/v1` request, per user.
+    ///
+    /// # Errors
+    /// `429 rate_limited`.
+    pub async fn request_by(&self, user: UserId, access: Access) -> Result<(), ApiError> {
+        match access {
+            Access::Read => {
+                let key = format!("read:user:{user}");
+                self.take(
+                    &key,
+                    self.config.read_per_user,
+                    "too many requests; slow down",
+                )
+                .await
+            }
+            Access::Write => {
+                let key = format!("write:user:{user}");
+                self.take(
+                    &key,
+                    self.config.write_per_user,
+                    "too many requests; slow down",
+                )
+                .await
+            }
+        }
+    }
+
+    /// Every call to an auth route (login, register, refresh, logout), per address.
+    ///
+    /// # Errors
+    /// `429 rate_limited`.
+    pub async fn auth_from(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let key = format!("auth:ip:{ip}");
+        self.take(
+            &key,
+            self.config.auth_per_ip,
+            "too many sign-in requests from this address",
+        )
+        .await
+    }
+
+    /// A registration attempt, per address and per email.
+    ///
+    /// # Errors
+    /// `429 rate_limited`.
+    pub async fn register(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
+        let key = format!("register:email:{email}");
+        self.take(
+            &key,
+            self.config.register_per_email,
+            "too many registrations for this email",
+        )
+        .await?;
+        let key = format!("register:ip:{ip}");
+        self.take(
+            &key,
+            self.config.register_per_ip,
+            "too many registrations from this address",
+        )
+        .await
+    }
+
+    /// Before a login is tried: refused while the (email, address) pair, the email or the
+    /// address has used up its failures, even with the right password.
+    ///
+    /// # Errors
+    /// `429 rate_limited`.
+    pub async fn login_allowed(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
+        let c = &self.config;
+        let msg = "too many failed logins; retry later";
+        self.peek(
+            &format!("loginfail:pair:{email}:{ip}"),
+            c.login_failures_per_pair,
+            msg,
+        )
+        .await?;
+        self.peek(
+            &format!("loginfail:email:{email}"),
+            c.login_failures_per_email,
+            msg,
+        )
+        .await?;
+        self.peek(&format!("loginfail:ip:{ip}"), c.login_failures_per_ip, msg)
+            .await
+    }
+
+    /// A failed login counts against the pair, the email and the address.
+    pub async fn login_failed(&self, ip: IpAddr, email: &str) {
+        let c = &self.config;
+        for (key, rate) in [
+            (
+                format!("loginfail:pair:{email}:{ip}"),
+                c.login_failures_per_pair,
+            ),
+            (
+                format!("loginfail:email:{email}"),
+                c.login_failures_per_email,
+            ),
+            (format!("loginfail:ip:{ip}"), c.login_failures_per_ip),
+        ] {
+            // A failure past the allowance changes nothing more: it is already refused.
+            let _ = self.store.acquire(&key, rate, Charge::Take).await;
+        }
+    }
+
+    /// A successful login clears the pair's failures (not the email's or the address's: a
+    /// spray that guesses one password right should not reset its count).
+    pub async fn login_succeeded(&self, ip: IpAddr, email: &str) {
+        self.store
+            .reset(&format!("loginfail:pair:{email}:{ip}"))
+            .await;
+    }
+
+    /// Before looking up an account by email for someone else (adding a member): refused while
+    /// the caller or the address has used up its misses.
+    ///
+    /// # Errors
+    /// `429 rate_limited`.
+    pub async fn lookup_allowed(&self, user: UserId, ip: IpAddr) -> Result<(), ApiError> {
+        let c = &self.config;
+        let msg = "too many lookups of unknown emails; retry later";
+        self.peek(
+            &format!("lookupmiss:user:{user}"),
+            c.lookup_misses_per_user,
+            msg,
+        )
+        .await?;
+        self.peek(&format!("lookupmiss:ip:{ip}"), c.lookup_misses_per_ip, msg)
+            .await
+    }
+
+    /// A lookup that found no account counts against the caller and the address: the misses are
+    /// what an account-existence probe is made of.
+    pub async fn lookup_missed(&self, user: UserId, ip: IpAddr) {
+        let c = &self.config;
+        for (key, rate) in [
+            (format!("lookupmiss:user:{user}"), c.lookup_misses_per_user),
+            (format!("lookupmiss:ip:{ip}"), c.lookup_misses_per_ip),
+        ] {
+            let _ = self.store.acquire(&key, rate, Charge::Take).await;
+        }
+    }
+
+    /// Creating a workspace, against the user's hourly quota.
+    ///
+    /// # Errors
+    /// `429 quota_exceeded`.
+    pub async fn create_workspace(&self, user: UserId) -> Result<(), ApiError> {
+        let rate = Rate {
+            count: self.config.workspaces_per_hour.max(1),
+            period: Duration::from_secs(3600),
+            burst: self.config.workspaces_per_hour.max(1),
+        };
+        self.store
+            .acquire(&format!("quota:workspaces:{user}"), rate, Charge::Take)
+            .await
+            .map_err(|wait| {
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "at most {} workspaces may be created per hour",
+                        self.config.workspaces_per_hour
+                    ),
+                );
+                err.retry_after = Some(retry_secs(wait));
+                err
+            })
+    }
+}
+
+/// Whole seconds to wait, rounded up (a `Retry-After` of 0 would invite an immediate retry).
+pub fn retry_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+fn too_many(wait: Duration, what: &'static str) -> ApiError {
+    let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, what);
+    err.retry_after = Some(retry_secs(wait).max(1));
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_with_and_without_a_burst() {
+        let r: Rate = "10/s+100".parse().unwrap();
+        assert_eq!(
+            (r.count, r.period, r.burst),
+            (10, Duration::from_secs(1), 100)
+        );
+        assert_eq!(r.interval(), Duration::from_millis(100));
+        assert_eq!(r.tolerance(), Duration::from_secs(10));
+        let r: Rate = "20/h".parse().unwrap();
+        assert_eq!((r.count, r.burst), (20, 20));
+        assert_eq!(r.to_string(), "20/h+20");
+        assert_eq!(
+            "300/min+50".parse::<Rate>().unwrap().to_string(),
+            "300/min+50"
+        );
+        let r: Rate = "5/15min".parse().unwrap();
+        assert_eq!((r.period, r.burst), (Duration::from_secs(900), 5));
+        assert_eq!(r.interval(), Duration::from_secs(180));
+        assert_eq!(r.to_string(), "5/15min+5");
+        for bad in [
+            "", "10", "10/d", "0/s", "10/s+0", "x/s", "10/s+y", "5/0min", "5/xmin",
+        ] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_secs(Duration::from_millis(100)), 1);
+        assert_eq!(retry_secs(Duration::from_secs(180)), 180);
+        assert_eq!(retry_secs(Duration::from_millis(180_001)), 181);
+    }
+}

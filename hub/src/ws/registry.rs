@@ -1,0 +1,214 @@
+//! Every open WebSocket connection, by user and by client address: the caps on how many one
+//! user or one address may hold, and the way to close all of a user's connections at once (their
+//! account was disabled or deleted).
+//!
+//! A connection is counted from the moment it is admitted (before the upgrade is answered) until
+//! its socket is gone: an [`Admission`] holds the place and gives it back when dropped, which the
+//! connection task does last.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actors::{CloseReason, ConnHandle, ConnId};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use signaling::UserId;
+
+/// Which cap refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapExceeded {
+    /// The user holds the most connections allowed.
+    PerUser(usize),
+    /// The address holds the most connections allowed.
+    PerAddress(usize),
+}
+
+#[derive(Default)]
+struct UserConns {
+    /// Admitted, with or without a connection attached yet.
+    count: usize,
+    /// Bumped by [`Registry::close_user`], so that a connection admitted before the close but
+    /// attached after it is closed too.
+    generation: u64,
+    conns: Vec<ConnHandle>,
+}
+
+struct Inner {
+    per_user: usize,
+    per_ip: usize,
+    users: DashMap<UserId, UserConns>,
+    ips: DashMap<IpAddr, usize>,
+}
+
+/// The open connections. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+/// A connection's place in the registry, given back on drop.
+pub struct Admission {
+    inner: Arc<Inner>,
+    user: UserId,
+    ip: IpAddr,
+    generation: u64,
+    conn: Option<ConnId>,
+}
+
+impl Registry {
+    /// At most `per_user` connections per user and `per_ip` per client address.
+    pub fn new(per_user: usize, per_ip: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                per_user,
+                per_ip,
+                users: DashMap::new(),
+                ips: DashMap::new(),
+            }),
+        }
+    }
+
+    /// Takes a place for a new connection of `user` from `ip`.
+    ///
+    /// # Errors
+    /// A cap is reached.
+    pub fn admit(&self, user: UserId, ip: IpAddr) -> Result<Admission, CapExceeded> {
+        let inner = &self.inner;
+        // The address first: its entry is released if the user's cap refuses.
+        match inner.ips.entry(ip) {
+            Entry::Occupied(mut e) => {
+                if *e.get() >= inner.per_ip {
+                    return Err(CapExceeded::PerAddress(inner.per_ip));
+                }
+                *e.get_mut() += 1;
+            }
+            Entry::Vacant(e) => {
+                if inner.per_ip == 0 {
+                    return Err(CapExceeded::PerAddress(0));
+                }
+                e.insert(1);
+            }
+        }
+        let mut conns = inner.users.entry(user).or_default();
+        if conns.count >= inner.per_user {
+            drop(conns);
+            release_ip(inner, ip);
+            self.forget_user_if_empty(user);
+            return Err(CapExceeded::PerUser(inner.per_user));
+        }
+        conns.count += 1;
+        Ok(Admission {
+            inner: self.inner.clone(),
+            user,
+            ip,
+            generation: conns.generation,
+            conn: None,
+        })
+    }
+
+    /// Closes every connection of `user` with `reason`. Returns how many there were.
+    pub fn close_user(&self, user: UserId, reason: CloseReason) -> usize {
+        let Some(mut conns) = self.inner.users.get_mut(&user) else {
+            return 0;
+        };
+        conns.generation += 1;
+        for c in &conns.conns {
+            c.close(reason);
+        }
+        conns.count
+    }
+
+    /// Open connections of `user`.
+    pub fn count_of(&self, user: UserId) -> usize {
+        self.inner.users.get(&user).map_or(0, |c| c.count)
+    }
+
+    fn forget_user_if_empty(&self, user: UserId) {
+        self.inner
+            .users
+            .remove_if(&user, |_, c| c.count == 0 && c.conns.is_empty());
+    }
+}
+
+impl Admission {
+    /// Attaches the connection that holds this place. Returns false when the user's
+    /// connections were closed since the place was taken: the caller closes it at once.
+    pub fn attach(&mut self, conn: &ConnHandle) -> bool {
+        let Some(mut conns) = self.inner.users.get_mut(&self.user) else {
+            return false;
+        };
+        conns.conns.push(conn.clone());
+        self.conn = Some(conn.id());
+        conns.generation == self.generation
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        release_ip(&self.inner, self.ip);
+        if let Entry::Occupied(mut e) = self.inner.users.entry(self.user) {
+            let conns = e.get_mut();
+            conns.count = conns.count.saturating_sub(1);
+            if let Some(id) = self.conn {
+                conns.conns.retain(|c| c.id() != id);
+            }
+            if conns.count == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
+fn release_ip(inner: &Inner, ip: IpAddr) {
+    if let Entry::Occupied(mut e) = inner.ips.entry(ip) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    #[test]
+    fn caps_hold_per_user_and_per_address_and_places_come_back() {
+        let r = Registry::new(2, 3);
+        let (ada, bob) = (UserId::new(), UserId::new());
+        let a1 = r.admit(ada, ip(1)).unwrap();
+        let _a2 = r.admit(ada, ip(1)).unwrap();
+        assert_eq!(r.admit(ada, ip(2)).err(), Some(CapExceeded::PerUser(2)));
+        let _b1 = r.admit(bob, ip(1)).unwrap();
+        assert_eq!(r.admit(bob, ip(1)).err(), Some(CapExceeded::PerAddress(3)));
+        assert!(r.admit(bob, ip(2)).is_ok(), "another address is fine");
+        drop(a1);
+        assert_eq!(r.count_of(ada), 1);
+        assert!(r.admit(ada, ip(2)).is_ok());
+    }
+
+    #[test]
+    fn closing_a_user_closes_attached_and_late_connections() {
+        let r = Registry::new(10, 10);
+        let ada = UserId::new();
+        let (c1, mut o1) = ConnHandle::new(1, ada, 4);
+        let mut early = r.admit(ada, ip(1)).unwrap();
+        assert!(early.attach(&c1));
+        let mut late = r.admit(ada, ip(1)).unwrap();
+        assert_eq!(r.close_user(ada, CloseReason::ACCESS_REVOKED), 2);
+        assert_eq!(o1.close_reason(), Some(CloseReason::ACCESS_REVOKED));
+        let (c2, _o2) = ConnHandle::new(2, ada, 4);
+        assert!(
+            !late.attach(&c2),
+            "admitted before the close, attached after"
+        );
+        drop((early, late));
+        assert_eq!(r.count_of(ada), 0);
+        assert!(r.inner.users.is_empty() && r.inner.ips.is_empty());
+        let _ = o1.try_recv();
+    }
+}
