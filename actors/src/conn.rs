@@ -158,6 +158,50 @@ impl ConnHandle {
         }
     }
 
+    /// How many frames the outbox holds when full.
+    pub fn capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    /// How many more frames fit in the outbox right now.
+    pub fn free_slots(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// Queues a page of must-deliver frames at the pace the client reads them: waits until the
+    /// outbox has room for the page and still half its capacity free for everything else (so
+    /// that a long replay never makes the connection look like a slow consumer to the other
+    /// rooms). Returns false if the connection closed first.
+    pub async fn push_page(&self, frames: Vec<Bytes>) -> bool {
+        let cap = self.capacity();
+        let want = (frames.len() + cap / 2).min(cap);
+        debug_assert!(frames.len() <= want, "a page must fit in the outbox");
+        let permits = tokio::select! {
+            () = self.closer.token.cancelled() => return false,
+            permits = self.tx.reserve_many(want) => permits,
+        };
+        let Ok(mut permits) = permits else {
+            return false;
+        };
+        for frame in frames {
+            match permits.next() {
+                Some(permit) => permit.send(frame),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Waits until at least `free` frames fit in the outbox (the client has read what was
+    /// queued). Returns false if the connection closed first.
+    pub async fn drained(&self, free: usize) -> bool {
+        let free = free.clamp(1, self.capacity());
+        tokio::select! {
+            () = self.closer.token.cancelled() => false,
+            permits = self.tx.reserve_many(free) => permits.is_ok(),
+        }
+    }
+
     /// Asks the writer to close the connection. The first reason given wins.
     pub fn close(&self, reason: CloseReason) {
         let _ = self.closer.reason.set(reason);
@@ -241,6 +285,34 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn pages_wait_for_the_reader_and_leave_half_the_outbox_free() {
+        let (conn, mut outbox) = ConnHandle::new(1, UserId::new(), 8);
+        let page = |n: usize| {
+            (0..n)
+                .map(|i| Bytes::from(vec![i as u8]))
+                .collect::<Vec<_>>()
+        };
+        assert!(conn.push_page(page(2)).await);
+        assert!(conn.push_page(page(2)).await);
+        assert_eq!(conn.free_slots(), 4);
+        // A third page needs 2 + 4 free slots: it waits until the reader takes two frames.
+        let pusher = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.push_page(page(2)).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!pusher.is_finished());
+        outbox.recv().await;
+        outbox.recv().await;
+        assert!(pusher.await.unwrap());
+        assert_eq!(conn.free_slots(), 4);
+        // A closed connection stops a waiting page.
+        conn.close(CloseReason::GOING_AWAY);
+        assert!(!conn.push_page(page(4)).await);
+        assert!(!conn.drained(8).await);
+    }
 
     #[tokio::test]
     async fn a_full_outbox_drops_droppables_and_closes_for_the_rest() {

@@ -15,12 +15,13 @@ use bytes::Bytes;
 use chrono::Utc;
 use persistence::{AppendRequest, Journal, JournalEntry, SideEffect, Store, StoreError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use signaling::client::{ClientMsg, JoinWorkspace};
+use signaling::client::ClientMsg;
 use signaling::server::{AckResult, Event, JoinMode, ServerMsg, durable_frame};
 use signaling::workspace::PresenceStatus;
 use signaling::{RoomKey, UserId, WorkspaceId};
 use tokio::task::JoinHandle;
 
+use super::catchup::CatchUp;
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 use super::presence::Sessions;
 use super::state::WorkspaceState;
@@ -150,7 +151,12 @@ impl Actor for WorkspaceRoom {
             room.last_activity = Instant::now();
         }
         match msg {
-            WorkspaceMsg::Client { reply, cmd } => room.on_client(reply, cmd).await,
+            WorkspaceMsg::Client { reply, cmd } => room.on_client(&myself, reply, cmd).await,
+            WorkspaceMsg::Resume {
+                reply,
+                after,
+                replayed,
+            } => room.resume(&myself, reply, after, replayed),
             WorkspaceMsg::Disconnected(conn) => room.drop_session(conn),
             WorkspaceMsg::Call { user, op, reply } => {
                 let result = room.execute(user, op).await;
@@ -257,9 +263,9 @@ impl Room {
         }
     }
 
-    async fn on_client(&mut self, reply: ReplyTo, cmd: ClientMsg) {
+    async fn on_client(&mut self, myself: &ActorRef<WorkspaceMsg>, reply: ReplyTo, cmd: ClientMsg) {
         match cmd {
-            ClientMsg::JoinWorkspace(join) => self.join(reply, join).await,
+            ClientMsg::JoinWorkspace(join) => self.resume(myself, reply, join.last_offset, 0),
             _ if !self.sessions.is_joined(reply.conn().id()) => reply.error(&RoomError::NotJoined),
             cmd => {
                 let conn = reply.conn().clone();
@@ -360,30 +366,53 @@ impl Room {
         }
     }
 
-    /// Joins a connection: brings it up to date (replay or snapshot), then acks.
-    async fn join(&mut self, reply: ReplyTo, join: JoinWorkspace) {
+    /// Joins a connection (a `join_workspace`, or a join coming back from a catch-up task):
+    /// brings it up to date, then acks. A client within a page of the head is replayed here
+    /// from memory; one further behind is handed to a [`CatchUp`] task that pages the journal
+    /// at the client's pace and gives the join back; one behind by more than the replay budget,
+    /// or with no `last_offset`, gets a snapshot.
+    fn resume(
+        &mut self,
+        myself: &ActorRef<WorkspaceMsg>,
+        reply: ReplyTo,
+        after: Option<u64>,
+        replayed: u64,
+    ) {
         let conn = reply.conn().clone();
         let role = match self.board.role(conn.user()) {
             Ok(role) => role,
             Err(e) => return reply.error(&e),
         };
-        let replay = match join.last_offset {
-            Some(n) if n <= self.board.offset => self.replay_since(n).await,
-            _ => None,
-        };
-        let (mode, replayed) = match replay {
-            Some(frames) => {
-                let n = frames.len() as u64;
-                for f in frames {
-                    conn.push(f, Class::MustDeliver);
+        let head = self.board.offset;
+        let (mode, replayed) = match after.filter(|&n| n <= head) {
+            Some(n) if replayed + (head - n) > self.ctx.config.replay_limit => {
+                self.send_snapshot(&conn)
+            }
+            Some(n) => match self.recent_since(n, &conn) {
+                Some(frames) => {
+                    let count = frames.len() as u64;
+                    for f in frames {
+                        conn.push(f, Class::MustDeliver);
+                    }
+                    (JoinMode::Replay, replayed + count)
                 }
-                (JoinMode::Replay, n)
-            }
-            None => {
-                let frame = ServerMsg::Snapshot(self.board.view()).to_json();
-                conn.push(Bytes::from(frame), Class::MustDeliver);
-                (JoinMode::Snapshot, 0)
-            }
+                None => {
+                    let catch_up = CatchUp {
+                        room: myself.clone(),
+                        depth: self.depth.clone(),
+                        store: self.ctx.store.clone(),
+                        key: self.key.clone(),
+                        workspace: self.board.id,
+                        reply,
+                        after: n,
+                        target: head,
+                        replayed,
+                    };
+                    tokio::spawn(catch_up.run());
+                    return;
+                }
+            },
+            None => self.send_snapshot(&conn),
         };
         let user = conn.user();
         conn.mark_joined(RoomKey::Workspace(self.board.id));
@@ -395,7 +424,7 @@ impl Room {
         }
         reply.ack(Some(AckResult::Joined {
             workspace_id: self.board.id,
-            offset: self.board.offset,
+            offset: head,
             mode,
             replayed,
             role,
@@ -403,56 +432,31 @@ impl Room {
         }));
     }
 
-    /// The durable frames after offset `after`, from memory or the journal; `None` when the
-    /// journal no longer reaches back that far (or the gap is too long to be worth replaying).
-    async fn replay_since(&self, after: u64) -> Option<Vec<Bytes>> {
-        let head = self.board.offset;
-        if after == head {
+    fn send_snapshot(&self, conn: &ConnHandle) -> (JoinMode, u64) {
+        let frame = ServerMsg::Snapshot(self.board.view()).to_json();
+        conn.push(Bytes::from(frame), Class::MustDeliver);
+        (JoinMode::Snapshot, 0)
+    }
+
+    /// The durable frames after offset `after`, when the room still holds them in memory and
+    /// they fit in the connection's outbox now as one page; `None` when they have to be paged
+    /// from the journal.
+    fn recent_since(&self, after: u64, conn: &ConnHandle) -> Option<Vec<Bytes>> {
+        let gap = self.board.offset - after;
+        if gap == 0 {
             return Some(Vec::new());
         }
-        if self
+        let fits = gap <= CatchUp::page_size(conn.capacity()) as u64
+            && conn.free_slots() >= conn.capacity() / 2;
+        let held = self
             .recent
             .front()
-            .is_some_and(|(first, _)| *first <= after + 1)
-        {
-            return Some(
-                self.recent
-                    .iter()
-                    .filter(|(o, _)| *o > after)
-                    .map(|(_, f)| f.clone())
-                    .collect(),
-            );
-        }
-        let missing = head - after;
-        if missing > self.ctx.config.replay_limit {
-            return None;
-        }
-        let records = match self
-            .ctx
-            .store
-            .journal_since(&self.key, after, u32::try_from(missing).ok()?)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(room = %self.board.id, error = %e, "journal read failed; sending a snapshot instead");
-                return None;
-            }
-        };
-        let contiguous = records.len() as u64 == missing
-            && records
-                .first()
-                .is_some_and(|r| r.seq == i64::try_from(after + 1).unwrap_or(-1));
-        contiguous.then(|| {
-            records
+            .is_some_and(|(first, _)| *first <= after + 1);
+        (fits && held).then(|| {
+            self.recent
                 .iter()
-                .map(|r| {
-                    Bytes::from(durable_frame(
-                        self.board.id,
-                        u64::try_from(r.seq).unwrap_or(0),
-                        &r.event,
-                    ))
-                })
+                .filter(|(o, _)| *o > after)
+                .map(|(_, f)| f.clone())
                 .collect()
         })
     }

@@ -19,6 +19,16 @@ pub enum WorkspaceMsg {
         /// The command.
         cmd: ClientMsg,
     },
+    /// A join handed out to a catch-up task comes back: the client now has every event up to
+    /// `after` (`None`: the journal did not reach back, send a snapshot).
+    Resume {
+        /// The join's answer.
+        reply: ReplyTo,
+        /// Where the client stands.
+        after: Option<u64>,
+        /// Events replayed to it so far for this join.
+        replayed: u64,
+    },
     /// A connection closed: forget its session.
     Disconnected(ConnId),
     /// A command from the REST API (or any in-process caller).

@@ -4,8 +4,10 @@
 //! - [`presence`]: who is connected and how they show (pure, unit-tested).
 //! - [`messages`]: what the room is sent and answers.
 //! - [`actor`]: wires messages to the state, the journal and the members' outboxes.
+//! - [`catchup`]: replays a long gap to a rejoining client, a page at a time, off the room.
 
 pub mod actor;
+pub mod catchup;
 pub mod messages;
 pub mod presence;
 pub mod state;

@@ -1,0 +1,106 @@
+//! Bringing a far-behind client up to date without the room waiting for it.
+//!
+//! A client that rejoins with a `last_offset` more than a page behind is not replayed by the room
+//! itself: the room hands its join to a catch-up task and carries on. The task reads the missed
+//! events from the journal a page at a time and queues each page only when the client has read
+//! enough of the last one ([`ConnHandle::push_page`]), so however long the gap, the outbox never
+//! overflows and the client is never mistaken for a slow consumer. When it reaches the offset the
+//! room had when it started, it gives the join back to the room ([`WorkspaceMsg::Resume`]), which
+//! sends whatever happened meanwhile (or hands it out again if that is still a lot) and only then
+//! joins the connection and acks. If the journal no longer reaches back, the room sends a
+//! snapshot instead.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use persistence::Store;
+use ractor::ActorRef;
+use signaling::WorkspaceId;
+use signaling::server::durable_frame;
+
+use super::messages::{ReplyTo, WorkspaceMsg};
+
+/// A join being caught up.
+pub struct CatchUp {
+    /// The room to give the join back to.
+    pub room: ActorRef<WorkspaceMsg>,
+    /// The room's mailbox depth counter (every message sent to it is counted).
+    pub depth: Arc<AtomicUsize>,
+    /// Where the journal is.
+    pub store: Store,
+    /// The room's journal key.
+    pub key: String,
+    /// The workspace.
+    pub workspace: WorkspaceId,
+    /// The join's answer.
+    pub reply: ReplyTo,
+    /// The client has every event up to here.
+    pub after: u64,
+    /// Replay up to here (the room's offset when it handed the join out).
+    pub target: u64,
+    /// Events already replayed to this client for this join.
+    pub replayed: u64,
+}
+
+impl CatchUp {
+    /// How many events one page holds for a connection with this outbox capacity.
+    pub fn page_size(capacity: usize) -> usize {
+        (capacity / 4).max(1)
+    }
+
+    /// Replays the journal from `after` to `target`, then gives the join back to the room.
+    pub async fn run(self) {
+        let conn = self.reply.conn().clone();
+        let page = Self::page_size(conn.capacity());
+        let mut after = self.after;
+        let mut replayed = self.replayed;
+        let mut reached = true;
+        while after < self.target {
+            let want = u32::try_from((self.target - after).min(page as u64)).unwrap_or(1);
+            let records = match self.store.journal_since(&self.key, after, want).await {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::warn!(room = %self.workspace, error = %e, "journal read failed; sending a snapshot instead");
+                    reached = false;
+                    break;
+                }
+            };
+            let contiguous = !records.is_empty()
+                && records
+                    .iter()
+                    .zip(after + 1..)
+                    .all(|(r, expected)| u64::try_from(r.seq).ok() == Some(expected));
+            if !contiguous {
+                // Trimmed by a snapshot since the room looked: the client gets a snapshot.
+                reached = false;
+                break;
+            }
+            let frames: Vec<Bytes> = records
+                .iter()
+                .zip(after + 1..)
+                .map(|(r, seq)| Bytes::from(durable_frame(self.workspace, seq, &r.event)))
+                .collect();
+            let n = frames.len() as u64;
+            if !conn.push_page(frames).await {
+                return; // The connection closed; the reply has no one to go to.
+            }
+            after += n;
+            replayed += n;
+        }
+        // Let the client read most of it, so the room can finish the join in one go.
+        if reached && !conn.drained(conn.capacity() * 3 / 4).await {
+            return;
+        }
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        let resume = WorkspaceMsg::Resume {
+            reply: self.reply,
+            after: reached.then_some(after),
+            replayed,
+        };
+        if self.room.cast(resume).is_err() {
+            // The room stopped meanwhile: the reply, dropped with the message, says so.
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
