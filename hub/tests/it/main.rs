@@ -1,10 +1,15 @@
 //! Integration tests: a real hub on 127.0.0.1:0, real WebSocket and HTTP clients, against SQLite
 //! and PostgreSQL (each test gets its own database). Run with `scripts/test.sh`.
 
+mod abuse;
+mod accounts;
 mod auth;
 mod collab;
 mod errors;
 mod members;
 mod ops;
 mod recovery;
+mod resume;
+mod sockets;
 mod support;
+mod text_input;

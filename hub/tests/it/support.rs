@@ -102,6 +102,18 @@ impl Storage {
     }
 }
 
+/// Lifts the REST and WebSocket rate limits, for tests that produce load rather than test the
+/// limits.
+pub fn unthrottled(config: &mut Config) {
+    let lots: hub::limits::Rate = "100000/s".parse().expect("rate");
+    config.limits.read_per_user = lots;
+    config.limits.write_per_user = lots;
+    config.limits.read_per_ip = lots;
+    config.limits.write_per_ip = lots;
+    config.ws.rate_per_sec = 100_000;
+    config.ws.rate_burst = 100_000;
+}
+
 /// A config for tests: port 0, fault injection on, everything else default.
 pub fn test_config(storage: &Storage) -> Config {
     let mut config = Config::from_env();
@@ -265,6 +277,29 @@ impl Api<'_> {
         let ws = self.create_workspace(&ada, "Team").await;
         self.add_member(&ada, &ws, &bob, role).await;
         (ada, bob, ws)
+    }
+
+    /// Creates `n` tasks over REST, `in_flight` requests at a time (the room still journals
+    /// them one by one). The caller's hub must allow that many writes (see `unthrottled`).
+    pub async fn create_tasks(&self, user: &User, ws: &str, n: usize, in_flight: usize) {
+        let path = format!("/api/v1/workspaces/{ws}/tasks");
+        futures_util::stream::iter(0..n)
+            .map(|i| {
+                let path = &path;
+                async move {
+                    let (status, body) = self
+                        .post(
+                            path,
+                            Some(&user.token),
+                            json!({ "title": format!("task {i}") }),
+                        )
+                        .await;
+                    assert_eq!(status, 201, "create task {i}: {body}");
+                }
+            })
+            .buffer_unordered(in_flight)
+            .collect::<Vec<()>>()
+            .await;
     }
 
     pub async fn tasks(&self, user: &User, ws: &str) -> Vec<Value> {

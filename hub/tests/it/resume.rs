@@ -1,0 +1,157 @@
+//! A reconnecting client gets exactly what it missed, however far behind it is: long gaps are
+//! replayed a page at a time (never overflowing the outbox, never mistaken for a slow
+//! consumer), and a gap beyond the replay budget gets a snapshot.
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::support::{Backend, Client, TestHub, unthrottled};
+
+/// Rejoins with `last_offset` and reads until the join's ack: the durable events replayed
+/// (their offsets and titles), the snapshot if one came, and the ack.
+async fn rejoin(c: &mut Client, ws: &str, last: u64) -> (Vec<u64>, Option<Value>, Value) {
+    c.send_text(
+        json!({"type": "join_workspace", "ref": "rejoin", "workspace_id": ws, "last_offset": last})
+            .to_string(),
+    )
+    .await;
+    let mut offsets = Vec::new();
+    let mut snapshot = None;
+    loop {
+        let v = c.next().await;
+        match v["type"].as_str() {
+            Some("task_created") => offsets.push(v["offset"].as_u64().expect("offset")),
+            Some("snapshot") => snapshot = Some(v),
+            Some("ack") if v["ref"] == "rejoin" => return (offsets, snapshot, v),
+            Some("user_presence") => {}
+            other => panic!("unexpected {other:?} while rejoining: {v}"),
+        }
+    }
+}
+
+async fn a_client_resumes_after_1024_5000_and_20000_missed_events(backend: Backend) {
+    let hub = TestHub::start_with(backend, |c| {
+        unthrottled(c);
+        c.rooms.replay_max_events = 50_000;
+        c.rooms.journal_retain = 50_000;
+    })
+    .await;
+    let api = hub.api();
+    let (ada, bob, ws) = api.team("member").await;
+    let mut b = hub.ws(&bob).await;
+    let mut last = b.join(&ws, None).await["offset"].as_u64().expect("offset");
+    drop(b);
+    for missed in [1024u64, 5000, 20_000] {
+        api.create_tasks(&ada, &ws, missed as usize, 16).await;
+        let mut b = hub.ws(&bob).await;
+        let (offsets, snapshot, ack) = rejoin(&mut b, &ws, last).await;
+        assert!(snapshot.is_none(), "a gap of {missed} is within the budget");
+        let expected: Vec<u64> = (last + 1..=last + missed).collect();
+        assert!(
+            offsets == expected,
+            "after missing {missed}: got {} events, from {:?} to {:?}",
+            offsets.len(),
+            offsets.first(),
+            offsets.last()
+        );
+        assert_eq!(ack["result"]["mode"], "replay");
+        assert_eq!(ack["result"]["replayed"], missed);
+        assert_eq!(ack["result"]["offset"], last + missed);
+        last += missed;
+        // Joined: live events flow again, right after the replay.
+        api.create_tasks(&ada, &ws, 1, 1).await;
+        let live = b.next_of("task_created").await;
+        assert_eq!(live["offset"], last + 1);
+        last += 1;
+        drop(b);
+    }
+    hub.stop().await;
+}
+
+async fn a_gap_beyond_the_replay_budget_gets_a_snapshot_with_everything(backend: Backend) {
+    let hub = TestHub::start_with(backend, |c| {
+        unthrottled(c);
+        c.rooms.replay_max_events = 1000;
+    })
+    .await;
+    let api = hub.api();
+    let (ada, bob, ws) = api.team("member").await;
+    let mut b = hub.ws(&bob).await;
+    let last = b.join(&ws, None).await["offset"].as_u64().expect("offset");
+    drop(b);
+    api.create_tasks(&ada, &ws, 1500, 16).await;
+    let mut b = hub.ws(&bob).await;
+    let (offsets, snapshot, ack) = rejoin(&mut b, &ws, last).await;
+    assert!(offsets.is_empty());
+    let snapshot = snapshot.expect("a snapshot");
+    assert_eq!(snapshot["tasks"].as_array().map(Vec::len), Some(1500));
+    assert_eq!(snapshot["offset"], last + 1500);
+    assert_eq!(ack["result"]["mode"], "snapshot");
+    assert_eq!(ack["result"]["offset"], last + 1500);
+    hub.stop().await;
+}
+
+/// Events written while a long replay is in progress are not lost: they follow it, in order,
+/// before the ack.
+async fn writes_during_a_long_replay_follow_it_in_order(backend: Backend) {
+    let hub = TestHub::start_with(backend, |c| {
+        unthrottled(c);
+        c.ws.outbox_frames = 64;
+    })
+    .await;
+    let api = hub.api();
+    let (ada, bob, ws) = api.team("member").await;
+    let mut b = hub.ws(&bob).await;
+    let last = b.join(&ws, None).await["offset"].as_u64().expect("offset");
+    drop(b);
+    api.create_tasks(&ada, &ws, 2000, 16).await;
+    let mut b = hub.ws(&bob).await;
+    b.send_text(
+        json!({"type": "join_workspace", "ref": "rejoin", "workspace_id": ws, "last_offset": last})
+            .to_string(),
+    )
+    .await;
+    // Writes go on while bob is being caught up (his outbox holds only 64 frames).
+    let writer = {
+        let base = hub.base.clone();
+        let ada = ada.clone();
+        let ws = ws.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let api = crate::support::Api {
+                base: &base,
+                http: &http,
+            };
+            api.create_tasks(&ada, &ws, 300, 4).await;
+        })
+    };
+    let mut offsets = Vec::new();
+    let ack = loop {
+        let v = b.next().await;
+        match v["type"].as_str() {
+            Some("task_created") => offsets.push(v["offset"].as_u64().expect("offset")),
+            Some("ack") => break v,
+            Some("user_presence") => {}
+            other => panic!("unexpected {other:?}: {v}"),
+        }
+    };
+    let head = ack["result"]["offset"].as_u64().expect("offset");
+    assert!(head >= last + 2000);
+    assert_eq!(offsets, (last + 1..=head).collect::<Vec<_>>());
+    writer.await.expect("writer");
+    // And everything after the ack arrives live, with no gap.
+    let end = last + 2300;
+    let mut next = head + 1;
+    while next <= end {
+        let v = b.next_of("task_created").await;
+        assert_eq!(v["offset"], next);
+        next += 1;
+    }
+    hub.stop().await;
+}
+
+both_backends!(
+    a_client_resumes_after_1024_5000_and_20000_missed_events,
+    a_gap_beyond_the_replay_budget_gets_a_snapshot_with_everything,
+    writes_during_a_long_replay_follow_it_in_order,
+);
