@@ -483,6 +483,77 @@ pub async fn stored_snapshot(database_url: &str, ws: &str) -> Option<persistence
     snap
 }
 
+/// Appends `n` `task_created` events by `author` to a workspace's journal, straight through the
+/// store, as a room that had them written while a client was away would have: for tests of
+/// what a client far behind gets, without spending minutes producing the events one commit at a
+/// time. The hub must be stopped (the seeding claims the room's epoch, as a room start does).
+pub async fn seed_journal(database_url: &str, ws: &str, author: &str, n: u64) {
+    use signaling::server::Event;
+    use signaling::task::{Priority, Status, Task};
+    let store = persistence::Store::connect(database_url)
+        .await
+        .expect("store");
+    let key = format!("ws:{ws}");
+    let epoch = store.claim_room(&key).await.expect("claim");
+    let mut next = store
+        .journal_since(&key, 0, u32::MAX)
+        .await
+        .expect("journal")
+        .last()
+        .map_or(0, |r| r.seq as u64)
+        .max(
+            store
+                .snapshot(&key)
+                .await
+                .expect("snapshot")
+                .map_or(0, |s| s.seq as u64),
+        )
+        + 1;
+    let by: signaling::UserId = author.parse().expect("user id");
+    let journal = persistence::Journal::spawn(store.clone(), metrics::Histogram::noop());
+    let end = next + n;
+    while next < end {
+        let batch_end = (next + 1000).min(end);
+        let entries = (next..batch_end)
+            .map(|seq| {
+                let now = chrono::Utc::now();
+                let task = Task {
+                    id: signaling::TaskId::new(),
+                    title: format!("seeded {seq}"),
+                    description: None,
+                    completed: false,
+                    priority: Priority::Medium,
+                    status: Status::Todo,
+                    position: seq as i64,
+                    assignee: None,
+                    due_date: None,
+                    version: 1,
+                    created_by: by,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let event = Event::TaskCreated { task, by };
+                persistence::JournalEntry {
+                    seq,
+                    event: serde_json::to_string(&event).expect("event json"),
+                }
+            })
+            .collect();
+        journal
+            .append(persistence::AppendRequest {
+                room: key.clone(),
+                epoch,
+                entries,
+                effect: None,
+            })
+            .await
+            .expect("append");
+        next = batch_end;
+    }
+    drop(journal);
+    store.close().await;
+}
+
 /// The path of the hub binary built for these tests.
 pub fn hub_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hub"))

@@ -12,6 +12,8 @@
 //! emails); and cleaning it again gives it back unchanged, so that a stored value compares equal
 //! to a freshly cleaned one.
 
+use std::sync::OnceLock;
+
 use signaling::ErrorCode;
 use signaling::json::{self, JsonError};
 use signaling::text;
@@ -20,6 +22,24 @@ use unicode_normalization::{is_nfc, is_nfkc};
 /// Longest error message a client can be sent for a refused frame or body, in characters: the
 /// 200 of `json::describe`, plus the field's path and the fixed wording around it.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 400;
+
+/// Whether the finding `name` is listed in `FUZZ_KNOWN` (comma-separated): a reported bug that
+/// is not fixed yet, whose check is then skipped so that a run can go on looking for others.
+/// Unset (the default), every check is made.
+pub fn known(name: &str) -> bool {
+    static KNOWN: OnceLock<Vec<String>> = OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            std::env::var("FUZZ_KNOWN")
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .iter()
+        .any(|k| k == name)
+}
 
 /// The field name given to the text functions by the `text` target.
 const FIELD: &str = "field";
@@ -174,9 +194,11 @@ pub fn check_email(raw: &str) -> Option<String> {
     Some(email)
 }
 
-/// Whether `bytes` is one JSON value (any depth, any number size), as RFC 8259 has it.
+/// Whether `bytes` is one JSON value as `serde_json` reads it: RFC 8259, with the limit the RFC
+/// lets a parser set on numbers (each must fit an `f64`, so `1e999` is not JSON here and may be
+/// refused as `bad_json`).
 pub fn is_json(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
 }
 
 /// Asserts what every refusal of [`json::from_slice`] promises: one of its three codes,
@@ -212,8 +234,11 @@ pub fn assert_json_error(bytes: &[u8], err: &JsonError) {
 /// When it is not.
 pub fn assert_message(message: &str) {
     assert!(!message.is_empty(), "empty error message");
+    // Finding `long-field-name` (regressions/*/error_message_echoes_long_field_name): the path of
+    // an unknown field is put in the message uncut.
+    let excused = known("long-field-name") && message.contains("unknown field");
     assert!(
-        message.chars().count() <= MAX_ERROR_MESSAGE_CHARS,
+        excused || message.chars().count() <= MAX_ERROR_MESSAGE_CHARS,
         "error message of {} characters: {message:?}",
         message.chars().count()
     );
