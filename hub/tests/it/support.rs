@@ -362,6 +362,29 @@ impl Client {
         self.ws.send(msg).await.expect("send");
     }
 
+    /// Sends a message as it comes (a raw frame, say); false once the socket is closed.
+    pub async fn try_send(&mut self, msg: Message) -> bool {
+        self.ws.send(msg).await.is_ok()
+    }
+
+    /// If the server closes the connection within `within`: its close code (`Some(None)` when
+    /// the socket just ended). Data frames read meanwhile are kept for `next`.
+    pub async fn closed_within(&mut self, within: Duration) -> Option<Option<u16>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(None | Some(Err(_))) => return Some(None),
+                Ok(Some(Ok(Message::Close(c)))) => return Some(c.map(|c| u16::from(c.code))),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    self.pending
+                        .push_back(serde_json::from_str(&t).expect("server sends JSON"));
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// The next frame from the socket (not the buffer).
     async fn read(&mut self) -> Value {
         loop {

@@ -4,7 +4,8 @@
 //! - `peek_ref` finds exactly the `ref` that `decode` reports (on success or in its error), so a
 //!   frame refused before decoding (rate-limited, too large) is answered with the same `ref`;
 //! - a frame nested deeper than `json::MAX_DEPTH` fails with `nesting_too_deep`, and only such
-//!   a frame does; `bad_json` only for what is not JSON; every error has a short message;
+//!   a frame does; `bad_json` only for what is not JSON, `bad_envelope` for JSON that is not an
+//!   object (only an object is ever decoded); every error has a short message;
 //! - a decoded command is in its stored form (titles, descriptions, event names cleaned; a
 //!   `ref` within its limit; `presence_update` never `offline`; `task_update` changes something);
 //! - a decoded command, encoded again with `serde_json` (as the hub relays and journals it) and
@@ -17,7 +18,9 @@ use signaling::client::{self, ClientMsg, DecodeError, MAX_EVENT_NAME_CHARS, MAX_
 use signaling::json;
 use signaling::task::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
 use signaling::workspace::PresenceStatus;
-use signaling_fuzz::{assert_clean_line, assert_clean_text, assert_message, is_json};
+use signaling_fuzz::{
+    assert_clean_line, assert_clean_text, assert_message, excused_array, is_json, is_object,
+};
 
 fuzz_target!(|frame: &[u8]| {
     let decoded = client::decode(frame);
@@ -33,6 +36,7 @@ fuzz_target!(|frame: &[u8]| {
     match decoded {
         Err(e) => check_error(frame, &e),
         Ok((r, msg)) => {
+            assert!(is_object(frame), "a frame that is not an object was decoded");
             check_ref(r.as_ref());
             check_command(&msg);
             check_round_trip(r, msg);
@@ -58,8 +62,17 @@ fn check_error(frame: &[u8], e: &DecodeError) {
         ),
         "a code decode never gives: {e:?}"
     );
-    if e.code == ErrorCode::BadJson {
-        assert!(!is_json(frame), "valid JSON refused as bad_json: {e:?}");
+    if !excused_array(frame, "array-envelope") {
+        if e.code == ErrorCode::BadJson {
+            assert!(!is_json(frame), "valid JSON refused as bad_json: {e:?}");
+        }
+        if is_json(frame) && !is_object(frame) && !too_deep {
+            assert_eq!(
+                e.code,
+                ErrorCode::BadEnvelope,
+                "JSON that is not an object is not refused as bad_envelope: {e:?}"
+            );
+        }
     }
     if matches!(e.code, ErrorCode::BadJson | ErrorCode::NestingTooDeep) {
         assert_eq!(e.reference, None, "a ref read from unreadable JSON: {e:?}");

@@ -2,8 +2,9 @@
 //! it parses, the body's own `normalize`.
 //!
 //! Properties, beyond "never panics":
-//! - a refusal has one of `bad_json`, `nesting_too_deep`, `invalid_payload` (the first only for
-//!   what is not JSON, the second exactly when the depth check fails) and a short message;
+//! - only a JSON object is accepted; a refusal has one of `bad_json`, `nesting_too_deep`,
+//!   `invalid_payload` (the first only for what is not JSON, the second exactly when the depth
+//!   check fails) and a short message;
 //! - whatever `normalize` lets through is in its stored form: emails NFKC, lower-case, without
 //!   any control or invisible character; names and titles one clean, trimmed NFC line within
 //!   their limit; descriptions NFC with no control character but `\n`, `\r`, `\t`;
@@ -20,7 +21,10 @@ use signaling::rest::{
     RefreshBody, RegisterBody, RoleBody,
 };
 use signaling::task::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, TaskChanges, TaskDraft};
-use signaling_fuzz::{assert_clean_email, assert_clean_line, assert_clean_text, assert_json_error};
+use signaling_fuzz::{
+    assert_accepted_object, assert_clean_email, assert_clean_line, assert_clean_text,
+    assert_json_error,
+};
 
 fuzz_target!(|body: &[u8]| {
     if let Some(b) = parse::<RegisterBody>(body) {
@@ -60,7 +64,10 @@ fuzz_target!(|body: &[u8]| {
 /// `json::from_slice`, with its refusal checked.
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
     match json::from_slice::<T>(body) {
-        Ok(v) => Some(v),
+        Ok(v) => {
+            assert_accepted_object(body);
+            Some(v)
+        }
         Err(e) => {
             assert_json_error(body, &e);
             None
