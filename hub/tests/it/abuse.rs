@@ -53,7 +53,7 @@ async fn a_message_in_endless_fragments_is_cut_off_at_the_hard_cap(backend: Back
             break;
         }
         sent += fragment.len();
-        if sent % (16 * 1000) == 0 {
+        if sent.is_multiple_of(16 * 1000) {
             closed = c.closed_within(Duration::from_millis(50)).await;
             if closed.is_some() {
                 break;
