@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures_util::{StreamExt, stream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -55,9 +54,20 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         config.accounts,
         config.rooms
     );
-    let fixture = rest::setup(config, &run_id)
-        .await
-        .context("setup over REST failed")?;
+    let fixture = match rest::setup(config, &run_id).await {
+        Ok(fixture) => fixture,
+        Err(e) => {
+            let text = format!("{e:#}");
+            if text.contains("rate_limited") || text.contains("quota_exceeded") {
+                eprintln!(
+                    "hint: the hub's abuse limits refused the setup (many accounts, workspaces and \
+                     memberships from one address); start the hub with the load-test settings \
+                     from BENCHMARKS.md (HUB_LIMIT_* and HUB_QUOTA_* raised)"
+                );
+            }
+            return Err(e.context("setup over REST failed"));
+        }
+    };
     if let Some(w) = preflight::token_ttl(config, fixture.token_ttl) {
         eprintln!("warning: {w}");
     }
