@@ -104,7 +104,7 @@ impl From<RoomError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
+        match &e {
             StoreError::Conflict => ApiError::new(
                 StatusCode::CONFLICT,
                 ErrorCode::AlreadyExists,
@@ -117,6 +117,8 @@ impl From<StoreError> for ApiError {
                 ErrorCode::NotFound,
                 "a record this request refers to no longer exists",
             ),
+            // Unreadable stored data is a bug or corruption, not an outage: retrying won't help.
+            StoreError::Corrupt(_) => ApiError::internal(&e),
             other => {
                 tracing::error!(error = %other, "storage error");
                 ApiError::new(
