@@ -158,38 +158,18 @@ impl Limits {
             .map_err(|wait| too_many(wait, what))
     }
 
-    async fn peek(&self, key: &str, rate: Rate, what: &'static str) -> Result<(), ApiError> {
-        self.store
-            .acquire(key, rate, Charge::Peek)
-            .await
-            .map_err(|wait| too_many(wait, what))
-    }
-
     /// Every `/api/v1` request, per client address.
     ///
     /// # Errors
     /// `429 rate_limited`.
     pub async fn request_from(&self, ip: IpAddr, access: Access) -> Result<(), ApiError> {
-        match access {
-            Access::Read => {
-                let key = format!("read:ip:{ip}");
-                self.take(
-                    &key,
-                    self.config.read_per_ip,
-                    "too many requests from this address",
-                )
-                .await
-            }
-            Access::Write => {
-                let key = format!("write:ip:{ip}");
-                self.take(
-                    &key,
-                    self.config.write_per_ip,
-                    "too many requests from this address",
-                )
-                .await
-            }
-        }
+        let (kind, rate) = match access {
+            Access::Read => ("read", self.config.read_per_ip),
+            Access::Write => ("write", self.config.write_per_ip),
+        };
+        let key = format!("{kind}:ip:{ip}");
+        self.take(&key, rate, "too many requests from this address")
+            .await
     }
 
     /// Every authenticated `/api/v1` request, per user.
@@ -197,26 +177,12 @@ impl Limits {
     /// # Errors
     /// `429 rate_limited`.
     pub async fn request_by(&self, user: UserId, access: Access) -> Result<(), ApiError> {
-        match access {
-            Access::Read => {
-                let key = format!("read:user:{user}");
-                self.take(
-                    &key,
-                    self.config.read_per_user,
-                    "too many requests; slow down",
-                )
-                .await
-            }
-            Access::Write => {
-                let key = format!("write:user:{user}");
-                self.take(
-                    &key,
-                    self.config.write_per_user,
-                    "too many requests; slow down",
-                )
-                .await
-            }
-        }
+        let (kind, rate) = match access {
+            Access::Read => ("read", self.config.read_per_user),
+            Access::Write => ("write", self.config.write_per_user),
+        };
+        let key = format!("{kind}:user:{user}");
+        self.take(&key, rate, "too many requests; slow down").await
     }
 
     /// Every call to an auth route (login, register, refresh, logout), per address.
@@ -260,28 +226,25 @@ impl Limits {
     /// # Errors
     /// `429 rate_limited`.
     pub async fn login_allowed(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
-        let c = &self.config;
         let msg = "too many failed logins; retry later";
-        self.peek(
-            &format!("loginfail:pair:{email}:{ip}"),
-            c.login_failures_per_pair,
-            msg,
-        )
-        .await?;
-        self.peek(
-            &format!("loginfail:email:{email}"),
-            c.login_failures_per_email,
-            msg,
-        )
-        .await?;
-        self.peek(&format!("loginfail:ip:{ip}"), c.login_failures_per_ip, msg)
-            .await
+        self.budget_left(&self.login_budgets(ip, email), msg).await
     }
 
     /// A failed login counts against the pair, the email and the address.
     pub async fn login_failed(&self, ip: IpAddr, email: &str) {
+        self.charge_budgets(&self.login_budgets(ip, email)).await;
+    }
+
+    /// A successful login clears the pair's failures (not the email's or the address's: a
+    /// spray that guesses one password right should not reset its count).
+    pub async fn login_succeeded(&self, ip: IpAddr, email: &str) {
+        let [(pair, _), ..] = self.login_budgets(ip, email);
+        self.store.reset(&pair).await;
+    }
+
+    fn login_budgets(&self, ip: IpAddr, email: &str) -> [(String, Rate); 3] {
         let c = &self.config;
-        for (key, rate) in [
+        [
             (
                 format!("loginfail:pair:{email}:{ip}"),
                 c.login_failures_per_pair,
@@ -291,18 +254,7 @@ impl Limits {
                 c.login_failures_per_email,
             ),
             (format!("loginfail:ip:{ip}"), c.login_failures_per_ip),
-        ] {
-            // A failure past the allowance changes nothing more: it is already refused.
-            let _ = self.store.acquire(&key, rate, Charge::Take).await;
-        }
-    }
-
-    /// A successful login clears the pair's failures (not the email's or the address's: a
-    /// spray that guesses one password right should not reset its count).
-    pub async fn login_succeeded(&self, ip: IpAddr, email: &str) {
-        self.store
-            .reset(&format!("loginfail:pair:{email}:{ip}"))
-            .await;
+        ]
     }
 
     /// Before looking up an account by email for someone else (adding a member): refused while
@@ -311,27 +263,44 @@ impl Limits {
     /// # Errors
     /// `429 rate_limited`.
     pub async fn lookup_allowed(&self, user: UserId, ip: IpAddr) -> Result<(), ApiError> {
-        let c = &self.config;
         let msg = "too many lookups of unknown emails; retry later";
-        self.peek(
-            &format!("lookupmiss:user:{user}"),
-            c.lookup_misses_per_user,
-            msg,
-        )
-        .await?;
-        self.peek(&format!("lookupmiss:ip:{ip}"), c.lookup_misses_per_ip, msg)
-            .await
+        self.budget_left(&self.lookup_budgets(user, ip), msg).await
     }
 
     /// A lookup that found no account counts against the caller and the address: the misses are
     /// what an account-existence probe is made of.
     pub async fn lookup_missed(&self, user: UserId, ip: IpAddr) {
+        self.charge_budgets(&self.lookup_budgets(user, ip)).await;
+    }
+
+    fn lookup_budgets(&self, user: UserId, ip: IpAddr) -> [(String, Rate); 2] {
         let c = &self.config;
-        for (key, rate) in [
+        [
             (format!("lookupmiss:user:{user}"), c.lookup_misses_per_user),
             (format!("lookupmiss:ip:{ip}"), c.lookup_misses_per_ip),
-        ] {
-            let _ = self.store.acquire(&key, rate, Charge::Take).await;
+        ]
+    }
+
+    /// A failure budget is checked before an attempt and charged only when it fails, so that
+    /// honest attempts cost nothing and a spent budget refuses even an attempt that would work.
+    async fn budget_left(
+        &self,
+        budgets: &[(String, Rate)],
+        msg: &'static str,
+    ) -> Result<(), ApiError> {
+        for (key, rate) in budgets {
+            self.store
+                .acquire(key, *rate, Charge::Peek)
+                .await
+                .map_err(|wait| too_many(wait, msg))?;
+        }
+        Ok(())
+    }
+
+    async fn charge_budgets(&self, budgets: &[(String, Rate)]) {
+        for (key, rate) in budgets {
+            // A failure past the allowance changes nothing more: it is already refused.
+            let _ = self.store.acquire(key, *rate, Charge::Take).await;
         }
     }
 

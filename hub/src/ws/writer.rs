@@ -66,8 +66,8 @@ impl From<WebSocketError> for Stop {
 /// fails or stalls; then sends a close frame with the reason.
 pub async fn run<W: AsyncWrite + Unpin>(
     ws: WebSocketWrite<W>,
-    outbox: Outbox,
-    control: mpsc::Receiver<Control>,
+    mut outbox: Outbox,
+    mut control: mpsc::Receiver<Control>,
     timing: Timing,
     metrics: HubMetrics,
 ) -> WriterEnd {
@@ -76,13 +76,21 @@ pub async fn run<W: AsyncWrite + Unpin>(
         timing,
         metrics,
     };
-    match w.serve(outbox, control).await {
+    match w.serve(&mut outbox, &mut control).await {
         Ok(()) => WriterEnd::Closed,
         Err(Stop::Io(e)) => {
             tracing::debug!(error = %e, "websocket write ended");
             WriterEnd::Failed
         }
-        Err(Stop::Stalled) => WriterEnd::Stuck,
+        Err(Stop::Stalled) => {
+            // Whatever stalled (events, a ping, the close frame), the client is not reading:
+            // the connection ends as a slow consumer, and the reader stops too.
+            if outbox.close_reason().is_none() {
+                w.metrics.rooms.slow_consumers.increment(1);
+            }
+            outbox.close(CloseReason::SLOW_CONSUMER);
+            WriterEnd::Stuck
+        }
     }
 }
 
@@ -95,8 +103,8 @@ struct Writer<W> {
 impl<W: AsyncWrite + Unpin> Writer<W> {
     async fn serve(
         &mut self,
-        mut outbox: Outbox,
-        mut control: mpsc::Receiver<Control>,
+        outbox: &mut Outbox,
+        control: &mut mpsc::Receiver<Control>,
     ) -> Result<(), Stop> {
         let every = self.timing.ping_every;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -112,13 +120,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 }
                 frame = outbox.recv() => {
                     let Some(first) = frame else { break };
-                    if let Err(stop) = self.batch(&first, &mut outbox).await {
-                        if matches!(stop, Stop::Stalled) {
-                            outbox.close(CloseReason::SLOW_CONSUMER);
-                            self.metrics.rooms.slow_consumers.increment(1);
-                        }
-                        return Err(stop);
-                    }
+                    self.batch(&first, outbox).await?;
                 }
                 _ = ping.tick() => {
                     self.send(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hub"))).await?;
