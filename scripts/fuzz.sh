@@ -10,8 +10,10 @@
 #
 # - Installs cargo-fuzz (`cargo install cargo-fuzz`, a few minutes) when it is missing.
 # - Works on the stable toolchain: cargo-fuzz passes nightly-only flags to rustc, which
-#   RUSTC_BOOTSTRAP=1 allows. FUZZ_SANITIZER picks the sanitizer (default `none`, about twice
-#   as fast here; `address` works too, for when unsafe code is involved).
+#   RUSTC_BOOTSTRAP=1 allows. FUZZ_SANITIZER picks the sanitizer (default `none`, several times
+#   faster here; `address` works too, for when unsafe code is involved; switching rebuilds).
+# - FUZZ_KNOWN=name,name skips the checks of findings reported but not fixed yet, so that a run
+#   can look for others (names and regression inputs: signaling/fuzz/README.md).
 # - First replays signaling/fuzz/regressions/<target>/ (inputs that once crashed), then fuzzes
 #   with the committed seeds (signaling/fuzz/corpus/<target>/, only read) plus a working corpus
 #   in signaling/fuzz/target/corpus/<target>/ that grows from run to run and is not committed.
@@ -71,7 +73,7 @@ for t in "${targets[@]}"; do
   fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t.log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logs/$t.log" | tail -n 1)
-  cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$logs/$t.log" | tail -n 1)
+  cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$logs/$t.log" | tail -n 1 || true)
   echo "   $status: ${execs:-?} executions, ${rate:-?}/s, ${cov:-no coverage line}"
   if [ "$status" = CRASH ]; then
     grep -m1 -A2 -E "panicked at|ERROR: libFuzzer|SUMMARY" "$logs/$t.log" | sed 's/^/   | /' || true

@@ -169,6 +169,8 @@ pub struct DecodeError {
     pub message: String,
 }
 
+const NOT_AN_OBJECT: &str = "a frame must be a JSON object with a string `type`";
+
 /// The envelope alone: read first so that even a bad command gets its `ref` back.
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -183,11 +185,19 @@ struct Envelope<'a> {
 /// # Errors
 /// A [`DecodeError`] saying which of the ways the frame is wrong.
 pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
-    json::check_depth(frame, json::MAX_DEPTH).map_err(|e| DecodeError {
+    let unreadable = |e: json::JsonError| DecodeError {
         reference: None,
         code: e.code,
         message: e.message,
-    })?;
+    };
+    json::check_depth(frame, json::MAX_DEPTH).map_err(unreadable)?;
+    if !json::starts_as_object(frame) {
+        return Err(unreadable(json::refuse_non_object(
+            frame,
+            ErrorCode::BadEnvelope,
+            NOT_AN_OBJECT,
+        )));
+    }
     let envelope: Envelope<'_> = serde_json::from_slice(frame).map_err(|e| DecodeError {
         reference: None,
         code: if e.is_data() {
@@ -196,7 +206,7 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
             ErrorCode::BadJson
         },
         message: if e.is_data() {
-            "a frame must be a JSON object with a string `type`".into()
+            NOT_AN_OBJECT.into()
         } else {
             format!(
                 "invalid JSON at line {}, column {}: {}",
@@ -275,6 +285,9 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
 /// is decoded (rate-limited, too large).
 pub fn peek_ref(frame: &[u8]) -> Option<Ref> {
     json::check_depth(frame, json::MAX_DEPTH).ok()?;
+    if !json::starts_as_object(frame) {
+        return None;
+    }
     let envelope: Envelope<'_> = serde_json::from_slice(frame).ok()?;
     parse_ref(envelope.reference?).ok()
 }
@@ -333,6 +346,38 @@ mod tests {
             code(r#"{"type":"join_workspace","workspace_id":"nope"}"#),
             ErrorCode::InvalidPayload
         );
+    }
+
+    // Regressions found by the `client_frame` fuzz target (signaling/fuzz/regressions/).
+
+    #[test]
+    fn an_array_is_never_read_as_an_envelope() {
+        for frame in [&br#"["typing", "r1"]"#[..], br#"["typing", "", "r1"]"#] {
+            let err = decode(frame).unwrap_err();
+            assert_eq!((err.code, err.reference), (ErrorCode::BadEnvelope, None));
+            assert_eq!(peek_ref(frame), None);
+        }
+    }
+
+    #[test]
+    fn a_wrong_type_for_an_enum_field_is_not_called_invalid_json() {
+        let ws = WorkspaceId::new();
+        let frame =
+            format!(r#"{{"type":"presence_update","ref":1,"workspace_id":"{ws}","status":1}}"#);
+        let err = decode(frame.as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPayload);
+        assert_eq!(err.message, "status: not one of the allowed values");
+    }
+
+    #[test]
+    fn a_long_unknown_field_name_is_not_echoed_whole() {
+        let frame = format!(
+            r#"{{"type":"task_create","task":{{"{}":1}}}}"#,
+            "k".repeat(300)
+        );
+        let err = decode(frame.as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPayload);
+        assert!(err.message.chars().count() <= 201, "{}", err.message);
     }
 
     #[test]

@@ -67,13 +67,42 @@ pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), JsonError> {
     Ok(())
 }
 
-/// Parses client JSON into `T`: depth first, then the value.
+/// True when the first thing in `bytes` (after JSON whitespace) opens an object. Every message
+/// a client sends is an object; serde would otherwise also read a struct from an array of its
+/// fields in order.
+pub fn starts_as_object(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|&b| b == b'{')
+}
+
+/// Why `bytes`, which do not start as an object, are refused: `bad_json` when they are not JSON
+/// at all, else `not_an_object`'s code.
+pub fn refuse_non_object(bytes: &[u8], not_an_object: ErrorCode, message: &str) -> JsonError {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        Err(e) => syntax(&e),
+        Ok(_) => JsonError {
+            code: not_an_object,
+            message: message.to_owned(),
+        },
+    }
+}
+
+/// Parses a JSON object from a client into `T`: depth first, then the value.
 ///
 /// # Errors
 /// `nesting_too_deep`; `bad_json` when it is not JSON; `invalid_payload` (with the field's path)
-/// when it is JSON of the wrong shape.
+/// when it is JSON of the wrong shape (not an object, a field of the wrong type...).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
     check_depth(bytes, MAX_DEPTH)?;
+    if !starts_as_object(bytes) {
+        return Err(refuse_non_object(
+            bytes,
+            ErrorCode::InvalidPayload,
+            "expected a JSON object",
+        ));
+    }
     match serde_json::from_slice(bytes) {
         Ok(v) => Ok(v),
         // Only a refused input pays for finding the path of the field that failed.
@@ -99,17 +128,31 @@ fn explain<T: DeserializeOwned>(bytes: &[u8]) -> JsonError {
     };
     let path = err.path().to_string();
     let inner = err.into_inner();
-    if !inner.is_data() {
+    let what = if inner.is_data() {
+        describe(&inner)
+    } else if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        // Valid JSON, yet serde_json reports a syntax error: it does so for a value of the wrong
+        // type where an enum is expected (`"role": 2`).
+        "not one of the allowed values".to_owned()
+    } else {
         return syntax(&inner);
-    }
-    let what = describe(&inner);
+    };
     JsonError {
         code: ErrorCode::InvalidPayload,
-        message: if path.is_empty() || path == "." {
+        message: clip(if path.is_empty() || path == "." {
             what
         } else {
             format!("{path}: {what}")
-        },
+        }),
+    }
+}
+
+/// At most [`MAX_MESSAGE_CHARS`]: an error must not echo a client's input back at any length.
+fn clip(text: String) -> String {
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        text.chars().take(MAX_MESSAGE_CHARS).collect::<String>() + "…"
+    } else {
+        text
     }
 }
 
@@ -155,10 +198,7 @@ pub fn describe(e: &serde_json::Error) -> String {
         text.truncate(i);
         text.push_str("expected one of the allowed values");
     }
-    if text.chars().count() > MAX_MESSAGE_CHARS {
-        text = text.chars().take(MAX_MESSAGE_CHARS).collect::<String>() + "…";
-    }
-    text
+    clip(text)
 }
 
 #[cfg(test)]
@@ -231,5 +271,73 @@ mod tests {
         assert_eq!(err.code, ErrorCode::BadJson);
         let err = from_slice::<Body>(nested(40).as_bytes()).unwrap_err();
         assert_eq!(err.code, ErrorCode::NestingTooDeep);
+    }
+
+    // Regressions found by the `rest_bodies` fuzz target (signaling/fuzz/regressions/).
+
+    #[test]
+    fn an_array_is_not_read_as_an_object_of_its_fields() {
+        #[derive(Debug, Deserialize)]
+        struct Pair {
+            #[allow(dead_code)]
+            a: String,
+            #[allow(dead_code)]
+            b: String,
+        }
+        let err = from_slice::<Pair>(br#"["x", "y"]"#).unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (ErrorCode::InvalidPayload, "expected a JSON object")
+        );
+        let err = from_slice::<Pair>(br#" ["x", "y", "z"]"#).unwrap_err();
+        assert_eq!(
+            err.code,
+            ErrorCode::InvalidPayload,
+            "valid JSON, not bad_json"
+        );
+        assert_eq!(
+            from_slice::<Pair>(b"[\"x\"").unwrap_err().code,
+            ErrorCode::BadJson
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_where_an_enum_is_expected_is_invalid_payload() {
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Role {
+            Owner,
+        }
+        #[derive(Debug, Deserialize)]
+        struct WithRole {
+            #[allow(dead_code)]
+            role: Role,
+        }
+        for body in [
+            &br#"{"role": 2}"#[..],
+            br#"{"role": null}"#,
+            br#"{"role": []}"#,
+        ] {
+            let err = from_slice::<WithRole>(body).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidPayload, "{err:?}");
+            assert_eq!(err.message, "role: not one of the allowed values");
+        }
+        let err = from_slice::<WithRole>(br#"{"role": "king"}"#).unwrap_err();
+        assert!(
+            err.message.starts_with("role: unknown variant `king`"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_error_never_echoes_a_long_field_name_whole() {
+        let body = format!(r#"{{"{}": 1, "count": 1}}"#, "k".repeat(300));
+        let err = from_slice::<Body>(body.as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPayload);
+        assert!(
+            err.message.chars().count() <= MAX_MESSAGE_CHARS + 1,
+            "{}",
+            err.message
+        );
     }
 }

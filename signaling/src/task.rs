@@ -2,7 +2,7 @@
 //! change one ([`TaskChanges`]), and their validation. Limits follow the product plan: a title of
 //! 1–500 characters, a description of at most 2000.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ids::{TaskId, UserId};
@@ -135,7 +135,7 @@ impl TaskDraft {
     pub fn validate(&self) -> Result<(), FieldError> {
         clean_title(&self.title)?;
         clean_description(self.description.as_deref())?;
-        Ok(())
+        check_due_date(self.due_date)
     }
 
     /// Checks the limits and puts the text in its stored form (title trimmed, both in Unicode
@@ -146,7 +146,7 @@ impl TaskDraft {
     pub fn normalize(&mut self) -> Result<(), FieldError> {
         self.title = clean_title(&self.title)?;
         self.description = clean_description(self.description.as_deref())?;
-        Ok(())
+        check_due_date(self.due_date)
     }
 }
 
@@ -225,6 +225,9 @@ impl TaskChanges {
         if let Some(description) = &self.description {
             clean_description(description.as_deref())?;
         }
+        if let Some(due_date) = self.due_date {
+            check_due_date(due_date)?;
+        }
         Ok(())
     }
 
@@ -291,6 +294,18 @@ fn clean_description(description: Option<&str>) -> Result<Option<String>, FieldE
                 .map_err(|e| with_limit(e, "must be at most 2000 characters"))
         })
         .transpose()
+}
+
+/// A due date must be one RFC 3339 can write: years 1 to 9999 in UTC (`0000-01-01T00:30:00+01:00`
+/// is year −1 in UTC, and year 10000 has five digits).
+fn check_due_date(due: Option<DateTime<Utc>>) -> Result<(), FieldError> {
+    match due {
+        Some(d) if !(1..=9999).contains(&d.year()) => Err(FieldError {
+            field: "due_date",
+            problem: "must be between the years 1 and 9999 (UTC)",
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The text checks say "too long"; the task fields say by how much.
@@ -398,6 +413,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.normalize().unwrap_err().field, "description");
+    }
+
+    /// Regression found by the fuzz targets: these were accepted and written back as
+    /// `-0001-12-31T23:30:00Z` and `+10000-01-01T00:59:59Z`, which are not RFC 3339.
+    #[test]
+    fn due_dates_outside_years_1_to_9999_are_refused() {
+        for due in ["0000-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"] {
+            let mut d = TaskDraft::titled("x");
+            d.due_date = Some(due.parse().unwrap());
+            assert_eq!(d.normalize().unwrap_err().field, "due_date", "{due}");
+            let c = TaskChanges {
+                due_date: Some(d.due_date),
+                ..Default::default()
+            };
+            assert_eq!(c.validate().unwrap_err().field, "due_date", "{due}");
+        }
+        let mut d = TaskDraft::titled("x");
+        d.due_date = Some("0001-01-01T00:00:00Z".parse().unwrap());
+        assert!(d.normalize().is_ok());
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! - a frame nested deeper than `json::MAX_DEPTH` fails with `nesting_too_deep`, and only such
 //!   a frame does; `bad_json` only for what is not JSON, `bad_envelope` for JSON that is not an
 //!   object (only an object is ever decoded); every error has a short message;
-//! - a decoded command is in its stored form (titles, descriptions, event names cleaned; a
-//!   `ref` within its limit; `presence_update` never `offline`; `task_update` changes something);
+//! - an `invalid_payload` for valid JSON does not call it invalid JSON;
+//! - a decoded command is in its stored form (titles, descriptions, event names cleaned; due
+//!   dates that write as RFC 3339; a `ref` within its limit; `presence_update` never `offline`;
+//!   `task_update` changes something);
 //! - a decoded command, encoded again with `serde_json` (as the hub relays and journals it) and
 //!   decoded again, is the same command, with or without its `ref`.
 #![no_main]
@@ -19,7 +21,7 @@ use signaling::json;
 use signaling::task::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
 use signaling::workspace::PresenceStatus;
 use signaling_fuzz::{
-    assert_clean_line, assert_clean_text, assert_message, excused_array, is_json, is_object,
+    assert_clean_line, assert_clean_text, assert_message, assert_rfc3339_date, is_json, is_object,
 };
 
 fuzz_target!(|frame: &[u8]| {
@@ -36,7 +38,10 @@ fuzz_target!(|frame: &[u8]| {
     match decoded {
         Err(e) => check_error(frame, &e),
         Ok((r, msg)) => {
-            assert!(is_object(frame), "a frame that is not an object was decoded");
+            assert!(
+                is_object(frame),
+                "a frame that is not an object was decoded"
+            );
             check_ref(r.as_ref());
             check_command(&msg);
             check_round_trip(r, msg);
@@ -62,20 +67,24 @@ fn check_error(frame: &[u8], e: &DecodeError) {
         ),
         "a code decode never gives: {e:?}"
     );
-    if !excused_array(frame, "array-envelope") {
-        if e.code == ErrorCode::BadJson {
-            assert!(!is_json(frame), "valid JSON refused as bad_json: {e:?}");
-        }
-        if is_json(frame) && !is_object(frame) && !too_deep {
-            assert_eq!(
-                e.code,
-                ErrorCode::BadEnvelope,
-                "JSON that is not an object is not refused as bad_envelope: {e:?}"
-            );
-        }
+    if e.code == ErrorCode::BadJson {
+        assert!(!is_json(frame), "valid JSON refused as bad_json: {e:?}");
+    }
+    if is_json(frame) && !is_object(frame) && !too_deep {
+        assert_eq!(
+            e.code,
+            ErrorCode::BadEnvelope,
+            "JSON that is not an object is not refused as bad_envelope: {e:?}"
+        );
     }
     if matches!(e.code, ErrorCode::BadJson | ErrorCode::NestingTooDeep) {
         assert_eq!(e.reference, None, "a ref read from unreadable JSON: {e:?}");
+    }
+    if e.code == ErrorCode::InvalidPayload && is_json(frame) {
+        assert!(
+            !e.message.starts_with("invalid JSON"),
+            "valid JSON described as invalid: {e:?}"
+        );
     }
     check_ref(e.reference.as_ref());
     assert_message(&e.message);
@@ -98,6 +107,9 @@ fn check_command(msg: &ClientMsg) {
             if let Some(d) = &m.task.description {
                 assert_clean_text(d, MAX_DESCRIPTION_CHARS);
             }
+            if let Some(due) = &m.task.due_date {
+                assert_rfc3339_date(due);
+            }
             assert_eq!(m.task.validate(), Ok(()), "a decoded draft fails validate");
         }
         ClientMsg::TaskUpdate(m) => {
@@ -108,13 +120,24 @@ fn check_command(msg: &ClientMsg) {
             if let Some(Some(d)) = &m.changes.description {
                 assert_clean_text(d, MAX_DESCRIPTION_CHARS);
             }
-            assert_eq!(m.changes.validate(), Ok(()), "decoded changes fail validate");
+            if let Some(Some(due)) = &m.changes.due_date {
+                assert_rfc3339_date(due);
+            }
+            assert_eq!(
+                m.changes.validate(),
+                Ok(()),
+                "decoded changes fail validate"
+            );
         }
         ClientMsg::Broadcast(m) => {
             assert_clean_line(&m.event, MAX_EVENT_NAME_CHARS);
             // Relayed byte for byte: one JSON value by the grammar (numbers of any size).
             let data = serde_json::from_str::<serde::de::IgnoredAny>(m.data.get());
-            assert!(data.is_ok(), "broadcast data is not JSON: {:?}", m.data.get());
+            assert!(
+                data.is_ok(),
+                "broadcast data is not JSON: {:?}",
+                m.data.get()
+            );
         }
         ClientMsg::JoinWorkspace(_)
         | ClientMsg::LeaveWorkspace(_)

@@ -7,7 +7,8 @@
 //!   check fails) and a short message;
 //! - whatever `normalize` lets through is in its stored form: emails NFKC, lower-case, without
 //!   any control or invisible character; names and titles one clean, trimmed NFC line within
-//!   their limit; descriptions NFC with no control character but `\n`, `\r`, `\t`;
+//!   their limit; descriptions NFC with no control character but `\n`, `\r`, `\t`; due
+//!   dates written in RFC 3339;
 //! - `normalize` is idempotent: normalizing its output again succeeds and changes nothing;
 //! - for tasks, `validate` accepts exactly what `normalize` accepts, and a normalized draft or
 //!   change set survives the JSON round trip the hub puts it through (journal, broadcast).
@@ -17,37 +18,44 @@ use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use signaling::json;
 use signaling::rest::{
-    AddMemberBody, LoginBody, MAX_NAME_CHARS, NameBody, PASSWORD_CHARS, PasswordBody,
-    RefreshBody, RegisterBody, RoleBody,
+    AddMemberBody, LoginBody, MAX_NAME_CHARS, NameBody, PASSWORD_CHARS, PasswordBody, RefreshBody,
+    RegisterBody, RoleBody,
 };
 use signaling::task::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, TaskChanges, TaskDraft};
 use signaling_fuzz::{
     assert_accepted_object, assert_clean_email, assert_clean_line, assert_clean_text,
-    assert_json_error,
+    assert_json_error, assert_rfc3339_date,
 };
 
 fuzz_target!(|body: &[u8]| {
     if let Some(b) = parse::<RegisterBody>(body) {
         register(b);
     }
-    if let Some(b) = parse::<LoginBody>(body) {
-        if let Ok(n) = b.clone().normalize() {
-            assert_clean_email(&n.email);
-            assert_eq!(n.password, b.password, "login normalize touched the password");
-        }
+    if let Some(b) = parse::<LoginBody>(body)
+        && let Ok(n) = b.clone().normalize()
+    {
+        assert_clean_email(&n.email);
+        assert_eq!(
+            n.password, b.password,
+            "login normalize touched the password"
+        );
     }
-    if let Some(b) = parse::<AddMemberBody>(body) {
-        if let Ok(n) = b.clone().normalize() {
-            assert_clean_email(&n.email);
-            assert_eq!(n.role, b.role, "add-member normalize touched the role");
-        }
+    if let Some(b) = parse::<AddMemberBody>(body)
+        && let Ok(n) = b.clone().normalize()
+    {
+        assert_clean_email(&n.email);
+        assert_eq!(n.role, b.role, "add-member normalize touched the role");
     }
-    if let Some(b) = parse::<NameBody>(body) {
-        if let Ok(name) = b.normalize() {
-            assert_clean_line(&name, MAX_NAME_CHARS);
-            let again = NameBody { name: name.clone() }.normalize();
-            assert_eq!(again.as_ref(), Ok(&name), "NameBody::normalize is not idempotent");
-        }
+    if let Some(b) = parse::<NameBody>(body)
+        && let Ok(name) = b.normalize()
+    {
+        assert_clean_line(&name, MAX_NAME_CHARS);
+        let again = NameBody { name: name.clone() }.normalize();
+        assert_eq!(
+            again.as_ref(),
+            Ok(&name),
+            "NameBody::normalize is not idempotent"
+        );
     }
     // Taken as they are (hashed, looked up, matched): parsing must only not panic.
     let _ = parse::<RefreshBody>(body);
@@ -83,9 +91,15 @@ fn register(b: RegisterBody) {
     assert_clean_line(&n.name, MAX_NAME_CHARS);
     // The password is hashed, not stored as text: only its length is checked, and it is kept
     // byte for byte.
-    assert_eq!(n.password, b.password, "register normalize touched the password");
+    assert_eq!(
+        n.password, b.password,
+        "register normalize touched the password"
+    );
     assert!(PASSWORD_CHARS.contains(&n.password.chars().count()));
-    let again = n.clone().normalize().expect("a normalized registration is refused");
+    let again = n
+        .clone()
+        .normalize()
+        .expect("a normalized registration is refused");
     assert_eq!(
         (again.email, again.name, again.password),
         (n.email, n.name, n.password),
@@ -108,6 +122,9 @@ fn draft(d: TaskDraft) {
     assert_clean_line(&n.title, MAX_TITLE_CHARS);
     if let Some(desc) = &n.description {
         assert_clean_text(desc, MAX_DESCRIPTION_CHARS);
+    }
+    if let Some(due) = &n.due_date {
+        assert_rfc3339_date(due);
     }
     let mut again = n.clone();
     assert_eq!(again.normalize(), Ok(()), "a normalized draft is refused");
@@ -140,6 +157,9 @@ fn changes(c: TaskChanges) {
     }
     if let Some(Some(desc)) = &n.description {
         assert_clean_text(desc, MAX_DESCRIPTION_CHARS);
+    }
+    if let Some(Some(due)) = &n.due_date {
+        assert_rfc3339_date(due);
     }
     let mut again = n.clone();
     assert_eq!(again.normalize(), Ok(()), "normalized changes are refused");
