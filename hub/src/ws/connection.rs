@@ -56,11 +56,13 @@ pub async fn run(
 ) {
     let cfg = &state.config.ws;
     let (sock, read, write) = socket::split(tcp, early);
-    let (read, write) = fastwebsockets::after_handshake_split(
+    let (read, mut write) = fastwebsockets::after_handshake_split(
         read,
         BufWriter::with_capacity(WRITE_BUFFER_BYTES, write),
         Role::Server,
     );
+    // Frames are copied into the write buffer and flushed once per batch: one plain write.
+    write.set_writev(false);
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (conn, outbox) = ConnHandle::new(id, user, cfg.outbox_frames);
     if !admission.attach(&conn) {
