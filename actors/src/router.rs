@@ -32,7 +32,9 @@ pub struct RoomConfig {
     pub snapshot_interval: Duration,
     /// Journal entries kept behind the latest snapshot, so that reconnecting clients can replay.
     pub journal_retain: u64,
-    /// Recent durable frames kept in memory per room for fast replay.
+    /// Recent durable frames kept in memory per room, for replaying a short gap without reading
+    /// the journal. A gap is only replayed from memory when it fits in one page of the
+    /// connection's outbox (a quarter of it), so the hub keeps exactly that many.
     pub replay_buffer: usize,
     /// Longest gap replayed event by event; a longer one gets a snapshot.
     pub replay_limit: u64,
@@ -51,7 +53,7 @@ impl Default for RoomConfig {
             snapshot_every: 500,
             snapshot_interval: Duration::from_secs(30),
             journal_retain: 10_000,
-            replay_buffer: 1024,
+            replay_buffer: 256,
             replay_limit: 10_000,
             tick: Duration::from_secs(1),
             call_timeout: Duration::from_secs(10),

@@ -254,11 +254,7 @@ impl Authenticated {
         let user = state.auth.verify_access(token)?;
         match state.store.account_status(user).await? {
             AccountStatus::Active => Ok(user),
-            AccountStatus::Disabled => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::AccountDisabled,
-                "this account is disabled",
-            )),
+            AccountStatus::Disabled => Err(ApiError::account_disabled()),
             AccountStatus::Deleted => Err(ApiError::unauthorized("account no longer exists")),
         }
     }

@@ -47,6 +47,15 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
+    /// 401 `account_disabled`.
+    pub fn account_disabled() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::AccountDisabled,
+            "this account is disabled",
+        )
+    }
+
     /// 500 `internal`, logging the cause.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

@@ -136,17 +136,9 @@ pub async fn login(
     };
     state.limits.login_succeeded(ip, &email).await;
     if user.disabled_at.is_some() {
-        return Err(disabled());
+        return Err(ApiError::account_disabled());
     }
     Ok(Json(issue(&state, user, Uuid::now_v7(), None).await?))
-}
-
-fn disabled() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        ErrorCode::AccountDisabled,
-        "this account is disabled",
-    )
 }
 
 /// `POST /api/v1/auth/refresh`: exchanges a refresh token for new tokens. A token that was
@@ -177,7 +169,7 @@ pub async fn refresh(
         .await?
         .ok_or_else(invalid)?;
     if user.disabled_at.is_some() {
-        return Err(disabled());
+        return Err(ApiError::account_disabled());
     }
     Ok(Json(
         issue(&state, user, token.family_id, Some(token.id)).await?,
