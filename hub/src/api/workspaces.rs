@@ -15,6 +15,7 @@ use super::{ApiJson, ApiPath};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::http::ClientIp;
+use crate::limits::Quota;
 use crate::state::AppState;
 
 /// A workspace in a list.
@@ -61,7 +62,7 @@ pub async fn create(
     ApiJson(body): ApiJson<NameBody>,
 ) -> Result<(StatusCode, Json<WorkspaceSummary>), ApiError> {
     let name = body.normalize()?;
-    state.limits.create_workspace(user).await?;
+    state.limits.create(user, Quota::Workspaces).await?;
     let w = state.store.create_workspace(&name, user).await?;
     Ok((
         StatusCode::CREATED,

@@ -304,32 +304,39 @@ impl Limits {
         }
     }
 
-    /// Creating a workspace, against the user's hourly quota.
+    /// Creating something, against the user's hourly quota for that kind of thing.
     ///
     /// # Errors
     /// `429 quota_exceeded`.
-    pub async fn create_workspace(&self, user: UserId) -> Result<(), ApiError> {
+    pub async fn create(&self, user: UserId, quota: Quota) -> Result<(), ApiError> {
+        let (what, per_hour) = match quota {
+            Quota::Workspaces => ("workspaces", self.config.workspaces_per_hour.max(1)),
+        };
         let rate = Rate {
-            count: self.config.workspaces_per_hour.max(1),
+            count: per_hour,
             period: Duration::from_secs(3600),
-            burst: self.config.workspaces_per_hour.max(1),
+            burst: per_hour,
         };
         self.store
-            .acquire(&format!("quota:workspaces:{user}"), rate, Charge::Take)
+            .acquire(&format!("quota:{what}:{user}"), rate, Charge::Take)
             .await
             .map_err(|wait| {
                 let mut err = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     ErrorCode::QuotaExceeded,
-                    format!(
-                        "at most {} workspaces may be created per hour",
-                        self.config.workspaces_per_hour
-                    ),
+                    format!("at most {per_hour} {what} may be created per hour"),
                 );
                 err.retry_after = Some(retry_secs(wait));
                 err
             })
     }
+}
+
+/// What a user may only create so many of per hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// Workspaces (`HUB_QUOTA_WORKSPACES_PER_HOUR`).
+    Workspaces,
 }
 
 /// Whole seconds to wait, rounded up (a `Retry-After` of 0 would invite an immediate retry).
