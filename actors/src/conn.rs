@@ -6,12 +6,16 @@
 //! reference to the same buffer.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use signaling::{RoomKey, UserId};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+
+/// How often a wait for room in an outbox looks again even without a wake-up.
+const RECHECK_ROOM: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Identifies one connection within this hub process.
 pub type ConnId = u64;
@@ -87,9 +91,32 @@ pub enum Delivery {
     Gone,
 }
 
-struct Closer {
+/// What both sides of a connection share besides the channel.
+struct Shared {
     token: CancellationToken,
     reason: OnceLock<CloseReason>,
+    /// Woken when the writer takes frames, for those waiting for room in the outbox.
+    drained: Notify,
+    /// How many are waiting on `drained` (so that the writer only wakes anyone when someone
+    /// waits: one atomic load per frame otherwise).
+    waiting: AtomicUsize,
+}
+
+impl Shared {
+    fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+}
+
+/// The rooms of a connection, as the rooms themselves record them.
+#[derive(Default)]
+struct Rooms {
+    /// Joined: the room accepted the connection and has not dropped it since.
+    joined: HashSet<RoomKey>,
+    /// A join being caught up (a long replay in progress): not joined yet, but no second join
+    /// for the same room is taken meanwhile.
+    pending: HashSet<RoomKey>,
 }
 
 /// The room side of a connection. Cheap to clone.
@@ -98,37 +125,39 @@ pub struct ConnHandle {
     id: ConnId,
     user: UserId,
     tx: mpsc::Sender<Bytes>,
-    closer: Arc<Closer>,
-    /// The rooms this connection is joined to, kept by the rooms themselves (they mark a join
-    /// when they accept it and unmark it whenever they drop the session), so that the gateway
-    /// can refuse commands for other rooms without a round trip. Locked on join, leave and
-    /// once per inbound command; never per event.
-    joined: Arc<Mutex<HashSet<RoomKey>>>,
+    shared: Arc<Shared>,
+    /// The rooms this connection is joined to (or joining), kept by the rooms themselves (they
+    /// mark a join when they accept it and unmark it whenever they drop the session), so that
+    /// the gateway can refuse commands for other rooms without a round trip. Locked on join,
+    /// leave and once per inbound command; never per event.
+    rooms: Arc<Mutex<Rooms>>,
 }
 
 /// The gateway side of a connection: what the writer task drains.
 pub struct Outbox {
     rx: mpsc::Receiver<Bytes>,
-    closer: Arc<Closer>,
+    shared: Arc<Shared>,
 }
 
 impl ConnHandle {
     /// A connection for `user` with an outbox of `capacity` frames.
     pub fn new(id: ConnId, user: UserId, capacity: usize) -> (ConnHandle, Outbox) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let closer = Arc::new(Closer {
+        let shared = Arc::new(Shared {
             token: CancellationToken::new(),
             reason: OnceLock::new(),
+            drained: Notify::new(),
+            waiting: AtomicUsize::new(0),
         });
         (
             ConnHandle {
                 id,
                 user,
                 tx,
-                closer: closer.clone(),
-                joined: Arc::default(),
+                shared: shared.clone(),
+                rooms: Arc::default(),
             },
-            Outbox { rx, closer },
+            Outbox { rx, shared },
         )
     }
 
@@ -168,117 +197,156 @@ impl ConnHandle {
         self.tx.capacity()
     }
 
-    /// Queues a page of must-deliver frames at the pace the client reads them: waits until the
-    /// outbox has room for the page and still half its capacity free for everything else (so
-    /// that a long replay never makes the connection look like a slow consumer to the other
-    /// rooms). Returns false if the connection closed first.
-    pub async fn push_page(&self, frames: Vec<Bytes>) -> bool {
-        let cap = self.capacity();
-        let want = (frames.len() + cap / 2).min(cap);
-        debug_assert!(frames.len() <= want, "a page must fit in the outbox");
-        let permits = tokio::select! {
-            () = self.closer.token.cancelled() => return false,
-            permits = self.tx.reserve_many(want) => permits,
+    /// Waits until at least `free` frames fit in the outbox (the client has read what was
+    /// queued), without taking any of that room meanwhile: other rooms keep pushing to this
+    /// connection as usual while it waits. Returns false if the connection closed first.
+    pub async fn room_for(&self, free: usize) -> bool {
+        let free = free.clamp(1, self.capacity());
+        let shared = &self.shared;
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let ready = loop {
+            // Registered before looking, so that a drain in between is not missed.
+            let drained = shared.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.is_closed() {
+                break false;
+            }
+            if self.tx.capacity() >= free {
+                break true;
+            }
+            tokio::select! {
+                () = shared.token.cancelled() => break false,
+                () = drained => {}
+                // The wake-up is an optimization of this check: a late look costs nothing.
+                () = tokio::time::sleep(RECHECK_ROOM) => {}
+            }
         };
-        let Ok(mut permits) = permits else {
-            return false;
-        };
+        shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        ready
+    }
+
+    /// Queues must-deliver frames, waiting for room one frame at a time if the outbox is full
+    /// (so never closing the connection as a slow consumer). For a catch-up that has made room
+    /// first with [`ConnHandle::room_for`]. Returns false if the connection closed first.
+    pub async fn push_waiting(&self, frames: Vec<Bytes>) -> bool {
         for frame in frames {
-            match permits.next() {
-                Some(permit) => permit.send(frame),
-                None => return false,
+            let sent = tokio::select! {
+                () = self.shared.token.cancelled() => return false,
+                sent = self.tx.send(frame) => sent,
+            };
+            if sent.is_err() {
+                return false;
             }
         }
         true
     }
 
-    /// Waits until at least `free` frames fit in the outbox (the client has read what was
-    /// queued). Returns false if the connection closed first.
-    pub async fn drained(&self, free: usize) -> bool {
-        let free = free.clamp(1, self.capacity());
-        tokio::select! {
-            () = self.closer.token.cancelled() => false,
-            permits = self.tx.reserve_many(free) => permits.is_ok(),
-        }
-    }
-
     /// Asks the writer to close the connection. The first reason given wins.
     pub fn close(&self, reason: CloseReason) {
-        let _ = self.closer.reason.set(reason);
-        self.closer.token.cancel();
+        self.shared.close(reason);
     }
 
-    fn joined(&self) -> std::sync::MutexGuard<'_, HashSet<RoomKey>> {
-        // A poisoned set is still a valid set: each operation is a single insert or remove.
-        self.joined
+    fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
+        // Poisoned sets are still valid sets: each operation is a single insert or remove.
+        self.rooms
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records that `room` accepted this connection (called by the room).
     pub fn mark_joined(&self, room: RoomKey) {
-        self.joined().insert(room);
+        let mut rooms = self.rooms();
+        rooms.pending.remove(&room);
+        rooms.joined.insert(room);
     }
 
     /// Records that `room` dropped this connection (called by the room).
     pub fn mark_left(&self, room: RoomKey) {
-        self.joined().remove(&room);
+        self.rooms().joined.remove(&room);
+    }
+
+    /// Records that `room` is catching this connection up. Returns false when it already is (a
+    /// second join for the same room while the first is in progress).
+    pub fn mark_pending(&self, room: RoomKey) -> bool {
+        self.rooms().pending.insert(room)
+    }
+
+    /// Records that `room`'s catch-up ended (joined, refused, or given up).
+    pub fn unmark_pending(&self, room: RoomKey) {
+        self.rooms().pending.remove(&room);
+    }
+
+    /// True when `room` is catching this connection up.
+    pub fn is_pending(&self, room: RoomKey) -> bool {
+        self.rooms().pending.contains(&room)
     }
 
     /// True when `room` has accepted this connection and not dropped it since.
     pub fn is_joined(&self, room: RoomKey) -> bool {
-        self.joined().contains(&room)
+        self.rooms().joined.contains(&room)
     }
 
-    /// How many rooms this connection is in.
+    /// How many rooms this connection is in or joining (the 64-room cap counts both).
     pub fn joined_count(&self) -> usize {
-        self.joined().len()
+        let rooms = self.rooms();
+        rooms.joined.len() + rooms.pending.difference(&rooms.joined).count()
     }
 
     /// The rooms this connection is in.
     pub fn joined_rooms(&self) -> Vec<RoomKey> {
-        self.joined().iter().copied().collect()
+        self.rooms().joined.iter().copied().collect()
     }
 
     /// Resolves when the connection is asked to close.
     pub async fn closed(&self) {
-        self.closer.token.cancelled().await;
+        self.shared.token.cancelled().await;
     }
 
     /// True once the connection is closing.
     pub fn is_closed(&self) -> bool {
-        self.closer.token.is_cancelled() || self.tx.is_closed()
+        self.shared.token.is_cancelled() || self.tx.is_closed()
     }
 }
 
 impl Outbox {
     /// The next frame, or `None` once the connection must close (see [`Outbox::close_reason`]).
     pub async fn recv(&mut self) -> Option<Bytes> {
-        tokio::select! {
+        let frame = tokio::select! {
             biased;
-            () = self.closer.token.cancelled() => None,
+            () = self.shared.token.cancelled() => None,
             frame = self.rx.recv() => frame,
-        }
+        };
+        self.wake_waiters();
+        frame
     }
 
     /// A frame that is already queued, without waiting (for batching writes).
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        if self.closer.token.is_cancelled() {
+        if self.shared.token.is_cancelled() {
             return None;
         }
-        self.rx.try_recv().ok()
+        let frame = self.rx.try_recv().ok();
+        self.wake_waiters();
+        frame
+    }
+
+    /// Room was made: wakes whoever waits for it ([`ConnHandle::room_for`]), if anyone does.
+    fn wake_waiters(&self) {
+        if self.shared.waiting.load(Ordering::SeqCst) > 0 {
+            self.shared.drained.notify_waiters();
+        }
     }
 
     /// Closes the connection from the writer's side (a write stalled). The first reason given
     /// wins.
     pub fn close(&self, reason: CloseReason) {
-        let _ = self.closer.reason.set(reason);
-        self.closer.token.cancel();
+        self.shared.close(reason);
     }
 
     /// Why the connection is being closed, if a room or the hub asked.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.closer.reason.get().copied()
+        self.shared.reason.get().copied()
     }
 }
 
@@ -287,31 +355,44 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn pages_wait_for_the_reader_and_leave_half_the_outbox_free() {
+    async fn waiting_for_room_takes_none_from_the_other_rooms() {
         let (conn, mut outbox) = ConnHandle::new(1, UserId::new(), 8);
-        let page = |n: usize| {
-            (0..n)
-                .map(|i| Bytes::from(vec![i as u8]))
-                .collect::<Vec<_>>()
-        };
-        assert!(conn.push_page(page(2)).await);
-        assert!(conn.push_page(page(2)).await);
-        assert_eq!(conn.free_slots(), 4);
-        // A third page needs 2 + 4 free slots: it waits until the reader takes two frames.
-        let pusher = {
+        let frames = |n: usize| (0..n).map(|i| Bytes::from(vec![i as u8])).collect::<Vec<_>>();
+        assert!(conn.push_waiting(frames(6)).await);
+        // A catch-up waits for 6 free slots...
+        let waiter = {
             let conn = conn.clone();
-            tokio::spawn(async move { conn.push_page(page(2)).await })
+            tokio::spawn(async move { conn.room_for(6).await })
         };
         tokio::task::yield_now().await;
-        assert!(!pusher.is_finished());
-        outbox.recv().await;
-        outbox.recv().await;
-        assert!(pusher.await.unwrap());
-        assert_eq!(conn.free_slots(), 4);
-        // A closed connection stops a waiting page.
+        assert!(!waiter.is_finished());
+        // ...while another room's event still fits in the two that are free.
+        assert_eq!(
+            conn.push(Bytes::from_static(b"live"), Class::MustDeliver),
+            Delivery::Queued
+        );
+        assert!(!conn.is_closed());
+        for _ in 0..4 {
+            outbox.recv().await;
+        }
+        assert!(waiter.await.unwrap(), "woken once the reader made room");
+        // A closed connection ends a wait.
         conn.close(CloseReason::GOING_AWAY);
-        assert!(!conn.push_page(page(4)).await);
-        assert!(!conn.drained(8).await);
+        assert!(!conn.room_for(8).await);
+        assert!(!conn.push_waiting(frames(1)).await);
+    }
+
+    #[test]
+    fn a_pending_join_is_taken_once_and_counts_toward_the_cap() {
+        let (conn, _outbox) = ConnHandle::new(1, UserId::new(), 8);
+        let room = RoomKey::Workspace(signaling::WorkspaceId::new());
+        assert!(conn.mark_pending(room));
+        assert!(!conn.mark_pending(room), "a second join while the first catches up");
+        assert_eq!(conn.joined_count(), 1);
+        assert!(!conn.is_joined(room));
+        conn.mark_joined(room);
+        assert!(!conn.is_pending(room) && conn.is_joined(room));
+        assert_eq!(conn.joined_count(), 1);
     }
 
     #[tokio::test]

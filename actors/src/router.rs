@@ -62,6 +62,14 @@ impl Default for RoomConfig {
     }
 }
 
+/// Counts a message out of a room's mailbox depth. Saturating: after a restart the supervisor
+/// resets the count, and a message counted in before that must not wrap it below zero.
+pub(crate) fn depth_down(depth: &AtomicUsize) -> usize {
+    depth
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(1)))
+        .unwrap_or(0)
+}
+
 /// Why a room could not be reached.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RouterError {
@@ -124,6 +132,9 @@ impl Router {
                 journal,
                 config,
                 metrics,
+                catchups: Arc::new(tokio::sync::Semaphore::new(
+                    crate::workspace::catchup::MAX_CATCHUPS,
+                )),
             }),
         });
         let (supervisor, _) = Actor::spawn(None, RoomSupervisor, shared.clone())
@@ -154,7 +165,7 @@ impl Router {
             match entry.actor.cast(msg) {
                 Ok(()) => return Ok(()),
                 Err(MessagingErr::SendErr(back)) => {
-                    entry.depth.fetch_sub(1, Ordering::Relaxed);
+                    depth_down(&entry.depth);
                     msg = back;
                     // It stopped between lookup and send; forget it unless already replaced.
                     let stale = entry.actor.get_id();
@@ -199,7 +210,7 @@ impl Router {
         if let Some(e) = self.shared.rooms.get(&id) {
             e.depth.fetch_add(1, Ordering::Relaxed);
             if e.actor.cast(WorkspaceMsg::Disconnected(conn)).is_err() {
-                e.depth.fetch_sub(1, Ordering::Relaxed);
+                depth_down(&e.depth);
             }
         }
     }

@@ -94,6 +94,7 @@ impl From<RoomError> for ApiError {
             }
             RoomError::Forbidden(_) => StatusCode::FORBIDDEN,
             RoomError::NotJoined
+            | RoomError::JoinInProgress
             | RoomError::AlreadyExists(_)
             | RoomError::LastOwner
             | RoomError::Conflict { .. } => StatusCode::CONFLICT,

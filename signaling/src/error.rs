@@ -64,6 +64,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The request took longer than the hub waits (a body that never finished arriving).
     RequestTimeout,
+    /// A join of this room is still catching up on this connection.
+    JoinInProgress,
 }
 
 impl ErrorCode {
@@ -97,6 +99,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::JoinInProgress => "join_in_progress",
         }
     }
 }
@@ -125,6 +128,7 @@ mod tests {
             ErrorCode::MethodNotAllowed,
             ErrorCode::PayloadTooLarge,
             ErrorCode::RequestTimeout,
+            ErrorCode::JoinInProgress,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),

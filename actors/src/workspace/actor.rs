@@ -19,9 +19,10 @@ use signaling::client::ClientMsg;
 use signaling::server::{AckResult, Event, JoinMode, ServerMsg, durable_frame};
 use signaling::workspace::PresenceStatus;
 use signaling::{RoomKey, UserId, WorkspaceId};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::catchup::CatchUp;
+use super::catchup::{CatchUp, PendingJoin};
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 use super::presence::Sessions;
 use super::state::WorkspaceState;
@@ -39,6 +40,8 @@ pub struct RoomContext {
     pub config: RoomConfig,
     /// Metric handles.
     pub metrics: RoomMetrics,
+    /// Catch-ups that may read the journal at once, across rooms.
+    pub catchups: Arc<Semaphore>,
 }
 
 /// The connections joined to a room, kept outside the actor so that they survive a crash.
@@ -94,6 +97,8 @@ pub struct Room {
     restarted: bool,
     roster: Roster,
     depth: Arc<AtomicUsize>,
+    /// Joins handed to catch-up tasks and not back yet: the room does not stop meanwhile.
+    catching_up: Arc<AtomicUsize>,
     ticker: Option<JoinHandle<()>>,
     ctx: Arc<RoomContext>,
 }
@@ -146,7 +151,7 @@ impl Actor for WorkspaceRoom {
         room: &mut Room,
     ) -> Result<(), ActorProcessingErr> {
         if !matches!(msg, WorkspaceMsg::Tick) {
-            let depth = room.depth.fetch_sub(1, Ordering::Relaxed);
+            let depth = crate::router::depth_down(&room.depth);
             room.ctx.metrics.mailbox_depth.record(depth as f64);
             room.last_activity = Instant::now();
         }
@@ -154,9 +159,10 @@ impl Actor for WorkspaceRoom {
             WorkspaceMsg::Client { reply, cmd } => room.on_client(&myself, reply, cmd).await,
             WorkspaceMsg::Resume {
                 reply,
+                pending,
                 after,
                 replayed,
-            } => room.resume(&myself, reply, after, replayed),
+            } => room.resume(&myself, reply, after, replayed, Some(pending)),
             WorkspaceMsg::Disconnected(conn) => room.drop_session(conn),
             WorkspaceMsg::Call { user, op, reply } => {
                 let result = room.execute(user, op).await;
@@ -237,6 +243,7 @@ impl Room {
             restarted,
             roster,
             depth,
+            catching_up: Arc::default(),
             ticker: None,
             ctx,
         })
@@ -265,7 +272,9 @@ impl Room {
 
     async fn on_client(&mut self, myself: &ActorRef<WorkspaceMsg>, reply: ReplyTo, cmd: ClientMsg) {
         match cmd {
-            ClientMsg::JoinWorkspace(join) => self.resume(myself, reply, join.last_offset, 0),
+            ClientMsg::JoinWorkspace(join) => {
+                self.resume(myself, reply, join.last_offset, 0, None);
+            }
             _ if !self.sessions.is_joined(reply.conn().id()) => reply.error(&RoomError::NotJoined),
             cmd => {
                 let conn = reply.conn().clone();
@@ -366,24 +375,35 @@ impl Room {
         }
     }
 
-    /// Joins a connection (a `join_workspace`, or a join coming back from a catch-up task):
-    /// brings it up to date, then acks. A client within a page of the head is replayed here
-    /// from memory; one further behind is handed to a [`CatchUp`] task that pages the journal
-    /// at the client's pace and gives the join back; one behind by more than the replay budget,
-    /// or with no `last_offset`, gets a snapshot.
+    /// Joins a connection (a `join_workspace`, or a join coming back from a catch-up task with
+    /// its `pending` place): brings it up to date, then acks. A client within a page of the head
+    /// is replayed here from memory; one further behind is handed to a [`CatchUp`] task that
+    /// pages the journal at the client's pace and gives the join back; one behind by more than
+    /// the replay budget, or with no `last_offset`, gets a snapshot. A connection already joined
+    /// (rejoining to catch up after a `resync`) is never handed out, since live events already
+    /// flow to it: it gets what memory holds, or a snapshot.
     fn resume(
         &mut self,
         myself: &ActorRef<WorkspaceMsg>,
         reply: ReplyTo,
         after: Option<u64>,
         replayed: u64,
+        pending: Option<PendingJoin>,
     ) {
         let conn = reply.conn().clone();
+        let key = RoomKey::Workspace(self.board.id);
+        if pending.is_none() && conn.is_pending(key) {
+            return reply.error(&RoomError::JoinInProgress);
+        }
         let role = match self.board.role(conn.user()) {
             Ok(role) => role,
             Err(e) => return reply.error(&e),
         };
+        if conn.is_closed() {
+            return; // Gone while it was caught up: nothing to join, no one to answer.
+        }
         let head = self.board.offset;
+        let joined = self.sessions.is_joined(conn.id());
         let (mode, replayed) = match after.filter(|&n| n <= head) {
             Some(n) if replayed + (head - n) > self.ctx.config.replay_limit => {
                 self.send_snapshot(&conn)
@@ -396,14 +416,24 @@ impl Room {
                     }
                     (JoinMode::Replay, replayed + count)
                 }
+                None if joined => self.send_snapshot(&conn),
                 None => {
+                    let pending = match pending {
+                        Some(p) => p,
+                        None => match PendingJoin::start(&conn, key, &self.catching_up) {
+                            Some(p) => p,
+                            None => return reply.error(&RoomError::JoinInProgress),
+                        },
+                    };
                     let catch_up = CatchUp {
                         room: myself.clone(),
                         depth: self.depth.clone(),
                         store: self.ctx.store.clone(),
+                        permits: self.ctx.catchups.clone(),
                         key: self.key.clone(),
                         workspace: self.board.id,
                         reply,
+                        pending,
                         after: n,
                         target: head,
                         replayed,
@@ -415,7 +445,8 @@ impl Room {
             None => self.send_snapshot(&conn),
         };
         let user = conn.user();
-        conn.mark_joined(RoomKey::Workspace(self.board.id));
+        conn.mark_joined(key);
+        drop(pending);
         lock(&self.roster).insert(conn.id(), conn.clone());
         let conn_id = conn.id();
         if self.sessions.join(conn) {
@@ -660,7 +691,9 @@ impl Room {
     }
 
     fn should_stop(&self) -> bool {
-        self.sessions.is_empty() && self.last_activity.elapsed() >= self.ctx.config.idle_timeout
+        self.sessions.is_empty()
+            && self.catching_up.load(Ordering::Relaxed) == 0
+            && self.last_activity.elapsed() >= self.ctx.config.idle_timeout
     }
 
     /// Stores the state at the current offset (fenced by the epoch) and trims the journal.

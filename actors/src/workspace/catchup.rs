@@ -1,14 +1,18 @@
 //! Bringing a far-behind client up to date without the room waiting for it.
 //!
-//! A client that rejoins with a `last_offset` more than a page behind is not replayed by the room
-//! itself: the room hands its join to a catch-up task and carries on. The task reads the missed
-//! events from the journal a page at a time and queues each page only when the client has read
-//! enough of the last one ([`ConnHandle::push_page`]), so however long the gap, the outbox never
-//! overflows and the client is never mistaken for a slow consumer. When it reaches the offset the
-//! room had when it started, it gives the join back to the room ([`WorkspaceMsg::Resume`]), which
-//! sends whatever happened meanwhile (or hands it out again if that is still a lot) and only then
-//! joins the connection and acks. If the journal no longer reaches back, the room sends a
-//! snapshot instead.
+//! A client that joins with a `last_offset` more than a page behind is not replayed by the room
+//! itself: the room hands its join to a catch-up task and carries on. The task waits until the
+//! client has read enough of its outbox ([`ConnHandle::room_for`], which takes no room from the
+//! other rooms meanwhile), then reads one page of the journal and queues it, and so on: however
+//! long the gap, the outbox never overflows, the client is never mistaken for a slow consumer,
+//! and a client that stops reading costs at most the page it is not reading. When the task
+//! reaches the offset the room had when it started, it gives the join back to the room
+//! ([`WorkspaceMsg::Resume`]), which sends whatever happened meanwhile (or hands it out again if
+//! that is still a lot) and only then joins the connection and acks. If the journal no longer
+//! reaches back, the room sends a snapshot instead.
+//!
+//! A connection has at most one catch-up per room ([`PendingJoin`]); at most
+//! [`MAX_CATCHUPS`] run at once in the hub, the others wait their turn without reading anything.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,10 +20,46 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use persistence::Store;
 use ractor::ActorRef;
-use signaling::WorkspaceId;
 use signaling::server::durable_frame;
+use signaling::{RoomKey, WorkspaceId};
+use tokio::sync::Semaphore;
 
 use super::messages::{ReplyTo, WorkspaceMsg};
+use crate::conn::ConnHandle;
+
+/// Catch-ups reading the journal at once, in the whole hub.
+pub const MAX_CATCHUPS: usize = 32;
+
+/// A connection's join of a room that is being caught up. While it lives, a second join of the
+/// same room on the same connection is refused, and the room does not stop for idleness; when
+/// it drops (the join done, refused, or given up), both end.
+pub struct PendingJoin {
+    conn: ConnHandle,
+    room: RoomKey,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl PendingJoin {
+    /// Marks `conn`'s join of `room` as being caught up; `None` if one already is.
+    pub fn start(conn: &ConnHandle, room: RoomKey, in_flight: &Arc<AtomicUsize>) -> Option<Self> {
+        if !conn.mark_pending(room) {
+            return None;
+        }
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(Self {
+            conn: conn.clone(),
+            room,
+            in_flight: in_flight.clone(),
+        })
+    }
+}
+
+impl Drop for PendingJoin {
+    fn drop(&mut self) {
+        self.conn.unmark_pending(self.room);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A join being caught up.
 pub struct CatchUp {
@@ -29,12 +69,16 @@ pub struct CatchUp {
     pub depth: Arc<AtomicUsize>,
     /// Where the journal is.
     pub store: Store,
+    /// The hub's catch-up permits.
+    pub permits: Arc<Semaphore>,
     /// The room's journal key.
     pub key: String,
     /// The workspace.
     pub workspace: WorkspaceId,
     /// The join's answer.
     pub reply: ReplyTo,
+    /// The join's place, held until it is done.
+    pub pending: PendingJoin,
     /// The client has every event up to here.
     pub after: u64,
     /// Replay up to here (the room's offset when it handed the join out).
@@ -52,11 +96,19 @@ impl CatchUp {
     /// Replays the journal from `after` to `target`, then gives the join back to the room.
     pub async fn run(self) {
         let conn = self.reply.conn().clone();
-        let page = Self::page_size(conn.capacity());
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        let cap = conn.capacity();
+        let page = Self::page_size(cap);
         let mut after = self.after;
         let mut replayed = self.replayed;
         let mut reached = true;
         while after < self.target {
+            // Room first, then read: a client that stops reading holds no page in memory.
+            if !conn.room_for(page + cap / 2).await {
+                return; // The connection closed; the reply has no one to go to.
+            }
             let want = u32::try_from((self.target - after).min(page as u64)).unwrap_or(1);
             let records = match self.store.journal_since(&self.key, after, want).await {
                 Ok(records) => records,
@@ -82,25 +134,26 @@ impl CatchUp {
                 .map(|(r, seq)| Bytes::from(durable_frame(self.workspace, seq, &r.event)))
                 .collect();
             let n = frames.len() as u64;
-            if !conn.push_page(frames).await {
-                return; // The connection closed; the reply has no one to go to.
+            if !conn.push_waiting(frames).await {
+                return;
             }
             after += n;
             replayed += n;
         }
         // Let the client read most of it, so the room can finish the join in one go.
-        if reached && !conn.drained(conn.capacity() * 3 / 4).await {
+        if reached && !conn.room_for(cap * 3 / 4).await {
             return;
         }
         self.depth.fetch_add(1, Ordering::Relaxed);
         let resume = WorkspaceMsg::Resume {
             reply: self.reply,
+            pending: self.pending,
             after: reached.then_some(after),
             replayed,
         };
         if self.room.cast(resume).is_err() {
             // The room stopped meanwhile: the reply, dropped with the message, says so.
-            self.depth.fetch_sub(1, Ordering::Relaxed);
+            crate::router::depth_down(&self.depth);
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum WorkspaceMsg {
     Resume {
         /// The join's answer.
         reply: ReplyTo,
+        /// The join's place (no second join of the room on this connection meanwhile).
+        pending: super::catchup::PendingJoin,
         /// Where the client stands.
         after: Option<u64>,
         /// Events replayed to it so far for this join.
@@ -116,6 +118,9 @@ pub enum RoomError {
     /// The connection has not joined the room.
     #[error("join the workspace first")]
     NotJoined,
+    /// A join of this room is still catching up on this connection.
+    #[error("this connection is already joining the workspace; wait for that join's answer")]
+    JoinInProgress,
     /// The caller's role forbids it.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -157,6 +162,7 @@ impl RoomError {
         match self {
             RoomError::NotAMember => ErrorCode::NotAMember,
             RoomError::NotJoined => ErrorCode::NotJoined,
+            RoomError::JoinInProgress => ErrorCode::JoinInProgress,
             RoomError::Forbidden(_) => ErrorCode::Forbidden,
             RoomError::TaskNotFound => ErrorCode::TaskNotFound,
             RoomError::UserNotFound => ErrorCode::UserNotFound,
