@@ -232,6 +232,7 @@ impl ConnHandle {
     pub async fn push_waiting(&self, frames: Vec<Bytes>) -> bool {
         for frame in frames {
             let sent = tokio::select! {
+                biased;
                 () = self.shared.token.cancelled() => return false,
                 sent = self.tx.send(frame) => sent,
             };
@@ -357,7 +358,11 @@ mod tests {
     #[tokio::test]
     async fn waiting_for_room_takes_none_from_the_other_rooms() {
         let (conn, mut outbox) = ConnHandle::new(1, UserId::new(), 8);
-        let frames = |n: usize| (0..n).map(|i| Bytes::from(vec![i as u8])).collect::<Vec<_>>();
+        let frames = |n: usize| {
+            (0..n)
+                .map(|i| Bytes::from(vec![i as u8]))
+                .collect::<Vec<_>>()
+        };
         assert!(conn.push_waiting(frames(6)).await);
         // A catch-up waits for 6 free slots...
         let waiter = {
@@ -372,10 +377,12 @@ mod tests {
             Delivery::Queued
         );
         assert!(!conn.is_closed());
-        for _ in 0..4 {
+        // Seven queued: six free once the reader has taken five.
+        for _ in 0..5 {
             outbox.recv().await;
         }
-        assert!(waiter.await.unwrap(), "woken once the reader made room");
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+        assert!(woken.unwrap().unwrap(), "woken once the reader made room");
         // A closed connection ends a wait.
         conn.close(CloseReason::GOING_AWAY);
         assert!(!conn.room_for(8).await);
@@ -387,7 +394,10 @@ mod tests {
         let (conn, _outbox) = ConnHandle::new(1, UserId::new(), 8);
         let room = RoomKey::Workspace(signaling::WorkspaceId::new());
         assert!(conn.mark_pending(room));
-        assert!(!conn.mark_pending(room), "a second join while the first catches up");
+        assert!(
+            !conn.mark_pending(room),
+            "a second join while the first catches up"
+        );
         assert_eq!(conn.joined_count(), 1);
         assert!(!conn.is_joined(room));
         conn.mark_joined(room);

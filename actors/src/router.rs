@@ -66,7 +66,9 @@ impl Default for RoomConfig {
 /// resets the count, and a message counted in before that must not wrap it below zero.
 pub(crate) fn depth_down(depth: &AtomicUsize) -> usize {
     depth
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(1)))
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+            Some(d.saturating_sub(1))
+        })
         .unwrap_or(0)
 }
 

@@ -171,7 +171,52 @@ async fn writes_during_a_long_replay_follow_it_in_order(backend: Backend) {
     hub.stop().await;
 }
 
+/// A second join of the same room while the first is still catching up is refused; the first
+/// gets every event once, in order (two replays used to run side by side, interleaved).
+async fn a_second_join_during_a_catch_up_is_refused_and_nothing_is_duplicated(backend: Backend) {
+    let hub = TestHub::start_with(backend, |c| {
+        unthrottled(c);
+        c.ws.outbox_frames = 64;
+    })
+    .await;
+    let api = hub.api();
+    let (ada, bob, ws) = api.team("member").await;
+    let mut b = hub.ws(&bob).await;
+    let last = b.join(&ws, None).await["offset"].as_u64().expect("offset");
+    drop(b);
+    api.create_tasks(&ada, &ws, 300, 16).await;
+    let mut b = hub.ws(&bob).await;
+    for r in ["first", "second"] {
+        b.send_text(
+            json!({"type": "join_workspace", "ref": r, "workspace_id": ws, "last_offset": last})
+                .to_string(),
+        )
+        .await;
+    }
+    let mut offsets = Vec::new();
+    let mut second = None;
+    let ack = loop {
+        let v = b.next().await;
+        match (v["type"].as_str(), v["ref"].as_str()) {
+            (Some("task_created"), _) => offsets.push(v["offset"].as_u64().expect("offset")),
+            (Some("error"), Some("second")) => second = Some(v),
+            (Some("ack"), Some("first")) => break v,
+            (Some("user_presence"), _) => {}
+            other => panic!("unexpected {other:?}: {v}"),
+        }
+    };
+    let second = match second {
+        Some(v) => v,
+        None => b.next_where(|v| v["ref"] == "second").await,
+    };
+    assert_eq!(second["code"], "join_in_progress", "{second}");
+    assert_eq!(offsets, (last + 1..=last + 300).collect::<Vec<_>>());
+    assert_eq!(ack["result"]["replayed"], 300);
+    hub.stop().await;
+}
+
 both_backends!(
+    a_second_join_during_a_catch_up_is_refused_and_nothing_is_duplicated,
     a_client_resumes_after_1024_5000_and_20000_missed_events,
     a_gap_beyond_the_replay_budget_gets_a_snapshot_with_everything,
     writes_during_a_long_replay_follow_it_in_order,
