@@ -8,11 +8,13 @@
 //! without bothering the room; otherwise hand the command to its room with a [`ReplyTo`] that
 //! guarantees exactly one answer.
 //!
-//! The end is bounded: once the connection is closing, the writer has [`CLOSE_GRACE`] to send
-//! what is queued and the close frame; a writer still stuck after that (the peer stopped
-//! reading) is cut off and the socket reset. The connection is counted (gauge, caps) until the
-//! socket is gone.
+//! The end is bounded ([`Teardown`]): once the connection is closing, the writer has
+//! [`CLOSE_GRACE`] to send the close frame, and the peer the rest of it to close its side; a
+//! peer that does not (it stopped reading, or never answers) has its socket reset. The
+//! connection is counted (gauge, caps) until the socket is gone, and all of this also happens if
+//! the connection's task panics.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,7 @@ use signaling::{ErrorCode, RoomKey, UserId};
 use tokio::io::BufWriter;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::assemble::{AssembleError, Assembler};
 use super::registry::Admission;
@@ -40,7 +43,7 @@ use crate::state::AppState;
 const HARD_LIMIT_FACTOR: usize = 16;
 /// Rooms one connection may be joined to at once.
 pub const MAX_ROOMS_PER_CONNECTION: usize = 64;
-/// How long a closing connection's writer may take to send what is queued and the close frame.
+/// How long a closing connection has to send the close frame and see the peer close its side.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// The writer's buffer: frames are batched into it and written with one syscall.
 const WRITE_BUFFER_BYTES: usize = 32 * 1024;
@@ -71,7 +74,7 @@ pub async fn run(
     }
     let (control_tx, control_rx) = mpsc::channel(16);
     state.metrics.connections_open.increment(1.0);
-    let mut writer = tokio::spawn(writer::run(
+    let writer = tokio::spawn(writer::run(
         write,
         outbox,
         control_rx,
@@ -81,6 +84,15 @@ pub async fn run(
         },
         state.metrics.clone(),
     ));
+
+    let teardown = Teardown {
+        state: state.clone(),
+        conn: conn.clone(),
+        writer: Some(writer),
+        sock: Some(sock),
+        admission: Some(admission),
+        left_rooms: false,
+    };
 
     let hello = ServerMsg::Hello {
         user_id: user,
@@ -101,34 +113,83 @@ pub async fn run(
     };
     let hard_cap = cfg.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR);
     reader.read_loop(read, hard_cap, control_tx).await;
+    teardown.finish().await;
+}
 
-    for room in conn.joined_rooms() {
-        match room {
-            RoomKey::Workspace(ws) => state.router.disconnected(ws, id),
+/// Ends a connection: closes it, tells its rooms, lets the writer send the close frame, waits
+/// for the peer to close its side, resets the socket if it does not, and stops counting it.
+/// Dropped without [`Teardown::finish`] (the task panicked), it still aborts the writer, tells
+/// the rooms and gives back the connection's place.
+struct Teardown {
+    state: AppState,
+    conn: ConnHandle,
+    writer: Option<JoinHandle<WriterEnd>>,
+    sock: Option<Arc<TcpStream>>,
+    admission: Option<Admission>,
+    left_rooms: bool,
+}
+
+impl Teardown {
+    async fn finish(mut self) {
+        let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+        // Closed first, so that no room can add it back after it is told the connection left.
+        self.conn.close(CloseReason {
+            code: 1000,
+            reason: "",
+        });
+        self.leave_rooms();
+        let end = match self.writer.take() {
+            Some(mut writer) => match tokio::time::timeout_at(deadline, &mut writer).await {
+                Ok(Ok(end)) => end,
+                Ok(Err(_)) => WriterEnd::Failed,
+                Err(_) => {
+                    writer.abort();
+                    let _ = writer.await;
+                    WriterEnd::Stuck
+                }
+            },
+            None => WriterEnd::Failed,
+        };
+        let Some(sock) = self.sock.as_ref() else {
+            return;
+        };
+        let clean = end == WriterEnd::Closed && socket::close_gracefully(sock, deadline).await;
+        if !clean && end != WriterEnd::Failed {
+            // The peer is not reading, or not closing: reset instead of leaving the kernel to
+            // hold its unread bytes for as long as it likes.
+            socket::abort_on_close(sock);
+        }
+        tracing::debug!(conn = self.conn.id(), ?end, clean, "disconnected");
+    }
+
+    fn leave_rooms(&mut self) {
+        if std::mem::replace(&mut self.left_rooms, true) {
+            return;
+        }
+        for room in self.conn.joined_rooms() {
+            match room {
+                RoomKey::Workspace(ws) => self.state.router.disconnected(ws, self.conn.id()),
+            }
         }
     }
-    // Let the writer send what is queued and the close frame, but not for long.
-    conn.close(CloseReason {
-        code: 1000,
-        reason: "",
-    });
-    let end = match tokio::time::timeout(CLOSE_GRACE, &mut writer).await {
-        Ok(Ok(end)) => end,
-        Ok(Err(_)) => WriterEnd::Failed,
-        Err(_) => {
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
             writer.abort();
-            let _ = writer.await;
-            WriterEnd::Stuck
+            self.conn.close(CloseReason {
+                code: 1011,
+                reason: "internal error",
+            });
         }
-    };
-    if end == WriterEnd::Stuck {
-        // The peer is not reading: reset instead of keeping its unread bytes queued.
-        socket::abort_on_close(&sock);
+        self.leave_rooms();
+        // The socket first (the writer's handle goes when its aborted task is dropped), then
+        // the count and the place.
+        drop(self.sock.take());
+        self.state.metrics.connections_open.decrement(1.0);
+        drop(self.admission.take());
     }
-    drop(sock);
-    state.metrics.connections_open.decrement(1.0);
-    drop(admission);
-    tracing::debug!(conn = id, ?end, "disconnected");
 }
 
 struct Reader<'a> {

@@ -6,7 +6,7 @@
 //! it sets `SO_LINGER` to zero and drops its handles, and the kernel resets the connection and
 //! frees the queue at once instead of keeping it for as long as the peer likes.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -49,6 +49,32 @@ pub fn abort_on_close(stream: &TcpStream) {
     }
 }
 
+/// Ends a connection whose close frame has been written: sends FIN, then reads (and discards)
+/// until the peer closes its side. True if it did by `deadline`.
+pub async fn close_gracefully(stream: &TcpStream, deadline: tokio::time::Instant) -> bool {
+    if socket2::SockRef::from(stream)
+        .shutdown(std::net::Shutdown::Write)
+        .is_err()
+    {
+        return true; // Already reset or closed by the peer.
+    }
+    let mut sink = [0u8; 4096];
+    let drained = tokio::time::timeout_at(deadline, async {
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    });
+    drained.await.is_ok()
+}
+
 impl AsyncRead for ReadSide {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -87,24 +113,6 @@ impl AsyncWrite for WriteSide {
                 other => return Poll::Ready(other),
             }
         }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return Poll::Ready(other),
-            }
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -149,6 +157,26 @@ mod tests {
         let mut back = [0u8; 4];
         client.read_exact(&mut back).await.unwrap();
         assert_eq!(&back, b"back");
+    }
+
+    #[tokio::test]
+    async fn a_graceful_close_waits_for_the_peer_and_gives_up_in_time() {
+        let (server, mut client) = pair().await;
+        let (sock, _read, _write) = split(server, Bytes::new());
+        // A peer that closes its side: done at once.
+        let closing = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            let _ = client.read(&mut buf).await; // our FIN
+            drop(client);
+        });
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        assert!(close_gracefully(&sock, deadline).await);
+        closing.await.unwrap();
+        // A peer that never closes: not done by the deadline.
+        let (server, _client) = pair().await;
+        let (sock, _read, _write) = split(server, Bytes::new());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
+        assert!(!close_gracefully(&sock, deadline).await);
     }
 
     #[tokio::test]
