@@ -14,6 +14,7 @@
 use actors::CloseReason;
 use actors::workspace::{Op, Reply, RoomError};
 use axum::http::StatusCode;
+use persistence::AccountStatus;
 use serde_json::json;
 use signaling::workspace::Role;
 use signaling::{ErrorCode, UserId, WorkspaceId};
@@ -44,16 +45,38 @@ pub async fn set_disabled(
     if found && disabled {
         let closed = state.registry.close_user(user, CloseReason::ACCESS_REVOKED);
         tracing::info!(%user, closed, "account disabled");
+    } else if found {
+        state.registry.reopen_user(user);
     }
     Ok(found)
 }
 
-/// Deletes an account (see the module docs).
+/// Deletes an account (see the module docs). The work runs in a task of its own, so that it
+/// ends (or puts the account back as it was) even if the request that asked for it is
+/// cancelled, say by its deadline.
 ///
 /// # Errors
 /// `409 last_owner` with the workspaces that block it, `404 not_found` when there is no such
-/// account, or the room or storage failed.
+/// account, or a room or the storage failed (the account is then as it was before, minus the
+/// workspaces it already left, and the deletion can be asked again).
 pub async fn delete(state: &AppState, user: UserId) -> Result<(), ApiError> {
+    let state = state.clone();
+    tokio::spawn(async move { delete_now(&state, user).await })
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+}
+
+async fn delete_now(state: &AppState, user: UserId) -> Result<(), ApiError> {
+    let was_disabled = match state.store.account_status(user).await? {
+        AccountStatus::Deleted => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such account",
+            ));
+        }
+        status => status == AccountStatus::Disabled,
+    };
     // Two rounds: a membership added while the first ran is left in the second.
     for _ in 0..2 {
         let plan = plan(state, user).await?;
@@ -74,19 +97,16 @@ pub async fn delete(state: &AppState, user: UserId) -> Result<(), ApiError> {
             err.details = Some(json!({ "workspaces": blocked }));
             return Err(err);
         }
-        if !set_disabled(state, user, true).await? {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                "no such account",
-            ));
-        }
-        for departure in plan {
-            match departure {
-                Departure::Alone(ws) => state.router.call(ws, user, Op::Delete).await?,
-                Departure::Leave(ws) => state.router.call(ws, user, Op::RemoveMember(user)).await?,
-                Departure::Blocked(_) => continue,
-            };
+        // Disabled first, so that nothing it holds can act while it leaves its workspaces.
+        set_disabled(state, user, true).await?;
+        match leave_all(state, user, plan).await {
+            Ok(()) => {}
+            Err(e) => {
+                if !was_disabled {
+                    set_disabled(state, user, false).await?;
+                }
+                return Err(e);
+            }
         }
         match state.store.delete_user(user).await {
             Ok(_) => {
@@ -94,7 +114,12 @@ pub async fn delete(state: &AppState, user: UserId) -> Result<(), ApiError> {
                 return Ok(());
             }
             Err(persistence::StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                if !was_disabled {
+                    set_disabled(state, user, false).await?;
+                }
+                return Err(e.into());
+            }
         }
     }
     Err(ApiError::new(
@@ -102,6 +127,23 @@ pub async fn delete(state: &AppState, user: UserId) -> Result<(), ApiError> {
         ErrorCode::AlreadyExists,
         "the account kept being added to workspaces; try again",
     ))
+}
+
+/// Leaves (or deletes) each workspace of the plan, through its room.
+async fn leave_all(state: &AppState, user: UserId, plan: Vec<Departure>) -> Result<(), ApiError> {
+    for departure in plan {
+        let op = match departure {
+            Departure::Alone(ws) => (ws, Op::Delete),
+            Departure::Leave(ws) => (ws, Op::RemoveMember(user)),
+            Departure::Blocked(_) => continue,
+        };
+        match state.router.call(op.0, user, op.1).await {
+            // Gone or left meanwhile: nothing to do there.
+            Ok(_) | Err(RoomError::NotAMember) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// How the account leaves each of its workspaces, asked of each workspace's room.

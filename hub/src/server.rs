@@ -167,6 +167,7 @@ async fn upkeep(state: AppState) {
             _ = every.tick() => {
                 state.metrics.handle.run_upkeep();
                 state.limits.sweep();
+                state.registry.sweep();
             }
         }
     }

@@ -123,16 +123,13 @@ pub async fn login(
     state.limits.auth_from(ip).await?;
     let body = body.normalize()?;
     let email = body.email;
-    state.limits.login_allowed(ip, &email).await?;
+    state.limits.begin_login(ip, &email).await?;
     let user = state.store.user_by_email(&email).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let verified = state.auth.verify_password(body.password, hash).await;
     let user = match user {
         Some(user) if verified => user,
-        _ => {
-            state.limits.login_failed(ip, &email).await;
-            return Err(ApiError::unauthorized("wrong email or password"));
-        }
+        _ => return Err(ApiError::unauthorized("wrong email or password")),
     };
     state.limits.login_succeeded(ip, &email).await;
     if user.disabled_at.is_some() {
@@ -210,15 +207,15 @@ pub async fn delete_me(
         .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
     // A wrong password here counts like a failed login: a stolen access token must not become
     // a password oracle.
-    state.limits.login_allowed(ip, &record.email).await?;
+    state.limits.begin_login(ip, &record.email).await?;
     if !state
         .auth
         .verify_password(body.password, Some(record.password_hash))
         .await
     {
-        state.limits.login_failed(ip, &record.email).await;
         return Err(ApiError::unauthorized("wrong password"));
     }
+    state.limits.login_succeeded(ip, &record.email).await;
     crate::accounts::delete(&state, user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -152,15 +152,13 @@ pub async fn add_member(
     if !caller.role.can_manage_members() {
         return Err(RoomError::Forbidden("only owners and admins manage the workspace").into());
     }
-    // Managers can still probe; their misses are throttled (see `Limits::lookup_allowed`).
-    state.limits.lookup_allowed(user, ip).await?;
+    // Managers can still probe; their misses are throttled (see `Limits::begin_lookup`).
+    state.limits.begin_lookup(user, ip).await?;
     let account = match state.store.user_by_email(&body.email).await? {
         Some(account) if account.disabled_at.is_none() => account,
-        _ => {
-            state.limits.lookup_missed(user, ip).await;
-            return Err(RoomError::UserNotFound.into());
-        }
+        _ => return Err(RoomError::UserNotFound.into()),
     };
+    state.limits.lookup_found(user, ip).await;
     let member = Member {
         user_id: account.id,
         role: body.role,

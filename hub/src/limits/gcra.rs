@@ -10,16 +10,6 @@ use dashmap::DashMap;
 
 use super::Rate;
 
-/// What to do with a key's allowance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charge {
-    /// Take one unit if one is available (an ordinary rate limit).
-    Take,
-    /// Only check that one unit is available, take nothing (checked before an attempt whose
-    /// failure alone is charged, like a login).
-    Peek,
-}
-
 /// Where the shared limits keep their state. In memory on one node; the cluster moves it into
 /// Redis, which is a new variant here and nothing else.
 pub enum LimitStore {
@@ -33,13 +23,20 @@ impl LimitStore {
         LimitStore::Memory(MemoryStore::default())
     }
 
-    /// Applies `charge` to `key` under `rate`.
+    /// Takes one unit of `key`'s allowance under `rate`, if one is available.
     ///
     /// # Errors
     /// How long until a unit is available again.
-    pub async fn acquire(&self, key: &str, rate: Rate, charge: Charge) -> Result<(), Duration> {
+    pub async fn acquire(&self, key: &str, rate: Rate) -> Result<(), Duration> {
         match self {
-            LimitStore::Memory(m) => m.acquire_at(key, rate, charge, Instant::now()),
+            LimitStore::Memory(m) => m.acquire_at(key, rate, Instant::now()),
+        }
+    }
+
+    /// Gives back one unit taken from `key` (an attempt charged up front that did not fail).
+    pub async fn refund(&self, key: &str, rate: Rate) {
+        match self {
+            LimitStore::Memory(m) => m.refund(key, rate),
         }
     }
 
@@ -81,35 +78,22 @@ impl MemoryStore {
     ///
     /// # Errors
     /// How long until a unit is available again.
-    pub fn acquire_at(
-        &self,
-        key: &str,
-        rate: Rate,
-        charge: Charge,
-        now: Instant,
-    ) -> Result<(), Duration> {
-        let interval = rate.interval();
-        let tolerance = rate.tolerance();
-        let check = |tat: Instant| -> Result<Instant, Duration> {
-            let next = tat.max(now) + interval;
-            let ahead = next.saturating_duration_since(now);
-            if ahead <= tolerance {
-                Ok(next)
-            } else {
-                Err(ahead - tolerance)
-            }
-        };
-        match charge {
-            Charge::Peek => match self.tat.get(key) {
-                Some(tat) => check(*tat).map(|_| ()),
-                None => Ok(()),
-            },
-            Charge::Take => {
-                let mut tat = self.tat.entry(key.to_owned()).or_insert(now);
-                let next = check(*tat)?;
-                *tat = next;
-                Ok(())
-            }
+    pub fn acquire_at(&self, key: &str, rate: Rate, now: Instant) -> Result<(), Duration> {
+        let mut tat = self.tat.entry(key.to_owned()).or_insert(now);
+        let next = (*tat).max(now) + rate.interval();
+        let ahead = next.saturating_duration_since(now);
+        if ahead <= rate.tolerance() {
+            *tat = next;
+            Ok(())
+        } else {
+            Err(ahead - rate.tolerance())
+        }
+    }
+
+    fn refund(&self, key: &str, rate: Rate) {
+        if let Some(mut tat) = self.tat.get_mut(key) {
+            // Below now it means the same as a full allowance, which the sweep then forgets.
+            *tat = tat.checked_sub(rate.interval()).unwrap_or(*tat);
         }
     }
 
@@ -137,34 +121,32 @@ mod tests {
         let r = rate("10/s+5");
         let t0 = Instant::now();
         for i in 0..5 {
-            assert!(s.acquire_at("k", r, Charge::Take, t0).is_ok(), "{i}");
+            assert!(s.acquire_at("k", r, t0).is_ok(), "{i}");
         }
-        let wait = s.acquire_at("k", r, Charge::Take, t0).unwrap_err();
+        let wait = s.acquire_at("k", r, t0).unwrap_err();
         assert_eq!(wait, Duration::from_millis(100));
         assert!(
-            s.acquire_at("k", r, Charge::Take, t0 + Duration::from_millis(100))
+            s.acquire_at("k", r, t0 + Duration::from_millis(100))
                 .is_ok()
         );
         assert!(
-            s.acquire_at("k", r, Charge::Take, t0 + Duration::from_millis(100))
+            s.acquire_at("k", r, t0 + Duration::from_millis(100))
                 .is_err()
         );
         // Other keys are not affected.
-        assert!(s.acquire_at("other", r, Charge::Take, t0).is_ok());
+        assert!(s.acquire_at("other", r, t0).is_ok());
     }
 
     #[test]
-    fn peeking_takes_nothing() {
+    fn a_refund_gives_back_exactly_one_unit() {
         let s = MemoryStore::default();
-        let r = rate("1/min+2");
+        let r = rate("1/h+2");
         let t0 = Instant::now();
-        for _ in 0..10 {
-            assert!(s.acquire_at("k", r, Charge::Peek, t0).is_ok());
-        }
-        s.acquire_at("k", r, Charge::Take, t0).unwrap();
-        s.acquire_at("k", r, Charge::Take, t0).unwrap();
-        let wait = s.acquire_at("k", r, Charge::Peek, t0).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(60));
+        s.acquire_at("k", r, t0).unwrap();
+        s.acquire_at("k", r, t0).unwrap();
+        s.refund("k", r);
+        s.acquire_at("k", r, t0).unwrap();
+        assert!(s.acquire_at("k", r, t0).is_err());
     }
 
     #[test]
@@ -173,16 +155,13 @@ mod tests {
         let r = rate("20/h");
         let t0 = Instant::now();
         for _ in 0..20 {
-            s.acquire_at("q", r, Charge::Take, t0).unwrap();
+            s.acquire_at("q", r, t0).unwrap();
         }
         assert_eq!(
-            s.acquire_at("q", r, Charge::Take, t0).unwrap_err(),
+            s.acquire_at("q", r, t0).unwrap_err(),
             Duration::from_secs(180)
         );
-        assert!(
-            s.acquire_at("q", r, Charge::Take, t0 + Duration::from_secs(180))
-                .is_ok()
-        );
+        assert!(s.acquire_at("q", r, t0 + Duration::from_secs(180)).is_ok());
     }
 
     #[test]
@@ -190,9 +169,8 @@ mod tests {
         let s = MemoryStore::default();
         let r = rate("1/s+1");
         let t0 = Instant::now();
-        s.acquire_at("a", r, Charge::Take, t0).unwrap();
-        s.acquire_at("b", r, Charge::Take, t0 + Duration::from_secs(5))
-            .unwrap();
+        s.acquire_at("a", r, t0).unwrap();
+        s.acquire_at("b", r, t0 + Duration::from_secs(5)).unwrap();
         s.sweep_at(t0 + Duration::from_secs(2));
         assert!(!s.tat.contains_key("a"));
         assert!(s.tat.contains_key("b"));

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use signaling::{ErrorCode, UserId};
 
 pub use bucket::TokenBucket;
-pub use gcra::{Charge, LimitStore};
+pub use gcra::LimitStore;
 
 use crate::config::LimitsConfig;
 use crate::error::ApiError;
@@ -153,7 +153,7 @@ impl Limits {
 
     async fn take(&self, key: &str, rate: Rate, what: &'static str) -> Result<(), ApiError> {
         self.store
-            .acquire(key, rate, Charge::Take)
+            .acquire(key, rate)
             .await
             .map_err(|wait| too_many(wait, what))
     }
@@ -199,47 +199,48 @@ impl Limits {
         .await
     }
 
-    /// A registration attempt, per address and per email.
+    /// A registration attempt, per address, then per email (so that an address that is out of
+    /// registrations cannot spend an email's).
     ///
     /// # Errors
     /// `429 rate_limited`.
     pub async fn register(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
-        let key = format!("register:email:{email}");
-        self.take(
-            &key,
-            self.config.register_per_email,
-            "too many registrations for this email",
-        )
-        .await?;
         let key = format!("register:ip:{ip}");
         self.take(
             &key,
             self.config.register_per_ip,
             "too many registrations from this address",
         )
+        .await?;
+        let key = format!("register:email:{email}");
+        self.take(
+            &key,
+            self.config.register_per_email,
+            "too many registrations for this email",
+        )
         .await
     }
 
-    /// Before a login is tried: refused while the (email, address) pair, the email or the
-    /// address has used up its failures, even with the right password.
+    /// Charges a login attempt to its failure budgets (the (email, address) pair, the email, the
+    /// address) before the password is checked, so that parallel attempts cannot all slip under
+    /// a budget; [`Limits::login_succeeded`] gives the charge back. Once a budget is spent, every
+    /// attempt it covers waits, even with the right password.
     ///
     /// # Errors
     /// `429 rate_limited`.
-    pub async fn login_allowed(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
+    pub async fn begin_login(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
         let msg = "too many failed logins; retry later";
-        self.budget_left(&self.login_budgets(ip, email), msg).await
+        self.charge_budgets(&self.login_budgets(ip, email), msg)
+            .await
     }
 
-    /// A failed login counts against the pair, the email and the address.
-    pub async fn login_failed(&self, ip: IpAddr, email: &str) {
-        self.charge_budgets(&self.login_budgets(ip, email)).await;
-    }
-
-    /// A successful login clears the pair's failures (not the email's or the address's: a
-    /// spray that guesses one password right should not reset its count).
+    /// The attempt did not fail: its charge is given back, and the pair's failures are
+    /// forgotten (not the email's or the address's: a spray that guesses one password right
+    /// should not reset its count).
     pub async fn login_succeeded(&self, ip: IpAddr, email: &str) {
-        let [(pair, _), ..] = self.login_budgets(ip, email);
-        self.store.reset(&pair).await;
+        let budgets = self.login_budgets(ip, email);
+        self.refund_budgets(&budgets).await;
+        self.store.reset(&budgets[0].0).await;
     }
 
     fn login_budgets(&self, ip: IpAddr, email: &str) -> [(String, Rate); 3] {
@@ -257,20 +258,21 @@ impl Limits {
         ]
     }
 
-    /// Before looking up an account by email for someone else (adding a member): refused while
-    /// the caller or the address has used up its misses.
+    /// Charges a lookup of an account by email for someone else (adding a member) to the
+    /// caller's and the address's miss budgets, before it is made; [`Limits::lookup_found`]
+    /// gives the charge back when the email had an account.
     ///
     /// # Errors
     /// `429 rate_limited`.
-    pub async fn lookup_allowed(&self, user: UserId, ip: IpAddr) -> Result<(), ApiError> {
+    pub async fn begin_lookup(&self, user: UserId, ip: IpAddr) -> Result<(), ApiError> {
         let msg = "too many lookups of unknown emails; retry later";
-        self.budget_left(&self.lookup_budgets(user, ip), msg).await
+        self.charge_budgets(&self.lookup_budgets(user, ip), msg)
+            .await
     }
 
-    /// A lookup that found no account counts against the caller and the address: the misses are
-    /// what an account-existence probe is made of.
-    pub async fn lookup_missed(&self, user: UserId, ip: IpAddr) {
-        self.charge_budgets(&self.lookup_budgets(user, ip)).await;
+    /// The lookup found an account: not a miss.
+    pub async fn lookup_found(&self, user: UserId, ip: IpAddr) {
+        self.refund_budgets(&self.lookup_budgets(user, ip)).await;
     }
 
     fn lookup_budgets(&self, user: UserId, ip: IpAddr) -> [(String, Rate); 2] {
@@ -281,26 +283,24 @@ impl Limits {
         ]
     }
 
-    /// A failure budget is checked before an attempt and charged only when it fails, so that
-    /// honest attempts cost nothing and a spent budget refuses even an attempt that would work.
-    async fn budget_left(
+    /// Takes one unit from each budget, or none: a refusal gives back what it had taken.
+    async fn charge_budgets(
         &self,
         budgets: &[(String, Rate)],
         msg: &'static str,
     ) -> Result<(), ApiError> {
-        for (key, rate) in budgets {
-            self.store
-                .acquire(key, *rate, Charge::Peek)
-                .await
-                .map_err(|wait| too_many(wait, msg))?;
+        for (i, (key, rate)) in budgets.iter().enumerate() {
+            if let Err(wait) = self.store.acquire(key, *rate).await {
+                self.refund_budgets(&budgets[..i]).await;
+                return Err(too_many(wait, msg));
+            }
         }
         Ok(())
     }
 
-    async fn charge_budgets(&self, budgets: &[(String, Rate)]) {
+    async fn refund_budgets(&self, budgets: &[(String, Rate)]) {
         for (key, rate) in budgets {
-            // A failure past the allowance changes nothing more: it is already refused.
-            let _ = self.store.acquire(key, *rate, Charge::Take).await;
+            self.store.refund(key, *rate).await;
         }
     }
 
@@ -318,7 +318,7 @@ impl Limits {
             burst: per_hour,
         };
         self.store
-            .acquire(&format!("quota:{what}:{user}"), rate, Charge::Take)
+            .acquire(&format!("quota:{what}:{user}"), rate)
             .await
             .map_err(|wait| {
                 let mut err = ApiError::new(

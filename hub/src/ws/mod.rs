@@ -91,21 +91,7 @@ pub async fn upgrade(
     }
     let admission = match state.registry.admit(user, ip) {
         Ok(a) => a,
-        Err(cap) => {
-            state.metrics.rate_limited.increment(1);
-            let message = match cap {
-                CapExceeded::PerUser(n) => format!("at most {n} open connections per user"),
-                CapExceeded::PerAddress(n) => {
-                    format!("at most {n} open connections per address")
-                }
-            };
-            return ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::TooManyConnections,
-                message,
-            )
-            .into_response();
-        }
+        Err(refused) => return refused_connection(&state, refused).into_response(),
     };
     let Ok((response, fut)) = ws.upgrade() else {
         return ApiError::invalid("websocket upgrade failed").into_response();
@@ -127,4 +113,21 @@ pub async fn upgrade(
         }
     });
     response.map(axum::body::Body::new).into_response()
+}
+
+/// The answer to an upgrade the registry refused.
+fn refused_connection(state: &AppState, refused: CapExceeded) -> ApiError {
+    let too_many = |message: String| {
+        state.metrics.rate_limited.increment(1);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyConnections,
+            message,
+        )
+    };
+    match refused {
+        CapExceeded::PerUser(n) => too_many(format!("at most {n} open connections per user")),
+        CapExceeded::PerAddress(n) => too_many(format!("at most {n} open connections per address")),
+        CapExceeded::Revoked => ApiError::unauthorized("access revoked"),
+    }
 }

@@ -8,20 +8,28 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actors::{CloseReason, ConnHandle, ConnId};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use signaling::UserId;
 
-/// Which cap refused a connection.
+/// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapExceeded {
     /// The user holds the most connections allowed.
     PerUser(usize),
     /// The address holds the most connections allowed.
     PerAddress(usize),
+    /// The user's connections were closed a moment ago (disabled or deleted account): one
+    /// whose account check raced with the closing is refused here.
+    Revoked,
 }
+
+/// How long a closed user's new connections are refused without asking the database: far
+/// longer than an upgrade takes between its account check and its admission.
+const REVOKED_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct UserConns {
@@ -38,6 +46,8 @@ struct Inner {
     per_ip: usize,
     users: DashMap<UserId, UserConns>,
     ips: DashMap<IpAddr, usize>,
+    /// Users whose connections were closed, until when new ones are refused.
+    revoked: DashMap<UserId, Instant>,
 }
 
 /// The open connections. Cheap to clone.
@@ -64,6 +74,7 @@ impl Registry {
                 per_ip,
                 users: DashMap::new(),
                 ips: DashMap::new(),
+                revoked: DashMap::new(),
             }),
         }
     }
@@ -74,6 +85,13 @@ impl Registry {
     /// A cap is reached.
     pub fn admit(&self, user: UserId, ip: IpAddr) -> Result<Admission, CapExceeded> {
         let inner = &self.inner;
+        if inner
+            .revoked
+            .get(&user)
+            .is_some_and(|until| *until > Instant::now())
+        {
+            return Err(CapExceeded::Revoked);
+        }
         // The address first: its entry is released if the user's cap refuses.
         match inner.ips.entry(ip) {
             Entry::Occupied(mut e) => {
@@ -106,8 +124,12 @@ impl Registry {
         })
     }
 
-    /// Closes every connection of `user` with `reason`. Returns how many there were.
+    /// Closes every connection of `user` with `reason`, and refuses new ones for a while (see
+    /// [`CapExceeded::Revoked`]). Returns how many there were.
     pub fn close_user(&self, user: UserId, reason: CloseReason) -> usize {
+        self.inner
+            .revoked
+            .insert(user, Instant::now() + REVOKED_FOR);
         let Some(mut conns) = self.inner.users.get_mut(&user) else {
             return 0;
         };
@@ -118,8 +140,20 @@ impl Registry {
         conns.count
     }
 
+    /// Lets `user` connect again at once (their account was enabled again).
+    pub fn reopen_user(&self, user: UserId) {
+        self.inner.revoked.remove(&user);
+    }
+
+    /// Forgets closings old enough not to matter (called periodically).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.inner.revoked.retain(|_, until| *until > now);
+    }
+
     /// Open connections of `user`.
-    pub fn count_of(&self, user: UserId) -> usize {
+    #[cfg(test)]
+    fn count_of(&self, user: UserId) -> usize {
         self.inner.users.get(&user).map_or(0, |c| c.count)
     }
 
@@ -200,6 +234,8 @@ mod tests {
         assert!(early.attach(&c1));
         let mut late = r.admit(ada, ip(1)).unwrap();
         assert_eq!(r.close_user(ada, CloseReason::ACCESS_REVOKED), 2);
+        // One that passed its account check before the closing but comes after it.
+        assert_eq!(r.admit(ada, ip(1)).err(), Some(CapExceeded::Revoked));
         assert_eq!(o1.close_reason(), Some(CloseReason::ACCESS_REVOKED));
         let (c2, _o2) = ConnHandle::new(2, ada, 4);
         assert!(
@@ -209,6 +245,8 @@ mod tests {
         drop((early, late));
         assert_eq!(r.count_of(ada), 0);
         assert!(r.inner.users.is_empty() && r.inner.ips.is_empty());
+        r.reopen_user(ada);
+        assert!(r.admit(ada, ip(1)).is_ok(), "enabled again");
         let _ = o1.try_recv();
     }
 }

@@ -192,6 +192,21 @@ async fn a_password_spray_from_one_address_is_stopped(backend: Backend) {
     hub.stop().await;
 }
 
+/// Failures are charged before the password is checked: attempts sent all at once cannot slip
+/// under the budget together.
+async fn parallel_login_guesses_get_no_more_than_the_budget(backend: Backend) {
+    let hub = TestHub::start(backend).await;
+    let ada = hub.api().register("ada").await;
+    let statuses = futures_util::future::join_all(
+        (0..20).map(|_| login(&hub, &ada.email, "not the password")),
+    )
+    .await;
+    let tried = statuses.iter().filter(|(s, _)| *s == 401).count();
+    let refused = statuses.iter().filter(|(s, _)| *s == 429).count();
+    assert_eq!((tried, refused), (5, 15), "{statuses:?}");
+    hub.stop().await;
+}
+
 async fn mass_registration_from_one_address_is_stopped(backend: Backend) {
     let hub = TestHub::start_with(backend, |c| {
         c.limits.register_per_ip = "3/h".parse().expect("rate");
@@ -427,6 +442,7 @@ both_backends!(
     deeply_nested_json_is_refused_and_never_relayed,
     rest_writes_and_reads_are_rate_limited_per_user_and_per_address,
     a_password_spray_from_one_address_is_stopped,
+    parallel_login_guesses_get_no_more_than_the_budget,
     mass_registration_from_one_address_is_stopped,
     probing_emails_through_add_member_is_throttled,
     workspace_creation_has_an_hourly_quota,
