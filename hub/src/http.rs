@@ -8,6 +8,8 @@
 //!   previous response, so a slowloris connection and an idle keep-alive connection are both
 //!   closed after that long (hyper starts the same timer while it waits for the next request);
 //! - request heads are bounded ([`MAX_HEAD_BYTES`], [`MAX_HEADERS`]);
+//! - a response the client stops reading is given up after `write_timeout` ([`WriteDeadline`]),
+//!   so a client cannot hold a response and its socket forever;
 //! - every request carries `ConnectInfo<SocketAddr>` like `axum::serve` would;
 //! - WebSocket upgrades keep working: the upgraded socket is the plain `TcpStream`, which the
 //!   gateway takes back whole (see `ws::socket`).
@@ -15,7 +17,10 @@
 //! Shutdown: when `stop` is cancelled the loop stops accepting, asks every connection to finish
 //! its in-flight request and close (idle ones close at once), and returns when they have.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -23,6 +28,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,7 +49,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     stop: CancellationToken,
 ) {
     let conns = TaskTracker::new();
@@ -54,31 +60,46 @@ pub async fn serve(
         };
         let (tcp, peer) = match accepted {
             Ok(pair) => pair,
-            Err(e) => {
-                // Usually EMFILE/ENFILE: back off instead of spinning on the same error.
+            Err(e) if out_of_resources(&e) => {
+                // Out of file descriptors or memory: back off instead of spinning on it.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
+            // One connection's trouble (reset before it was accepted...): the next one is fine.
+            Err(e) => {
+                tracing::debug!(error = %e, "accept failed");
+                continue;
+            }
         };
-        conns.spawn(serve_one(
-            tcp,
-            peer,
-            app.clone(),
-            header_timeout,
-            stop.clone(),
-        ));
+        conns.spawn(serve_one(tcp, peer, app.clone(), timeouts, stop.clone()));
     }
     drop(listener);
     conns.close();
     conns.wait().await;
 }
 
+/// The accept loop's clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For a request's headers (and so for an idle keep-alive connection).
+    pub header: Duration,
+    /// For a write that the client does not read.
+    pub write: Duration,
+}
+
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 async fn serve_one(
     tcp: TcpStream,
     peer: SocketAddr,
     app: Router,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     stop: CancellationToken,
 ) {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -88,12 +109,15 @@ async fn serve_one(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(timeouts.header)
         .max_buf_size(MAX_HEAD_BYTES.max(8192))
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let conn = builder
-        .serve_connection(TokioIo::new(tcp), service)
+        .serve_connection(
+            TokioIo::new(WriteDeadline::new(tcp, timeouts.write)),
+            service,
+        )
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -110,11 +134,102 @@ async fn serve_one(
     }
 }
 
+/// A socket whose writes fail with `TimedOut` once one has made no progress for `timeout` (the
+/// client stopped reading). Reads are untouched: the header deadline covers them.
+pub struct WriteDeadline {
+    stream: TcpStream,
+    timeout: Duration,
+    /// Running while a write waits; allocated only when one does.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl WriteDeadline {
+    /// Wraps `stream`.
+    pub fn new(stream: TcpStream, timeout: Duration) -> Self {
+        Self {
+            stream,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// The socket (an upgraded WebSocket takes it back).
+    pub fn into_inner(self) -> TcpStream {
+        self.stream
+    }
+
+    fn deadline<T>(&mut self, cx: &mut Context<'_>, polled: Poll<T>) -> Poll<std::io::Result<T>> {
+        match polled {
+            Poll::Ready(v) => {
+                self.stalled = None;
+                Poll::Ready(Ok(v))
+            }
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let stalled = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match stalled.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for WriteDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteDeadline {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.deadline(cx, polled).map(|r| r.and_then(|n| n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.stream).poll_flush(cx);
+        self.deadline(cx, polled).map(|r| r.and_then(|n| n))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// The client's address: the peer of the TCP connection, or, with
 /// `HUB_TRUST_FORWARDED_FOR`, the last entry of `X-Forwarded-For` (the one the trusted proxy
-/// added). Every per-address limit and cap is keyed by it.
+/// added). Every per-address limit and cap is keyed by it. An IPv6 client is counted by its /64
+/// (one subscriber usually holds a whole /64, so its single addresses are free to it), and an
+/// IPv4-mapped IPv6 address as the IPv4 address it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    /// The key an address is counted under.
+    pub fn of(ip: IpAddr) -> ClientIp {
+        ClientIp(match ip {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(v6) & !u128::from(u64::MAX),
+                )),
+            },
+        })
+    }
+}
 
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
@@ -138,14 +253,14 @@ fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> ClientIp {
             .and_then(|v| v.rsplit(',').next())
             .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
         if let Some(ip) = forwarded {
-            return ClientIp(ip);
+            return ClientIp::of(ip);
         }
     }
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    ClientIp(peer)
+    ClientIp::of(peer)
 }
 
 #[cfg(test)]
@@ -162,6 +277,42 @@ mod tests {
             .extensions
             .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 9], 5000))));
         parts
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_never_reads_fails_after_the_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut w = WriteDeadline::new(server, Duration::from_millis(200));
+        let chunk = vec![0u8; 64 * 1024];
+        let started = std::time::Instant::now();
+        let err = loop {
+            if let Err(e) = w.write_all(&chunk).await {
+                break e;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never timed out"
+            );
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ClientIp::of(a), ClientIp::of(b));
+        assert_ne!(ClientIp::of(a), ClientIp::of(other));
+        assert_eq!(
+            ClientIp::of("::ffff:10.0.0.9".parse().unwrap()).0,
+            IpAddr::from([10, 0, 0, 9])
+        );
     }
 
     #[test]

@@ -85,11 +85,14 @@ impl Hub {
         };
         tokio::spawn(upkeep(state.clone()));
         let app = crate::api::app(state.clone());
-        let header_timeout = Duration::from_secs(state.config.http.header_timeout_secs.max(1));
+        let timeouts = crate::http::Timeouts {
+            header: Duration::from_secs(state.config.http.header_timeout_secs.max(1)),
+            write: Duration::from_secs(state.config.ws.write_timeout_secs.max(1)),
+        };
         let server = tokio::spawn(crate::http::serve(
             listener,
             app,
-            header_timeout,
+            timeouts,
             state.shutdown.clone(),
         ));
         tracing::info!(%addr, "hub listening");

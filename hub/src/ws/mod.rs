@@ -30,11 +30,10 @@ use fastwebsockets::upgrade::IncomingUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use signaling::ErrorCode;
-use tokio::net::TcpStream;
 
 use crate::auth::Authenticated;
 use crate::error::ApiError;
-use crate::http::ClientIp;
+use crate::http::{ClientIp, WriteDeadline};
 use crate::limits::Access;
 use crate::state::AppState;
 use registry::CapExceeded;
@@ -103,10 +102,10 @@ pub async fn upgrade(
             Ok(Err(e)) => return tracing::debug!(error = %e, "websocket upgrade did not complete"),
             Err(_) => return tracing::debug!("websocket upgrade timed out"),
         };
-        // The listener hands hyper plain TCP streams; take ours back whole.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // The listener hands hyper its own socket type; take the TCP stream back whole.
+        match upgraded.downcast::<TokioIo<WriteDeadline>>() {
             Ok(parts) => {
-                let tcp = parts.io.into_inner();
+                let tcp = parts.io.into_inner().into_inner();
                 connection::run(state, user, admission, tcp, parts.read_buf).await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
