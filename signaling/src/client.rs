@@ -190,31 +190,16 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
         code: e.code,
         message: e.message,
     };
-    json::check_depth(frame, json::MAX_DEPTH).map_err(unreadable)?;
-    if !json::starts_as_object(frame) {
-        return Err(unreadable(json::refuse_non_object(
-            frame,
-            ErrorCode::BadEnvelope,
-            NOT_AN_OBJECT,
-        )));
-    }
-    let envelope: Envelope<'_> = serde_json::from_slice(frame).map_err(|e| DecodeError {
-        reference: None,
-        code: if e.is_data() {
-            ErrorCode::BadEnvelope
+    json::check_object(frame, ErrorCode::BadEnvelope, NOT_AN_OBJECT).map_err(unreadable)?;
+    let envelope: Envelope<'_> = serde_json::from_slice(frame).map_err(|e| {
+        if e.is_data() {
+            unreadable(json::JsonError {
+                code: ErrorCode::BadEnvelope,
+                message: NOT_AN_OBJECT.into(),
+            })
         } else {
-            ErrorCode::BadJson
-        },
-        message: if e.is_data() {
-            NOT_AN_OBJECT.into()
-        } else {
-            format!(
-                "invalid JSON at line {}, column {}: {}",
-                e.line(),
-                e.column(),
-                json::describe(&e)
-            )
-        },
+            unreadable(json::syntax(&e))
+        }
     })?;
     let reference = match envelope.reference {
         None => None,
@@ -284,10 +269,7 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
 /// The `ref` of a frame, if it has a valid one: for answering a frame that is refused before it
 /// is decoded (rate-limited, too large).
 pub fn peek_ref(frame: &[u8]) -> Option<Ref> {
-    json::check_depth(frame, json::MAX_DEPTH).ok()?;
-    if !json::starts_as_object(frame) {
-        return None;
-    }
+    json::check_object(frame, ErrorCode::BadEnvelope, NOT_AN_OBJECT).ok()?;
     let envelope: Envelope<'_> = serde_json::from_slice(frame).ok()?;
     parse_ref(envelope.reference?).ok()
 }

@@ -67,26 +67,34 @@ pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), JsonError> {
     Ok(())
 }
 
-/// True when the first thing in `bytes` (after JSON whitespace) opens an object. Every message
-/// a client sends is an object; serde would otherwise also read a struct from an array of its
-/// fields in order.
-pub fn starts_as_object(bytes: &[u8]) -> bool {
-    bytes
+/// The checks every client message gets before it is parsed: nested at most [`MAX_DEPTH`]
+/// deep, and an object (serde would otherwise also read a struct from an array of its fields in
+/// order). JSON that is not an object is refused with `not_an_object` and `message`.
+///
+/// # Errors
+/// `nesting_too_deep`; `bad_json` when it is not JSON at all; else `not_an_object`.
+pub fn check_object(
+    bytes: &[u8],
+    not_an_object: ErrorCode,
+    message: &str,
+) -> Result<(), JsonError> {
+    check_depth(bytes, MAX_DEPTH)?;
+    let opens_object = bytes
         .iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .is_some_and(|&b| b == b'{')
-}
-
-/// Why `bytes`, which do not start as an object, are refused: `bad_json` when they are not JSON
-/// at all, else `not_an_object`'s code.
-pub fn refuse_non_object(bytes: &[u8], not_an_object: ErrorCode, message: &str) -> JsonError {
-    match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        Err(e) => syntax(&e),
-        Ok(_) => JsonError {
-            code: not_an_object,
-            message: message.to_owned(),
-        },
+        .is_some_and(|&b| b == b'{');
+    if opens_object {
+        return Ok(());
     }
+    Err(
+        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(e) => syntax(&e),
+            Ok(_) => JsonError {
+                code: not_an_object,
+                message: message.to_owned(),
+            },
+        },
+    )
 }
 
 /// Parses a JSON object from a client into `T`: depth first, then the value.
@@ -95,14 +103,7 @@ pub fn refuse_non_object(bytes: &[u8], not_an_object: ErrorCode, message: &str) 
 /// `nesting_too_deep`; `bad_json` when it is not JSON; `invalid_payload` (with the field's path)
 /// when it is JSON of the wrong shape (not an object, a field of the wrong type...).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
-    check_depth(bytes, MAX_DEPTH)?;
-    if !starts_as_object(bytes) {
-        return Err(refuse_non_object(
-            bytes,
-            ErrorCode::InvalidPayload,
-            "expected a JSON object",
-        ));
-    }
+    check_object(bytes, ErrorCode::InvalidPayload, "expected a JSON object")?;
     match serde_json::from_slice(bytes) {
         Ok(v) => Ok(v),
         // Only a refused input pays for finding the path of the field that failed.
@@ -156,7 +157,8 @@ fn clip(text: String) -> String {
     }
 }
 
-fn syntax(e: &serde_json::Error) -> JsonError {
+/// A syntax error as the client is told it: `bad_json`, with where and what.
+pub fn syntax(e: &serde_json::Error) -> JsonError {
     JsonError {
         code: ErrorCode::BadJson,
         message: format!(

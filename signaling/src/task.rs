@@ -236,12 +236,17 @@ impl TaskChanges {
     /// # Errors
     /// The first field that is out of range.
     pub fn normalize(&mut self) -> Result<(), FieldError> {
-        self.validate()?;
+        if self.is_empty() {
+            return self.validate();
+        }
         if let Some(title) = &mut self.title {
             *title = clean_title(title)?;
         }
         if let Some(Some(description)) = &self.description {
             self.description = Some(clean_description(Some(description))?);
+        }
+        if let Some(due_date) = self.due_date {
+            check_due_date(due_date)?;
         }
         Ok(())
     }
