@@ -5,28 +5,62 @@
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::support::{Backend, Client, TestHub, seed_journal, unthrottled};
+use crate::support::{Backend, Client, TestHub, User, seed_journal, unthrottled};
 
-/// Rejoins with `last_offset` and reads until the join's ack: the durable events replayed
-/// (their offsets and titles), the snapshot if one came, and the ack.
-async fn rejoin(c: &mut Client, ws: &str, last: u64) -> (Vec<u64>, Option<Value>, Value) {
+/// `user` joins the workspace and goes away: the offset they have.
+async fn join_and_leave(hub: &TestHub, user: &User, ws: &str) -> u64 {
+    let mut c = hub.ws(user).await;
+    c.join(ws, None).await["offset"].as_u64().expect("offset")
+}
+
+/// Sends `join_workspace` with `last_offset` and the `ref` given.
+async fn send_join(c: &mut Client, ws: &str, last: u64, reference: &str) {
     c.send_text(
-        json!({"type": "join_workspace", "ref": "rejoin", "workspace_id": ws, "last_offset": last})
+        json!({"type": "join_workspace", "ref": reference, "workspace_id": ws, "last_offset": last})
             .to_string(),
     )
     .await;
-    let mut offsets = Vec::new();
-    let mut snapshot = None;
+}
+
+/// What came back for a join, up to its ack.
+struct Joined {
+    /// The offsets of the durable events, in the order they came.
+    offsets: Vec<u64>,
+    snapshot: Option<Value>,
+    /// Errors answering other commands meanwhile.
+    errors: Vec<Value>,
+    ack: Value,
+}
+
+/// Reads until the ack of the join sent with `reference`.
+async fn until_ack(c: &mut Client, reference: &str) -> Joined {
+    let (mut offsets, mut snapshot, mut errors) = (Vec::new(), None, Vec::new());
     loop {
         let v = c.next().await;
         match v["type"].as_str() {
             Some("task_created") => offsets.push(v["offset"].as_u64().expect("offset")),
             Some("snapshot") => snapshot = Some(v),
-            Some("ack") if v["ref"] == "rejoin" => return (offsets, snapshot, v),
+            Some("ack") if v["ref"] == reference => {
+                return Joined {
+                    offsets,
+                    snapshot,
+                    errors,
+                    ack: v,
+                };
+            }
+            Some("error") => errors.push(v),
             Some("user_presence") => {}
-            other => panic!("unexpected {other:?} while rejoining: {v}"),
+            other => panic!("unexpected {other:?} while joining: {v}"),
         }
     }
+}
+
+/// Rejoins with `last_offset` and reads until the join's ack.
+async fn rejoin(c: &mut Client, ws: &str, last: u64) -> (Vec<u64>, Option<Value>, Value) {
+    send_join(c, ws, last, "rejoin").await;
+    let joined = until_ack(c, "rejoin").await;
+    assert!(joined.errors.is_empty(), "{:?}", joined.errors);
+    (joined.offsets, joined.snapshot, joined.ack)
 }
 
 async fn a_client_resumes_after_1024_5000_and_20000_missed_events(backend: Backend) {
@@ -38,9 +72,7 @@ async fn a_client_resumes_after_1024_5000_and_20000_missed_events(backend: Backe
     let hub = TestHub::start_with(backend, tweak).await;
     let api = hub.api();
     let (ada, bob, ws) = api.team("member").await;
-    let mut b = hub.ws(&bob).await;
-    let mut last = b.join(&ws, None).await["offset"].as_u64().expect("offset");
-    drop(b);
+    let mut last = join_and_leave(&hub, &bob, &ws).await;
     // The first two gaps are written by a member through the room while bob is away. The
     // 20 000 are seeded into the journal with the hub stopped (writing them one commit at a time
     // would take minutes); the room replays them from the journal either way.
@@ -97,9 +129,7 @@ async fn a_gap_beyond_the_replay_budget_gets_a_snapshot_with_everything(backend:
     .await;
     let api = hub.api();
     let (ada, bob, ws) = api.team("member").await;
-    let mut b = hub.ws(&bob).await;
-    let last = b.join(&ws, None).await["offset"].as_u64().expect("offset");
-    drop(b);
+    let last = join_and_leave(&hub, &bob, &ws).await;
     api.create_tasks(&ada, &ws, 150, 16).await;
     let mut b = hub.ws(&bob).await;
     let (offsets, snapshot, ack) = rejoin(&mut b, &ws, last).await;
@@ -122,16 +152,10 @@ async fn writes_during_a_long_replay_follow_it_in_order(backend: Backend) {
     .await;
     let api = hub.api();
     let (ada, bob, ws) = api.team("member").await;
-    let mut b = hub.ws(&bob).await;
-    let last = b.join(&ws, None).await["offset"].as_u64().expect("offset");
-    drop(b);
+    let last = join_and_leave(&hub, &bob, &ws).await;
     api.create_tasks(&ada, &ws, 600, 16).await;
     let mut b = hub.ws(&bob).await;
-    b.send_text(
-        json!({"type": "join_workspace", "ref": "rejoin", "workspace_id": ws, "last_offset": last})
-            .to_string(),
-    )
-    .await;
+    send_join(&mut b, &ws, last, "rejoin").await;
     // Writes go on while bob is being caught up (his outbox holds only 64 frames).
     let writer = {
         let base = hub.base.clone();
@@ -146,16 +170,7 @@ async fn writes_during_a_long_replay_follow_it_in_order(backend: Backend) {
             api.create_tasks(&ada, &ws, 200, 4).await;
         })
     };
-    let mut offsets = Vec::new();
-    let ack = loop {
-        let v = b.next().await;
-        match v["type"].as_str() {
-            Some("task_created") => offsets.push(v["offset"].as_u64().expect("offset")),
-            Some("ack") => break v,
-            Some("user_presence") => {}
-            other => panic!("unexpected {other:?}: {v}"),
-        }
-    };
+    let Joined { offsets, ack, .. } = until_ack(&mut b, "rejoin").await;
     let head = ack["result"]["offset"].as_u64().expect("offset");
     assert!(head >= last + 600);
     assert_eq!(offsets, (last + 1..=head).collect::<Vec<_>>());
@@ -181,31 +196,19 @@ async fn a_second_join_during_a_catch_up_is_refused_and_nothing_is_duplicated(ba
     .await;
     let api = hub.api();
     let (ada, bob, ws) = api.team("member").await;
-    let mut b = hub.ws(&bob).await;
-    let last = b.join(&ws, None).await["offset"].as_u64().expect("offset");
-    drop(b);
+    let last = join_and_leave(&hub, &bob, &ws).await;
     api.create_tasks(&ada, &ws, 300, 16).await;
     let mut b = hub.ws(&bob).await;
     for r in ["first", "second"] {
-        b.send_text(
-            json!({"type": "join_workspace", "ref": r, "workspace_id": ws, "last_offset": last})
-                .to_string(),
-        )
-        .await;
+        send_join(&mut b, &ws, last, r).await;
     }
-    let mut offsets = Vec::new();
-    let mut second = None;
-    let ack = loop {
-        let v = b.next().await;
-        match (v["type"].as_str(), v["ref"].as_str()) {
-            (Some("task_created"), _) => offsets.push(v["offset"].as_u64().expect("offset")),
-            (Some("error"), Some("second")) => second = Some(v),
-            (Some("ack"), Some("first")) => break v,
-            (Some("user_presence"), _) => {}
-            other => panic!("unexpected {other:?}: {v}"),
-        }
-    };
-    let second = match second {
+    let Joined {
+        offsets,
+        errors,
+        ack,
+        ..
+    } = until_ack(&mut b, "first").await;
+    let second = match errors.into_iter().find(|e| e["ref"] == "second") {
         Some(v) => v,
         None => b.next_where(|v| v["ref"] == "second").await,
     };
