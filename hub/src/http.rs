@@ -10,6 +10,8 @@
 //! - request heads are bounded ([`MAX_HEAD_BYTES`], [`MAX_HEADERS`]);
 //! - a response the client stops reading is given up after `write_timeout` ([`WriteDeadline`]),
 //!   so a client cannot hold a response and its socket forever;
+//! - every accepted socket has Nagle's algorithm off (`TCP_NODELAY`): a realtime frame goes out
+//!   when it is written, not after the peer's delayed ACK (up to 40 ms on Linux);
 //! - every request carries `ConnectInfo<SocketAddr>` like `axum::serve` would;
 //! - WebSocket upgrades keep working: the upgraded socket is the plain `TcpStream`, which the
 //!   gateway takes back whole (see `ws::socket`).
@@ -102,6 +104,9 @@ async fn serve_one(
     timeouts: Timeouts,
     stop: CancellationToken,
 ) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
+    }
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(req.map(axum::body::Body::new))

@@ -11,6 +11,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
+    hub::server::raise_fd_limit();
     let hub = Hub::start(config).await?;
     hub::server::shutdown_signal().await;
     tracing::info!("shutdown signal received");

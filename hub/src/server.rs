@@ -137,6 +137,39 @@ impl Hub {
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit (every connection is a file
+/// descriptor; the usual soft limit of 1024 would cap the hub at about a thousand clients), and
+/// logs what it did.
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` and `setrlimit` only read and write the struct given to them.
+        let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) };
+        if got != 0 {
+            return tracing::warn!("could not read the open-file limit");
+        }
+        let before = limit.rlim_cur;
+        if before >= limit.rlim_max {
+            return tracing::info!(limit = before, "open-file limit");
+        }
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) } == 0 {
+            tracing::info!(
+                from = before,
+                to = limit.rlim_cur,
+                "raised the open-file limit"
+            );
+        } else {
+            tracing::warn!(limit = before, "could not raise the open-file limit");
+        }
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -83,6 +83,53 @@ fn server_side_state(hub_port: u16, client_port: u16) -> Option<String> {
     })
 }
 
+/// The inode of the hub's side of a connection, from `/proc/net/tcp`.
+fn server_side_inode(hub_port: u16, client_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let port = |addr: &str| {
+            addr.rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+        };
+        (port(cols.get(1)?) == Some(hub_port) && port(cols.get(2)?) == Some(client_port))
+            .then(|| cols.get(9)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Whether the socket with this inode, open in this process (the hub runs in the test
+/// process), has `TCP_NODELAY` set.
+fn nodelay_of_inode(inode: u64) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    let wanted = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        if std::fs::read_link(entry.path()).ok()?.to_string_lossy() != wanted {
+            continue;
+        }
+        let fd: i32 = entry.file_name().to_string_lossy().parse().ok()?;
+        // Borrowed for the call only: the hub owns the socket.
+        let file = std::mem::ManuallyDrop::new(unsafe {
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reads one int option of an open socket into a local of the right size.
+        let rc = unsafe {
+            libc::getsockopt(
+                file.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&raw mut value).cast(),
+                &raw mut len,
+            )
+        };
+        return (rc == 0).then_some(value != 0);
+    }
+    None
+}
+
 fn gauge(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
@@ -244,6 +291,24 @@ async fn connections_are_capped_per_user_and_per_address(backend: Backend) {
         upgrade_refusal(&hub.base, &ada.token).await.0 == 101
     })
     .await;
+    hub.stop().await;
+}
+
+/// Every accepted socket has Nagle's algorithm off: small frames go out at once instead of
+/// waiting for the client's delayed ACK (which cost a 40 ms latency tail before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_sockets_send_small_frames_without_delay() {
+    let hub = TestHub::start(Backend::Sqlite).await;
+    let ada = hub.api().register("ada").await;
+    let client = hub.ws(&ada).await;
+    let hub_port = hub.hub.as_ref().expect("running").addr.port();
+    let client_port = client.local_port();
+    let inode = server_side_inode(hub_port, client_port).expect("the hub's side of the socket");
+    assert_eq!(
+        nodelay_of_inode(inode),
+        Some(true),
+        "TCP_NODELAY on the accepted socket"
+    );
     hub.stop().await;
 }
 

@@ -351,6 +351,14 @@ impl Client {
         c
     }
 
+    /// This client's local port (its side of the TCP connection).
+    pub fn local_port(&self) -> u16 {
+        match self.ws.get_ref() {
+            MaybeTlsStream::Plain(tcp) => tcp.local_addr().expect("local addr").port(),
+            _ => panic!("the tests use plain TCP"),
+        }
+    }
+
     pub async fn send_text(&mut self, text: impl Into<String>) {
         self.ws
             .send(Message::text(text.into()))
