@@ -2,8 +2,10 @@
 //! connection. The gateway owns the other end ([`Outbox`]) and runs the one writer task that
 //! drains it into the socket.
 //!
-//! Frames are `Bytes`: a room serializes an event once and every member's outbox holds a
-//! reference to the same buffer.
+//! Frames are [`WireFrame`]s: a complete WebSocket frame, header and payload. Server frames are
+//! not masked, so every member gets the same bytes: a room serializes and frames an event once,
+//! every member's outbox holds a reference to the same buffer, and the writer hands those
+//! buffers to the kernel as they are, with no copy and no per-member framing.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +15,64 @@ use bytes::Bytes;
 use signaling::{RoomKey, UserId};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+
+/// A complete WebSocket frame (FIN set, unmasked), ready for the socket. Cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireFrame(Bytes);
+
+impl WireFrame {
+    /// A text frame carrying `text` (a JSON message).
+    pub fn text(text: impl AsRef<[u8]>) -> Self {
+        Self::with_opcode(0x1, text.as_ref())
+    }
+
+    /// A control or data frame with `opcode` (RFC 6455 §5.2) and `payload`.
+    pub fn with_opcode(opcode: u8, payload: &[u8]) -> Self {
+        let n = payload.len();
+        let mut frame = Vec::with_capacity(n + 10);
+        frame.push(0x80 | (opcode & 0x0f));
+        match n {
+            0..=125 => frame.push(n as u8),
+            126..=0xffff => {
+                frame.push(126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            _ => {
+                frame.push(127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(payload);
+        Self(Bytes::from(frame))
+    }
+
+    /// A close frame with `code` and `reason` (at most 123 bytes of it are sent).
+    pub fn close(code: u16, reason: &str) -> Self {
+        let mut payload = code.to_be_bytes().to_vec();
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        payload.extend_from_slice(&reason.as_bytes()[..end]);
+        Self::with_opcode(0x8, &payload)
+    }
+
+    /// The frame's bytes, header included.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// The payload (for tests and logs).
+    pub fn payload(&self) -> &[u8] {
+        let b = &self.0;
+        let start = match b.get(1).map(|l| l & 0x7f) {
+            Some(126) => 4,
+            Some(127) => 10,
+            _ => 2,
+        };
+        b.get(start..).unwrap_or_default()
+    }
+}
 
 /// How often a wait for room in an outbox looks again even without a wake-up.
 const RECHECK_ROOM: std::time::Duration = std::time::Duration::from_millis(50);
@@ -173,8 +233,8 @@ impl ConnHandle {
 
     /// Queues a frame without waiting. A full outbox drops a droppable frame and closes the
     /// connection for anything else: a room never waits for a slow member.
-    pub fn push(&self, frame: Bytes, class: Class) -> Delivery {
-        match self.tx.try_send(frame) {
+    pub fn push(&self, frame: WireFrame, class: Class) -> Delivery {
+        match self.tx.try_send(frame.0) {
             Ok(()) => Delivery::Queued,
             Err(mpsc::error::TrySendError::Full(_)) if class == Class::Droppable => {
                 Delivery::Dropped
@@ -229,12 +289,12 @@ impl ConnHandle {
     /// Queues must-deliver frames, waiting for room one frame at a time if the outbox is full
     /// (so never closing the connection as a slow consumer). For a catch-up that has made room
     /// first with [`ConnHandle::room_for`]. Returns false if the connection closed first.
-    pub async fn push_waiting(&self, frames: Vec<Bytes>) -> bool {
+    pub async fn push_waiting(&self, frames: Vec<WireFrame>) -> bool {
         for frame in frames {
             let sent = tokio::select! {
                 biased;
                 () = self.shared.token.cancelled() => return false,
-                sent = self.tx.send(frame) => sent,
+                sent = self.tx.send(frame.0) => sent,
             };
             if sent.is_err() {
                 return false;
@@ -360,7 +420,7 @@ mod tests {
         let (conn, mut outbox) = ConnHandle::new(1, UserId::new(), 8);
         let frames = |n: usize| {
             (0..n)
-                .map(|i| Bytes::from(vec![i as u8]))
+                .map(|i| WireFrame::text([i as u8]))
                 .collect::<Vec<_>>()
         };
         assert!(conn.push_waiting(frames(6)).await);
@@ -373,7 +433,7 @@ mod tests {
         assert!(!waiter.is_finished());
         // ...while another room's event still fits in the two that are free.
         assert_eq!(
-            conn.push(Bytes::from_static(b"live"), Class::MustDeliver),
+            conn.push(WireFrame::text("live"), Class::MustDeliver),
             Delivery::Queued
         );
         assert!(!conn.is_closed());
@@ -387,6 +447,24 @@ mod tests {
         conn.close(CloseReason::GOING_AWAY);
         assert!(!conn.room_for(8).await);
         assert!(!conn.push_waiting(frames(1)).await);
+    }
+
+    #[test]
+    fn frames_are_built_once_with_the_right_header() {
+        let small = WireFrame::text("hi");
+        assert_eq!(small.bytes().as_ref(), b"\x81\x02hi");
+        let medium = WireFrame::text(vec![b'x'; 300]);
+        assert_eq!(&medium.bytes()[..4], &[0x81, 126, 0x01, 0x2c]);
+        assert_eq!(medium.payload().len(), 300);
+        let large = WireFrame::text(vec![b'x'; 70_000]);
+        assert_eq!(&large.bytes()[..2], &[0x81, 127]);
+        assert_eq!(large.payload().len(), 70_000);
+        let close = WireFrame::close(4008, "slow");
+        assert_eq!(close.bytes().as_ref(), b"\x88\x06\x0f\xa8slow");
+        // A long reason is cut on a character boundary, within the 125-byte control payload.
+        let long = WireFrame::close(1000, &"é".repeat(100));
+        assert!(long.payload().len() <= 125);
+        assert!(std::str::from_utf8(&long.payload()[2..]).is_ok());
     }
 
     #[test]
@@ -409,16 +487,16 @@ mod tests {
     async fn a_full_outbox_drops_droppables_and_closes_for_the_rest() {
         let (conn, mut outbox) = ConnHandle::new(1, UserId::new(), 1);
         assert_eq!(
-            conn.push(Bytes::from_static(b"a"), Class::MustDeliver),
+            conn.push(WireFrame::text("a"), Class::MustDeliver),
             Delivery::Queued
         );
         assert_eq!(
-            conn.push(Bytes::from_static(b"t"), Class::Droppable),
+            conn.push(WireFrame::text("t"), Class::Droppable),
             Delivery::Dropped
         );
         assert!(!conn.is_closed());
         assert_eq!(
-            conn.push(Bytes::from_static(b"b"), Class::MustDeliver),
+            conn.push(WireFrame::text("b"), Class::MustDeliver),
             Delivery::Evicted
         );
         assert!(conn.is_closed());

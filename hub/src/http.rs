@@ -140,17 +140,18 @@ async fn serve_one(
 }
 
 /// A socket whose writes fail with `TimedOut` once one has made no progress for `timeout` (the
-/// client stopped reading). Reads are untouched: the header deadline covers them.
-pub struct WriteDeadline {
-    stream: TcpStream,
+/// client stopped reading). Reads are untouched. Costs nothing while writes complete at once:
+/// the timer exists only while a write waits.
+pub struct WriteDeadline<S = TcpStream> {
+    stream: S,
     timeout: Duration,
     /// Running while a write waits; allocated only when one does.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl WriteDeadline {
+impl<S> WriteDeadline<S> {
     /// Wraps `stream`.
-    pub fn new(stream: TcpStream, timeout: Duration) -> Self {
+    pub fn new(stream: S, timeout: Duration) -> Self {
         Self {
             stream,
             timeout,
@@ -159,7 +160,7 @@ impl WriteDeadline {
     }
 
     /// The socket (an upgraded WebSocket takes it back).
-    pub fn into_inner(self) -> TcpStream {
+    pub fn into_inner(self) -> S {
         self.stream
     }
 
@@ -183,7 +184,7 @@ impl WriteDeadline {
     }
 }
 
-impl AsyncRead for WriteDeadline {
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -193,7 +194,7 @@ impl AsyncRead for WriteDeadline {
     }
 }
 
-impl AsyncWrite for WriteDeadline {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -201,6 +202,19 @@ impl AsyncWrite for WriteDeadline {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
         self.deadline(cx, polled).map(|r| r.and_then(|n| n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.deadline(cx, polled).map(|r| r.and_then(|n| n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

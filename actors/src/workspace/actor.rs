@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
 use chrono::Utc;
 use persistence::{AppendRequest, Journal, JournalEntry, SideEffect, Store, StoreError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -26,7 +25,7 @@ use super::catchup::{CatchUp, PendingJoin};
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 use super::presence::Sessions;
 use super::state::WorkspaceState;
-use crate::conn::{Class, ConnHandle, ConnId};
+use crate::conn::{Class, ConnHandle, ConnId, WireFrame};
 use crate::metrics::RoomMetrics;
 use crate::router::RoomConfig;
 
@@ -89,7 +88,7 @@ pub struct Room {
     board: WorkspaceState,
     sessions: Sessions,
     /// The latest durable frames, for replaying to reconnecting clients without a database read.
-    recent: VecDeque<(u64, Bytes)>,
+    recent: VecDeque<(u64, WireFrame)>,
     snapshot_offset: u64,
     last_snapshot: Instant,
     last_activity: Instant,
@@ -252,7 +251,7 @@ impl Room {
     /// After a crash: re-attach the connections that were joined and tell them to resync.
     fn reattach(&mut self) {
         let conns: Vec<ConnHandle> = lock(&self.roster).values().cloned().collect();
-        let frame = Bytes::from(
+        let frame = WireFrame::text(
             ServerMsg::Resync {
                 workspace_id: self.board.id,
                 offset: self.board.offset,
@@ -311,7 +310,7 @@ impl Room {
                     task_id: t.task_id,
                 };
                 self.fan_out(
-                    Bytes::from(frame.to_json()),
+                    WireFrame::text(frame.to_json()),
                     Class::Droppable,
                     Some(conn.id()),
                 );
@@ -324,7 +323,7 @@ impl Room {
                     event: &b.event,
                     data: &b.data,
                 };
-                self.fan_out(Bytes::from(frame.to_json()), Class::MustDeliver, None);
+                self.fan_out(WireFrame::text(frame.to_json()), Class::MustDeliver, None);
                 Ok(None)
             }
             ClientMsg::TaskCreate(c) => self.execute(user, Op::CreateTask(c.task)).await.map(Some),
@@ -368,7 +367,7 @@ impl Room {
                     };
                     reply
                         .conn()
-                        .push(Bytes::from(frame.to_json()), Class::MustDeliver);
+                        .push(WireFrame::text(frame.to_json()), Class::MustDeliver);
                 }
                 reply.error(&err);
             }
@@ -465,14 +464,14 @@ impl Room {
 
     fn send_snapshot(&self, conn: &ConnHandle) -> (JoinMode, u64) {
         let frame = ServerMsg::Snapshot(self.board.view()).to_json();
-        conn.push(Bytes::from(frame), Class::MustDeliver);
+        conn.push(WireFrame::text(frame), Class::MustDeliver);
         (JoinMode::Snapshot, 0)
     }
 
     /// The durable frames after offset `after`, when the room still holds them in memory and
     /// they fit in the connection's outbox now as one page; `None` when they have to be paged
     /// from the journal.
-    fn recent_since(&self, after: u64, conn: &ConnHandle) -> Option<Vec<Bytes>> {
+    fn recent_since(&self, after: u64, conn: &ConnHandle) -> Option<Vec<WireFrame>> {
         let gap = self.board.offset - after;
         if gap == 0 {
             return Some(Vec::new());
@@ -585,7 +584,8 @@ impl Room {
                     RoomError::Unavailable
                 })?;
                 self.deleted = true;
-                let frame = Bytes::from(ServerMsg::WorkspaceDeleted { workspace_id: ws }.to_json());
+                let frame =
+                    WireFrame::text(ServerMsg::WorkspaceDeleted { workspace_id: ws }.to_json());
                 self.fan_out(frame, Class::MustDeliver, None);
                 for conn in self.sessions.conns() {
                     conn.mark_left(RoomKey::Workspace(ws));
@@ -634,7 +634,7 @@ impl Room {
             }
         }
         self.board.apply(offset, &event);
-        let frame = Bytes::from(durable_frame(self.board.id, offset, &json));
+        let frame = WireFrame::text(durable_frame(self.board.id, offset, &json));
         self.recent.push_back((offset, frame.clone()));
         while self.recent.len() > self.ctx.config.replay_buffer {
             self.recent.pop_front();
@@ -652,12 +652,12 @@ impl Room {
             user_id: user,
             status,
         };
-        self.fan_out(Bytes::from(frame.to_json()), Class::MustDeliver, except);
+        self.fan_out(WireFrame::text(frame.to_json()), Class::MustDeliver, except);
     }
 
     /// Hands a frame to every joined connection (but `except`); members that cannot keep up are
     /// dropped from the room.
-    fn fan_out(&mut self, frame: Bytes, class: Class, except: Option<ConnId>) {
+    fn fan_out(&mut self, frame: WireFrame, class: Class, except: Option<ConnId>) {
         let out = self.sessions.fan_out(&frame, class, except);
         self.ctx.metrics.events_fanned_out.increment(out.queued);
         if !out.evicted.is_empty() {

@@ -17,7 +17,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
 use persistence::Store;
 use ractor::ActorRef;
 use signaling::server::durable_frame;
@@ -25,7 +24,7 @@ use signaling::{RoomKey, WorkspaceId};
 use tokio::sync::Semaphore;
 
 use super::messages::{ReplyTo, WorkspaceMsg};
-use crate::conn::ConnHandle;
+use crate::conn::{ConnHandle, WireFrame};
 
 /// Catch-ups reading the journal at once, in the whole hub.
 pub const MAX_CATCHUPS: usize = 32;
@@ -128,10 +127,10 @@ impl CatchUp {
                 reached = false;
                 break;
             }
-            let frames: Vec<Bytes> = records
+            let frames: Vec<WireFrame> = records
                 .iter()
                 .zip(after + 1..)
-                .map(|(r, seq)| Bytes::from(durable_frame(self.workspace, seq, &r.event)))
+                .map(|(r, seq)| WireFrame::text(durable_frame(self.workspace, seq, &r.event)))
                 .collect();
             let n = frames.len() as u64;
             if !conn.push_waiting(frames).await {

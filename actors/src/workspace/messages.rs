@@ -1,6 +1,5 @@
 //! What a workspace room is sent, and what it answers.
 
-use bytes::Bytes;
 use ractor::RpcReplyPort;
 use signaling::client::{ClientMsg, Ref};
 use signaling::server::{AckResult, ServerMsg};
@@ -8,7 +7,7 @@ use signaling::task::{Task, TaskChanges, TaskDraft};
 use signaling::workspace::{Member, Role};
 use signaling::{ErrorCode, TaskId, UserId};
 
-use crate::conn::{Class, ConnHandle, ConnId};
+use crate::conn::{Class, ConnHandle, ConnId, WireFrame};
 
 /// A message to a workspace room.
 pub enum WorkspaceMsg {
@@ -207,7 +206,7 @@ impl ReplyTo {
         }
         .to_json();
         self.answered = true;
-        self.conn.push(Bytes::from(frame), Class::MustDeliver);
+        self.conn.push(WireFrame::text(frame), Class::MustDeliver);
     }
 
     /// Sends the `error`.
@@ -225,7 +224,7 @@ impl ReplyTo {
             retry_after_ms: None,
         }
         .to_json();
-        self.conn.push(Bytes::from(frame), Class::MustDeliver);
+        self.conn.push(WireFrame::text(frame), Class::MustDeliver);
     }
 }
 

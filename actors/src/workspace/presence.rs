@@ -3,12 +3,11 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
 use signaling::UserId;
 use signaling::server::Presence;
 use signaling::workspace::PresenceStatus;
 
-use crate::conn::{Class, ConnHandle, ConnId, Delivery};
+use crate::conn::{Class, ConnHandle, ConnId, Delivery, WireFrame};
 
 struct UserPresence {
     status: PresenceStatus,
@@ -114,7 +113,7 @@ impl Sessions {
 
     /// Hands `frame` to every joined connection but `except`, without waiting. Reports who was
     /// evicted or found gone; the caller removes them.
-    pub fn fan_out(&self, frame: &Bytes, class: Class, except: Option<ConnId>) -> FanOut {
+    pub fn fan_out(&self, frame: &WireFrame, class: Class, except: Option<ConnId>) -> FanOut {
         let mut out = FanOut::default();
         for (id, conn) in &self.conns {
             if Some(*id) == except {
@@ -162,13 +161,13 @@ mod tests {
         s.join(fast);
         s.join(slow);
         s.join(me);
-        let frame = Bytes::from_static(b"{}");
+        let frame = WireFrame::text("{}");
         let first = s.fan_out(&frame, Class::MustDeliver, Some(3));
         assert_eq!(first.queued, 2);
         let second = s.fan_out(&frame, Class::MustDeliver, Some(3));
         assert_eq!(second.queued, 1);
         assert_eq!(second.evicted, vec![2]);
-        assert_eq!(fast_out.recv().await, Some(frame.clone()));
+        assert_eq!(fast_out.recv().await.as_ref(), Some(frame.bytes()));
         assert!(my_out.try_recv().is_none());
     }
 }

@@ -20,13 +20,12 @@ use std::time::{Duration, Instant};
 
 use actors::conn::Class;
 use actors::workspace::{ReplyTo, RoomError, WorkspaceMsg};
-use actors::{CloseReason, ConnHandle};
+use actors::{CloseReason, ConnHandle, WireFrame};
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Role, WebSocketError, WebSocketRead};
 use signaling::client::{self, ClientMsg, Ref};
 use signaling::server::{Limits, ServerMsg};
 use signaling::{ErrorCode, RoomKey, UserId};
-use tokio::io::BufWriter;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -35,6 +34,7 @@ use super::assemble::{AssembleError, Assembler};
 use super::registry::Admission;
 use super::socket::{self, ReadSide};
 use super::writer::{self, Control, WriterEnd};
+use crate::http::WriteDeadline;
 use crate::limits::TokenBucket;
 use crate::state::AppState;
 
@@ -45,8 +45,6 @@ const HARD_LIMIT_FACTOR: usize = 16;
 pub const MAX_ROOMS_PER_CONNECTION: usize = 64;
 /// How long a closing connection has to send the close frame and see the peer close its side.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// The writer's buffer: frames are batched into it and written with one syscall.
-const WRITE_BUFFER_BYTES: usize = 32 * 1024;
 
 /// Serves one upgraded connection until it closes and its socket is gone.
 #[tracing::instrument(skip_all, fields(user = %user))]
@@ -59,13 +57,9 @@ pub async fn run(
 ) {
     let cfg = &state.config.ws;
     let (sock, read, write) = socket::split(tcp, early);
-    let (read, mut write) = fastwebsockets::after_handshake_split(
-        read,
-        BufWriter::with_capacity(WRITE_BUFFER_BYTES, write),
-        Role::Server,
-    );
-    // Frames are copied into the write buffer and flushed once per batch: one plain write.
-    write.set_writev(false);
+    // Only the reading half of fastwebsockets is used: the writer sends frames built by rooms.
+    let (read, _) = fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
+    let write = WriteDeadline::new(write, Duration::from_secs(cfg.write_timeout_secs.max(1)));
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (conn, outbox) = ConnHandle::new(id, user, cfg.outbox_frames);
     if !admission.attach(&conn) {
@@ -78,10 +72,7 @@ pub async fn run(
         write,
         outbox,
         control_rx,
-        writer::Timing {
-            ping_every: Duration::from_secs(cfg.ping_secs.max(1)),
-            write_timeout: Duration::from_secs(cfg.write_timeout_secs.max(1)),
-        },
+        Duration::from_secs(cfg.ping_secs.max(1)),
         state.metrics.clone(),
     ));
 
@@ -103,7 +94,7 @@ pub async fn run(
             burst: cfg.rate_burst,
         },
     };
-    conn.push(Bytes::from(hello.to_json()), Class::MustDeliver);
+    conn.push(WireFrame::text(hello.to_json()), Class::MustDeliver);
     tracing::debug!(conn = id, "connected");
 
     let mut reader = Reader {
@@ -365,6 +356,6 @@ impl Reader<'_> {
             retry_after_ms,
         };
         self.conn
-            .push(Bytes::from(frame.to_json()), Class::MustDeliver);
+            .push(WireFrame::text(frame.to_json()), Class::MustDeliver);
     }
 }

@@ -1,26 +1,30 @@
 //! The one task that writes to a connection's socket.
 //!
-//! It waits for the first ready frame, then takes every other frame already queued (up to
-//! [`MAX_BATCH`]) and writes them into a buffered stream flushed once: under fan-out load one
-//! syscall carries many frames. Control frames (pongs and the close echo that the reader is
-//! obliged to send) come through a separate small channel and go first.
+//! Everything in the outbox is a complete WebSocket frame, built once by the room for all its
+//! members (`actors::WireFrame`). The writer waits for the first, takes every other frame
+//! already queued (up to [`MAX_BATCH`]) and hands them all to the kernel in one vectored write:
+//! no copy, no per-member framing, no write buffer kept per connection. Control frames (pongs and
+//! the close echo that the reader is obliged to send, pings) come through a separate small
+//! channel and go first.
 //!
-//! Every flush has a deadline: a client that stops reading fills its socket's send queue, the
-//! flush stalls, and after `write_timeout` the connection is closed as a slow consumer (it can
-//! reconnect and resume by offset). The writer then reports [`WriterEnd::Stuck`] so that the
-//! connection resets the socket rather than leave the queue to the peer's mercy.
+//! A write that stalls (the client stopped reading and the socket's send queue is full) fails
+//! after the write deadline of the socket ([`crate::http::WriteDeadline`], whose timer runs only
+//! while a write waits): the connection is closed as a slow consumer (it can reconnect and resume
+//! by offset), and the writer reports [`WriterEnd::Stuck`] so that the connection resets the
+//! socket rather than leave the queue to the peer's mercy.
 
+use std::io::{self, IoSlice};
 use std::time::Duration;
 
-use actors::{CloseReason, Outbox};
+use actors::{CloseReason, Outbox, WireFrame};
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
-use tokio::io::AsyncWrite;
+use fastwebsockets::OpCode;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::metrics::HubMetrics;
 
-/// Most frames written per flush.
+/// Most frames written in one vectored write.
 pub const MAX_BATCH: usize = 64;
 
 /// A control frame the reader must have sent.
@@ -29,15 +33,6 @@ pub struct Control {
     pub opcode: OpCode,
     /// Its payload.
     pub payload: Vec<u8>,
-}
-
-/// The writer's clocks.
-#[derive(Debug, Clone, Copy)]
-pub struct Timing {
-    /// How often to ping.
-    pub ping_every: Duration,
-    /// How long one flush may stall before the client counts as gone.
-    pub write_timeout: Duration,
 }
 
 /// How the writer ended.
@@ -51,38 +46,23 @@ pub enum WriterEnd {
     Stuck,
 }
 
-enum Stop {
-    Io(WebSocketError),
-    Stalled,
-}
-
-impl From<WebSocketError> for Stop {
-    fn from(e: WebSocketError) -> Self {
-        Stop::Io(e)
-    }
-}
-
 /// Runs until the outbox closes (the room or the hub asked, or the reader ended) or the socket
 /// fails or stalls; then sends a close frame with the reason.
 pub async fn run<W: AsyncWrite + Unpin>(
-    ws: WebSocketWrite<W>,
+    sock: W,
     mut outbox: Outbox,
     mut control: mpsc::Receiver<Control>,
-    timing: Timing,
+    ping_every: Duration,
     metrics: HubMetrics,
 ) -> WriterEnd {
     let mut w = Writer {
-        ws,
-        timing,
+        sock,
+        batch: Vec::new(),
         metrics,
     };
-    match w.serve(&mut outbox, &mut control).await {
+    match w.serve(&mut outbox, &mut control, ping_every).await {
         Ok(()) => WriterEnd::Closed,
-        Err(Stop::Io(e)) => {
-            tracing::debug!(error = %e, "websocket write ended");
-            WriterEnd::Failed
-        }
-        Err(Stop::Stalled) => {
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             // Whatever stalled (events, a ping, the close frame), the client is not reading:
             // the connection ends as a slow consumer, and the reader stops too.
             if outbox.close_reason().is_none() {
@@ -91,12 +71,22 @@ pub async fn run<W: AsyncWrite + Unpin>(
             outbox.close(CloseReason::SLOW_CONSUMER);
             WriterEnd::Stuck
         }
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket write ended");
+            WriterEnd::Failed
+        }
     }
 }
 
+/// A ping; its payload means nothing.
+fn ping() -> Bytes {
+    Bytes::from_static(b"\x89\x03hub")
+}
+
 struct Writer<W> {
-    ws: WebSocketWrite<W>,
-    timing: Timing,
+    sock: W,
+    /// The frames of the batch being written; empty between batches.
+    batch: Vec<Bytes>,
     metrics: HubMetrics,
 }
 
@@ -105,75 +95,168 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         &mut self,
         outbox: &mut Outbox,
         control: &mut mpsc::Receiver<Control>,
-    ) -> Result<(), Stop> {
-        let every = self.timing.ping_every;
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ping_every: Duration,
+    ) -> io::Result<()> {
+        let mut ping_timer =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         loop {
             tokio::select! {
                 biased;
                 Some(c) = control.recv() => {
                     let close = c.opcode == OpCode::Close;
-                    self.send(Frame::new(true, c.opcode, None, Payload::Owned(c.payload))).await?;
+                    let frame = WireFrame::with_opcode(c.opcode as u8, &c.payload);
+                    self.write_one(frame.bytes().clone()).await?;
                     if close {
                         return Ok(());
                     }
                 }
                 frame = outbox.recv() => {
                     let Some(first) = frame else { break };
-                    self.batch(&first, outbox).await?;
+                    self.batch.push(first);
+                    while self.batch.len() < MAX_BATCH {
+                        let Some(next) = outbox.try_recv() else { break };
+                        self.batch.push(next);
+                    }
+                    let n = self.batch.len() as u64;
+                    self.write_batch().await?;
+                    self.metrics.frames_out.increment(n);
                 }
-                _ = ping.tick() => {
-                    self.send(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hub"))).await?;
-                }
+                _ = ping_timer.tick() => self.write_one(ping()).await?,
             }
         }
         // Closing: a close echo the reader owes goes out instead of our own close.
         while let Ok(c) = control.try_recv() {
             if c.opcode == OpCode::Close {
-                let echo = Frame::new(true, OpCode::Close, None, Payload::Owned(c.payload));
-                return self.send(echo).await;
+                let echo = WireFrame::with_opcode(c.opcode as u8, &c.payload);
+                return self.write_one(echo.bytes().clone()).await;
             }
         }
         let reason = outbox.close_reason().unwrap_or(CloseReason {
             code: 1000,
             reason: "",
         });
-        self.send(Frame::close(reason.code, reason.reason.as_bytes()))
-            .await
+        let close = WireFrame::close(reason.code, reason.reason);
+        self.write_one(close.bytes().clone()).await
     }
 
-    /// Writes `first` and whatever else is queued, then flushes, all under the deadline.
-    async fn batch(&mut self, first: &Bytes, outbox: &mut Outbox) -> Result<(), Stop> {
-        let deadline = self.timing.write_timeout;
-        let written = tokio::time::timeout(deadline, async {
-            let mut n = 1;
-            self.ws.write_frame(text(first)).await?;
-            while n < MAX_BATCH {
-                let Some(next) = outbox.try_recv() else { break };
-                self.ws.write_frame(text(&next)).await?;
-                n += 1;
-            }
-            self.ws.flush().await?;
-            Ok::<u64, WebSocketError>(n as u64)
-        })
-        .await
-        .map_err(|_| Stop::Stalled)??;
-        self.metrics.frames_out.increment(written);
-        Ok(())
+    async fn write_one(&mut self, frame: Bytes) -> io::Result<()> {
+        self.batch.push(frame);
+        self.write_batch().await
     }
 
-    /// Writes one frame and flushes, under the deadline.
-    async fn send(&mut self, frame: Frame<'_>) -> Result<(), Stop> {
-        tokio::time::timeout(self.timing.write_timeout, async {
-            self.ws.write_frame(frame).await?;
-            self.ws.flush().await
-        })
-        .await
-        .map_err(|_| Stop::Stalled)?
-        .map_err(Stop::Io)
+    /// Writes the whole batch, as few vectored writes as the kernel takes, then clears it.
+    async fn write_batch(&mut self) -> io::Result<()> {
+        let result = write_all_vectored(&mut self.sock, &self.batch).await;
+        self.batch.clear();
+        result
     }
 }
 
-fn text(frame: &Bytes) -> Frame<'_> {
-    Frame::text(Payload::Borrowed(frame))
+/// Writes every frame of `frames`, in order, resuming after partial writes.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    sock: &mut W,
+    frames: &[Bytes],
+) -> io::Result<()> {
+    // Where the writing stands: the first frame not fully written, and how much of it is.
+    let (mut first, mut offset) = (0, 0);
+    while first < frames.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_BATCH];
+        let mut k = 0;
+        for (i, frame) in frames[first..].iter().take(MAX_BATCH).enumerate() {
+            let start = if i == 0 { offset } else { 0 };
+            slices[k] = IoSlice::new(&frame[start..]);
+            k += 1;
+        }
+        let mut written = sock.write_vectored(&slices[..k]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 && first < frames.len() {
+            let left = frames[first].len() - offset;
+            if written >= left {
+                written -= left;
+                first += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A sink that takes at most `chunk` bytes per write, to exercise partial writes.
+    struct Trickle {
+        got: Vec<u8>,
+        chunk: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.chunk);
+            self.got.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.chunk - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.chunk {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_writes_resume_where_they_stopped_and_keep_the_order() {
+        let frames: Vec<Bytes> = (0..100u8)
+            .map(|i| {
+                WireFrame::text(vec![b'a' + i % 26; i as usize])
+                    .bytes()
+                    .clone()
+            })
+            .collect();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        for chunk in [1, 7, 64, 10_000] {
+            let mut sink = Trickle {
+                got: Vec::new(),
+                chunk,
+            };
+            write_all_vectored(&mut sink, &frames).await.unwrap();
+            assert_eq!(sink.got, expected, "chunk {chunk}");
+        }
+    }
 }
