@@ -8,13 +8,13 @@
 //! buffers to the kernel as they are, with no copy and no per-member framing.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
+use signaling::frame::{self, OpCode};
 use signaling::{RoomKey, UserId};
 use tokio::sync::{Notify, mpsc};
-use tokio_util::sync::CancellationToken;
 
 /// A complete WebSocket frame (FIN set, unmasked), ready for the socket. Cheap to clone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,25 +23,13 @@ pub struct WireFrame(Bytes);
 impl WireFrame {
     /// A text frame carrying `text` (a JSON message).
     pub fn text(text: impl AsRef<[u8]>) -> Self {
-        Self::with_opcode(0x1, text.as_ref())
+        Self::with_opcode(OpCode::Text, text.as_ref())
     }
 
-    /// A control or data frame with `opcode` (RFC 6455 §5.2) and `payload`.
-    pub fn with_opcode(opcode: u8, payload: &[u8]) -> Self {
-        let n = payload.len();
-        let mut frame = Vec::with_capacity(n + 10);
-        frame.push(0x80 | (opcode & 0x0f));
-        match n {
-            0..=125 => frame.push(n as u8),
-            126..=0xffff => {
-                frame.push(126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            _ => {
-                frame.push(127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
+    /// A frame of any type with `payload`.
+    pub fn with_opcode(opcode: OpCode, payload: &[u8]) -> Self {
+        let mut frame = Vec::with_capacity(payload.len() + frame::MAX_HEADER_BYTES);
+        frame::encode_header(&mut frame, opcode, payload.len());
         frame.extend_from_slice(payload);
         Self(Bytes::from(frame))
     }
@@ -54,7 +42,7 @@ impl WireFrame {
             end -= 1;
         }
         payload.extend_from_slice(&reason.as_bytes()[..end]);
-        Self::with_opcode(0x8, &payload)
+        Self::with_opcode(OpCode::Close, &payload)
     }
 
     /// The frame's bytes, header included.
@@ -153,7 +141,11 @@ pub enum Delivery {
 
 /// What both sides of a connection share besides the channel.
 struct Shared {
-    token: CancellationToken,
+    /// Set once the connection must close. An atomic rather than a cancellation token: it is
+    /// read for every frame the writer takes, and must cost no lock.
+    closed: AtomicBool,
+    /// Wakes whoever waits for the close ([`ConnHandle::closed`]).
+    close_notify: Notify,
     reason: OnceLock<CloseReason>,
     /// Woken when the writer takes frames, for those waiting for room in the outbox.
     drained: Notify,
@@ -165,7 +157,26 @@ struct Shared {
 impl Shared {
     fn close(&self, reason: CloseReason) {
         let _ = self.reason.set(reason);
-        self.token.cancel();
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            self.close_notify.notify_waiters();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    async fn closed(&self) {
+        loop {
+            // Registered before looking, so that a close in between is not missed.
+            let notified = self.close_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -204,7 +215,8 @@ impl ConnHandle {
     pub fn new(id: ConnId, user: UserId, capacity: usize) -> (ConnHandle, Outbox) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let shared = Arc::new(Shared {
-            token: CancellationToken::new(),
+            closed: AtomicBool::new(false),
+            close_notify: Notify::new(),
             reason: OnceLock::new(),
             drained: Notify::new(),
             waiting: AtomicUsize::new(0),
@@ -276,7 +288,7 @@ impl ConnHandle {
                 break true;
             }
             tokio::select! {
-                () = shared.token.cancelled() => break false,
+                () = shared.closed() => break false,
                 () = drained => {}
                 // The wake-up is an optimization of this check: a late look costs nothing.
                 () = tokio::time::sleep(RECHECK_ROOM) => {}
@@ -293,7 +305,7 @@ impl ConnHandle {
         for frame in frames {
             let sent = tokio::select! {
                 biased;
-                () = self.shared.token.cancelled() => return false,
+                () = self.shared.closed() => return false,
                 sent = self.tx.send(frame.0) => sent,
             };
             if sent.is_err() {
@@ -306,6 +318,9 @@ impl ConnHandle {
     /// Asks the writer to close the connection. The first reason given wins.
     pub fn close(&self, reason: CloseReason) {
         self.shared.close(reason);
+        // Wakes a writer waiting on an empty outbox; a full one is busy and sees the close when
+        // it takes its next frame.
+        let _ = self.tx.try_send(Bytes::new());
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
@@ -361,35 +376,43 @@ impl ConnHandle {
 
     /// Resolves when the connection is asked to close.
     pub async fn closed(&self) {
-        self.shared.token.cancelled().await;
+        self.shared.closed().await;
     }
 
     /// True once the connection is closing.
     pub fn is_closed(&self) -> bool {
-        self.shared.token.is_cancelled() || self.tx.is_closed()
+        self.shared.is_closed() || self.tx.is_closed()
     }
 }
 
 impl Outbox {
     /// The next frame, or `None` once the connection must close (see [`Outbox::close_reason`]).
     pub async fn recv(&mut self) -> Option<Bytes> {
-        let frame = tokio::select! {
-            biased;
-            () = self.shared.token.cancelled() => None,
-            frame = self.rx.recv() => frame,
-        };
-        self.wake_waiters();
-        frame
+        loop {
+            let frame = self.rx.recv().await;
+            self.wake_waiters();
+            match frame {
+                _ if self.shared.is_closed() => return None,
+                // The close's wake-up, left behind by a close that came to nothing.
+                Some(f) if f.is_empty() => continue,
+                frame => return frame,
+            }
+        }
     }
 
     /// A frame that is already queued, without waiting (for batching writes).
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        if self.shared.token.is_cancelled() {
-            return None;
+        loop {
+            if self.shared.is_closed() {
+                return None;
+            }
+            let frame = self.rx.try_recv().ok();
+            self.wake_waiters();
+            match frame {
+                Some(f) if f.is_empty() => continue,
+                frame => return frame,
+            }
         }
-        let frame = self.rx.try_recv().ok();
-        self.wake_waiters();
-        frame
     }
 
     /// Room was made: wakes whoever waits for it ([`ConnHandle::room_for`]), if anyone does.

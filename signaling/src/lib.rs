@@ -12,10 +12,12 @@
 //! - [`rest`]: the bodies of the REST requests and their checks;
 //! - [`json`]: reading client JSON: the nesting limit and plain-worded parse errors;
 //! - [`server`]: what the hub sends back ([`server::ServerMsg`]) and the durable [`server::Event`]s;
+//! - [`frame`]: WebSocket framing: reading clients' masked frames, writing server frames;
 //! - [`error`]: the stable error codes every client can match on.
 
 pub mod client;
 pub mod error;
+pub mod frame;
 pub mod ids;
 pub mod json;
 pub mod rest;

@@ -6,7 +6,7 @@
 //! hard cap is refused from its header, before its payload is buffered. Unfragmented messages
 //! (nearly all of them) are handed through without a copy.
 
-use fastwebsockets::OpCode;
+use signaling::frame::OpCode;
 
 /// Why a message could not be reassembled. Each closes the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,8 +22,9 @@ use actors::conn::Class;
 use actors::workspace::{ReplyTo, RoomError, WorkspaceMsg};
 use actors::{CloseReason, ConnHandle, WireFrame};
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Role, WebSocketError, WebSocketRead};
+use bytes::BytesMut;
 use signaling::client::{self, ClientMsg, Ref};
+use signaling::frame::{self, Frame, FrameError, OpCode};
 use signaling::server::{Limits, ServerMsg};
 use signaling::{ErrorCode, RoomKey, UserId};
 use tokio::net::TcpStream;
@@ -32,7 +33,7 @@ use tokio::task::JoinHandle;
 
 use super::assemble::{AssembleError, Assembler};
 use super::registry::Admission;
-use super::socket::{self, ReadSide};
+use super::socket;
 use super::writer::{self, Control, WriterEnd};
 use crate::http::WriteDeadline;
 use crate::limits::TokenBucket;
@@ -56,9 +57,7 @@ pub async fn run(
     early: Bytes,
 ) {
     let cfg = &state.config.ws;
-    let (sock, read, write) = socket::split(tcp, early);
-    // Only the reading half of fastwebsockets is used: the writer sends frames built by rooms.
-    let (read, _) = fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
+    let (sock, write) = socket::split(tcp);
     let write = WriteDeadline::new(write, Duration::from_secs(cfg.write_timeout_secs.max(1)));
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (conn, outbox) = ConnHandle::new(id, user, cfg.outbox_frames);
@@ -80,7 +79,7 @@ pub async fn run(
         state: state.clone(),
         conn: conn.clone(),
         writer: Some(writer),
-        sock: Some(sock),
+        sock: Some(sock.clone()),
         admission: Some(admission),
         left_rooms: false,
     };
@@ -103,7 +102,7 @@ pub async fn run(
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst, Instant::now()),
     };
     let hard_cap = cfg.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR);
-    reader.read_loop(read, hard_cap, control_tx).await;
+    reader.read_loop(&sock, early, hard_cap, control_tx).await;
     teardown.finish().await;
 }
 
@@ -183,6 +182,20 @@ impl Drop for Teardown {
     }
 }
 
+/// What reading a frame leads to.
+enum Flow {
+    /// Carry on.
+    Go,
+    /// Carry on; the client was heard from (a data frame or a pong), which resets the idle
+    /// timeout.
+    Heard,
+    /// The connection is over.
+    Stop,
+}
+
+/// How much the read buffer grows by when the socket has something to read.
+const READ_CHUNK: usize = 4096;
+
 struct Reader<'a> {
     state: &'a AppState,
     conn: ConnHandle,
@@ -190,88 +203,129 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// Reads frames until the connection ends. The read buffer exists only while there is
+    /// something in it: an idle connection holds none.
     async fn read_loop(
         &mut self,
-        mut read: WebSocketRead<ReadSide>,
+        sock: &TcpStream,
+        early: Bytes,
         hard_cap: usize,
         control: mpsc::Sender<Control>,
     ) {
-        read.set_auto_close(true);
-        read.set_auto_pong(true);
         let idle = Duration::from_secs(self.state.config.ws.idle_timeout_secs.max(1));
         let mut assembler = Assembler::new(hard_cap);
-        let mut obligated = |frame: Frame<'_>| {
-            // Pongs and close echoes go to the writer; a full control queue only drops pongs.
-            let c = Control {
-                opcode: frame.opcode,
-                payload: frame.payload.to_vec(),
-            };
-            let sent = control.try_send(c).is_ok() || frame.opcode != OpCode::Close;
-            async move {
-                if sent {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other("control queue full"))
+        let mut buf = BytesMut::from(&early[..]);
+        // Made once, not per frame: no timer or waiter is registered per frame read.
+        let shutdown = self.state.shutdown.clone();
+        let shutdown = shutdown.cancelled();
+        tokio::pin!(shutdown);
+        let conn = self.conn.clone();
+        let closed = conn.closed();
+        tokio::pin!(closed);
+        let mut last_seen = tokio::time::Instant::now();
+        let silence = tokio::time::sleep(idle);
+        tokio::pin!(silence);
+        loop {
+            // Every whole frame already read; a message reaching the hard cap is refused from
+            // its header, before its payload is buffered.
+            loop {
+                let frame = match frame::parse(&mut buf, assembler.budget()) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(FrameError::TooLarge) => return self.conn.close(CloseReason::TOO_BIG),
+                    Err(FrameError::Protocol(why)) => {
+                        tracing::debug!(why, "websocket protocol error");
+                        return self.conn.close(CloseReason::PROTOCOL_ERROR);
+                    }
+                };
+                match self.on_frame(frame, &mut assembler, &control).await {
+                    Flow::Go => {}
+                    Flow::Heard => last_seen = tokio::time::Instant::now(),
+                    Flow::Stop => return,
                 }
             }
-        };
-        loop {
-            // A fragment that would take the message to the hard cap is refused from its header.
-            read.set_max_message_size(assembler.budget());
-            let frame = tokio::select! {
+            if buf.is_empty() && buf.capacity() > 0 {
+                buf = BytesMut::new();
+            }
+            tokio::select! {
                 biased;
-                () = self.state.shutdown.cancelled() => {
-                    self.conn.close(CloseReason::GOING_AWAY);
-                    return;
+                () = &mut shutdown => return self.conn.close(CloseReason::GOING_AWAY),
+                () = &mut closed => return,
+                () = &mut silence => {
+                    if last_seen.elapsed() >= idle {
+                        return self.conn.close(CloseReason::IDLE);
+                    }
+                    silence.as_mut().reset(last_seen + idle);
+                    continue;
                 }
-                () = self.conn.closed() => return,
-                r = tokio::time::timeout(idle, read.read_frame(&mut obligated)) => r,
-            };
-            let frame = match frame {
-                Err(_) => return self.conn.close(CloseReason::IDLE),
-                Ok(Err(e)) => return self.read_failed(&e),
-                Ok(Ok(frame)) => frame,
-            };
-            match frame.opcode {
-                OpCode::Close => return,
-                OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                    match assembler.push(frame.fin, frame.opcode, &frame.payload) {
-                        Ok(Some(msg)) => self.on_data(msg.payload, msg.text).await,
-                        Ok(None) => {}
-                        Err(AssembleError::TooLarge) => {
-                            return self.conn.close(CloseReason::TOO_BIG);
-                        }
-                        Err(AssembleError::InvalidUtf8) => {
-                            return self.conn.close(CloseReason::INVALID_UTF8);
-                        }
-                        Err(AssembleError::Protocol) => {
-                            return self.conn.close(CloseReason::PROTOCOL_ERROR);
-                        }
+                ready = sock.readable() => {
+                    if ready.is_err() {
+                        return;
                     }
                 }
-                _ => {}
+            }
+            buf.reserve(READ_CHUNK);
+            match sock.try_read_buf(&mut buf) {
+                Ok(0) => return, // The peer closed the socket.
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return tracing::debug!(error = %e, "websocket read ended"),
             }
         }
     }
 
-    /// The read side failed: say why when the socket can still carry a close frame.
-    fn read_failed(&self, e: &WebSocketError) {
-        let reason = match e {
-            WebSocketError::FrameTooLarge => CloseReason::TOO_BIG,
-            WebSocketError::InvalidUTF8 => CloseReason::INVALID_UTF8,
-            WebSocketError::InvalidFragment
-            | WebSocketError::InvalidContinuationFrame
-            | WebSocketError::ReservedBitsNotZero
-            | WebSocketError::ControlFrameFragmented
-            | WebSocketError::PingFrameTooLarge
-            | WebSocketError::InvalidCloseFrame
-            | WebSocketError::InvalidCloseCode => CloseReason::PROTOCOL_ERROR,
-            _ => {
-                tracing::debug!(error = %e, "websocket read ended");
-                return;
+    /// One frame from the client.
+    async fn on_frame(
+        &mut self,
+        frame: Frame,
+        assembler: &mut Assembler,
+        control: &mpsc::Sender<Control>,
+    ) -> Flow {
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                let refused = match assembler.push(frame.fin, frame.opcode, &frame.payload) {
+                    Ok(Some(msg)) => {
+                        self.on_data(msg.payload, msg.text).await;
+                        None
+                    }
+                    Ok(None) => None,
+                    Err(AssembleError::TooLarge) => Some(CloseReason::TOO_BIG),
+                    Err(AssembleError::InvalidUtf8) => Some(CloseReason::INVALID_UTF8),
+                    Err(AssembleError::Protocol) => Some(CloseReason::PROTOCOL_ERROR),
+                };
+                match refused {
+                    Some(reason) => {
+                        self.conn.close(reason);
+                        Flow::Stop
+                    }
+                    None => Flow::Heard,
+                }
             }
-        };
-        self.conn.close(reason);
+            OpCode::Ping => {
+                // Answered, but it does not count as hearing from the client: its own pings do
+                // not keep a connection alive. A full control queue drops the pong.
+                let _ = control.try_send(Control {
+                    opcode: OpCode::Pong,
+                    payload: frame.payload.to_vec(),
+                });
+                Flow::Go
+            }
+            OpCode::Pong => Flow::Heard,
+            OpCode::Close => {
+                match frame::close_code(&frame.payload) {
+                    // The echo goes out before anything else, then the connection ends.
+                    Ok(code) => {
+                        let payload = code.map(|c| c.to_be_bytes().to_vec()).unwrap_or_default();
+                        let _ = control.try_send(Control {
+                            opcode: OpCode::Close,
+                            payload,
+                        });
+                    }
+                    Err(_) => self.conn.close(CloseReason::PROTOCOL_ERROR),
+                }
+                Flow::Stop
+            }
+        }
     }
 
     async fn on_data(&mut self, payload: &[u8], text: bool) {

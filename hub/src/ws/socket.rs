@@ -1,7 +1,7 @@
 //! The upgraded socket, shared by the connection's reader and writer.
 //!
-//! Both halves hold the same `Arc<TcpStream>` (tokio's readiness API takes `&self`, so no lock
-//! is needed), and so does the connection task. That task can therefore always end the socket
+//! The writer and the connection task (which reads) hold the same `Arc<TcpStream>` (tokio's
+//! readiness API takes `&self`, so no lock is needed). That task can therefore always end the socket
 //! itself: when the peer has stopped reading and the writer is stuck behind a full send queue,
 //! it sets `SO_LINGER` to zero and drops its handles, and the kernel resets the connection and
 //! frees the queue at once instead of keeping it for as long as the peer likes.
@@ -12,32 +12,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
-
-/// Bytes the HTTP server had read past the upgrade request, then the socket.
-pub struct ReadSide {
-    prefix: Bytes,
-    stream: Arc<TcpStream>,
-}
 
 /// The writing side of the socket.
 pub struct WriteSide {
     stream: Arc<TcpStream>,
 }
 
-/// Splits an upgraded socket; `prefix` is what was already read from it.
-pub fn split(stream: TcpStream, prefix: Bytes) -> (Arc<TcpStream>, ReadSide, WriteSide) {
+/// Shares an upgraded socket: the connection task (which reads it and ends it) keeps the `Arc`,
+/// the writer gets the [`WriteSide`].
+pub fn split(stream: TcpStream) -> (Arc<TcpStream>, WriteSide) {
     let stream = Arc::new(stream);
-    let read = ReadSide {
-        prefix,
-        stream: stream.clone(),
-    };
     let write = WriteSide {
         stream: stream.clone(),
     };
-    (stream, read, write)
+    (stream, write)
 }
 
 /// Makes the socket's close abortive: when the last handle drops, the kernel sends a reset and
@@ -73,31 +63,6 @@ pub async fn close_gracefully(stream: &TcpStream, deadline: tokio::time::Instant
         }
     });
     drained.await.is_ok()
-}
-
-impl AsyncRead for ReadSide {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            // `ReadBuf` is a `BufMut`: the kernel writes straight into its unfilled part, which
-            // is never zeroed first (the read buffer can be as large as a whole frame).
-            match self.stream.try_read_buf(buf) {
-                Ok(_) => return Poll::Ready(Ok(())),
-                // Readiness was stale; `try_read` cleared it, so polling again registers us.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
 }
 
 impl AsyncWrite for WriteSide {
@@ -164,13 +129,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_prefix_is_read_before_the_socket() {
+    async fn writes_go_to_the_peer() {
         let (server, mut client) = pair().await;
-        let (_sock, mut read, mut write) = split(server, Bytes::from_static(b"early "));
-        client.write_all(b"late").await.unwrap();
-        let mut got = vec![0u8; 10];
-        read.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"early late");
+        let (_sock, mut write) = split(server);
         write.write_all(b"back").await.unwrap();
         let mut back = [0u8; 4];
         client.read_exact(&mut back).await.unwrap();
@@ -180,7 +141,7 @@ mod tests {
     #[tokio::test]
     async fn a_graceful_close_waits_for_the_peer_and_gives_up_in_time() {
         let (server, mut client) = pair().await;
-        let (sock, _read, _write) = split(server, Bytes::new());
+        let (sock, _write) = split(server);
         // A peer that closes its side: done at once.
         let closing = tokio::spawn(async move {
             let mut buf = [0u8; 16];
@@ -192,7 +153,7 @@ mod tests {
         closing.await.unwrap();
         // A peer that never closes: not done by the deadline.
         let (server, _client) = pair().await;
-        let (sock, _read, _write) = split(server, Bytes::new());
+        let (sock, _write) = split(server);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
         assert!(!close_gracefully(&sock, deadline).await);
     }
@@ -200,9 +161,9 @@ mod tests {
     #[tokio::test]
     async fn an_abortive_close_resets_the_peer() {
         let (server, mut client) = pair().await;
-        let (sock, read, write) = split(server, Bytes::new());
+        let (sock, write) = split(server);
         abort_on_close(&sock);
-        drop((sock, read, write));
+        drop((sock, write));
         let mut buf = [0u8; 1];
         let err = client.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use actors::{CloseReason, Outbox, WireFrame};
 use bytes::Bytes;
-use fastwebsockets::OpCode;
+use signaling::frame::OpCode;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -104,7 +104,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 biased;
                 Some(c) = control.recv() => {
                     let close = c.opcode == OpCode::Close;
-                    let frame = WireFrame::with_opcode(c.opcode as u8, &c.payload);
+                    let frame = WireFrame::with_opcode(c.opcode, &c.payload);
                     self.write_one(frame.bytes().clone()).await?;
                     if close {
                         return Ok(());
@@ -127,7 +127,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         // Closing: a close echo the reader owes goes out instead of our own close.
         while let Ok(c) = control.try_recv() {
             if c.opcode == OpCode::Close {
-                let echo = WireFrame::with_opcode(c.opcode as u8, &c.payload);
+                let echo = WireFrame::with_opcode(c.opcode, &c.payload);
                 return self.write_one(echo.bytes().clone()).await;
             }
         }
