@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
+use crate::addrs::SourceAddrs;
 use crate::target::Target;
 
 /// Accounts registered when `--accounts` is not given (or fewer, with fewer users).
@@ -14,8 +15,11 @@ pub const DEFAULT_MAX_ACCOUNTS: usize = 50;
 /// Highest send rate of one connection: above it the ticker period would be under a
 /// millisecond, which says the command line is wrong rather than the hub slow.
 pub const MAX_RATE_PER_CONNECTION: f64 = 1000.0;
-/// Longest load phase accepted.
+/// Longest load phase (and longest `--hold`) accepted.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Highest `--storm` rate accepted: beyond it the schedule's step is under 10 µs, finer than
+/// the timer that drives it.
+pub const MAX_STORM_RATE: f64 = 100_000.0;
 
 /// `loadtest`: many real WebSocket clients against a hub, with a latency/throughput report.
 #[derive(Debug, Clone, Parser)]
@@ -51,6 +55,37 @@ pub struct Args {
     /// Allow a hub that is not on a loopback address.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Loopback source addresses to spread the sockets over (127.0.0.2, 127.0.0.3, ...;
+    /// connection i uses address i % N), each bound before connecting: one address has only
+    /// the ephemeral port range (~28 000 ports). `auto`: one address per 20 000 connections,
+    /// only for a hub on 127.0.0.0/8; 0: bind nothing.
+    #[arg(long, value_name = "N|auto", default_value = "auto", value_parser = SourceAddrs::parse)]
+    pub source_addrs: SourceAddrs,
+    /// The hub's process id: report its memory (VmRSS) and CPU time (from /proc) before
+    /// connecting, with the connections idle, and at the end, per connection and per event.
+    #[arg(long, value_name = "PID")]
+    pub hub_pid: Option<u32>,
+    /// Hold the connections idle for this many seconds after connecting, before the load phase
+    /// (the hub's RSS is read again at its end); with --rate 0, a memory run.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub hold: u64,
+    /// Connections (the last K indices, so one per room for K <= --rooms) that stop reading
+    /// after joining and send nothing, so their buffers fill; the report shows how the hub
+    /// closed them and the other members' figures on their own.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub slow_readers: usize,
+    /// Connection storm: open --storm-count more connections at this many per second (open
+    /// loop, on a fixed schedule) during the load phase, each through the whole path (TCP,
+    /// upgrade with its token, hello, join). The hub must be started with
+    /// HUB_MAX_CONNS_PER_USER (default 50) and HUB_MAX_CONNS_PER_IP (default 1000) raised above
+    /// what the run holds, and HUB_LIMIT_READ_PER_IP (default 100/s+1000, charged by every
+    /// upgrade) above the storm's rate per source address; its refusals are reported as
+    /// `HTTP 429` failures with the hub's code.
+    #[arg(long, value_name = "RATE")]
+    pub storm: Option<f64>,
+    /// Connections the storm opens (needs --storm).
+    #[arg(long, value_name = "N")]
+    pub storm_count: Option<usize>,
 }
 
 /// The command each connection sends during the load phase.
@@ -96,6 +131,25 @@ pub struct Config {
     pub connect_concurrency: usize,
     /// JSON report instead of a table.
     pub json: bool,
+    /// Source addresses, as asked (resolved against the hub's address when dialing).
+    pub source_addrs: SourceAddrs,
+    /// The hub's pid, for its memory and CPU figures.
+    pub hub_pid: Option<u32>,
+    /// Idle time between connecting and the load phase.
+    pub hold: Duration,
+    /// Connections that stop reading after joining: the last `slow_readers` indices.
+    pub slow_readers: usize,
+    /// The connection storm, if any.
+    pub storm: Option<StormConfig>,
+}
+
+/// `--storm` and `--storm-count`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StormConfig {
+    /// New connections per second.
+    pub rate: f64,
+    /// Connections opened by the storm.
+    pub count: usize,
 }
 
 impl Args {
@@ -123,15 +177,22 @@ impl Args {
         if !self.rate.is_finite() || self.rate < 0.0 {
             bail!("--rate must be a number of messages per second, 0 or more");
         }
+        if self.slow_readers > self.users - self.rooms {
+            bail!(
+                "--slow-readers must be at most --users minus --rooms ({}): every room keeps at \
+                 least one member that reads and sends",
+                self.users - self.rooms
+            );
+        }
+        let senders = self.users - self.slow_readers;
         // Precision loss only matters beyond 2^53 users.
         #[allow(clippy::cast_precision_loss)]
-        let per_connection = self.rate / self.users as f64;
+        let per_connection = self.rate / senders as f64;
         if per_connection > MAX_RATE_PER_CONNECTION {
             bail!(
-                "--rate {} over {} connections is {per_connection:.0}/s each; at most \
-                 {MAX_RATE_PER_CONNECTION}/s per connection",
+                "--rate {} over {senders} sending connections is {per_connection:.0}/s each; at \
+                 most {MAX_RATE_PER_CONNECTION}/s per connection",
                 self.rate,
-                self.users
             );
         }
         let duration = Duration::from_secs(self.duration);
@@ -144,6 +205,23 @@ impl Args {
         if self.connect_concurrency == 0 {
             bail!("--connect-concurrency must be at least 1");
         }
+        let hold = Duration::from_secs(self.hold);
+        if hold > MAX_DURATION {
+            bail!("--hold must be at most {} seconds", MAX_DURATION.as_secs());
+        }
+        if self.hub_pid == Some(0) {
+            bail!("--hub-pid must be a process id (the hub's, e.g. from `pgrep -x hub`)");
+        }
+        if let (SourceAddrs::Count(n @ 1..), Ok(ip)) =
+            (self.source_addrs, target.host.parse::<std::net::IpAddr>())
+            && !crate::addrs::is_loopback_v4(ip)
+        {
+            bail!(
+                "--source-addrs {n} binds 127.0.0.x source addresses, which reach only a hub on \
+                 127.0.0.0/8, not {ip}"
+            );
+        }
+        let storm = storm_config(self.storm, self.storm_count)?;
         Ok(Config {
             target,
             users: self.users,
@@ -154,16 +232,57 @@ impl Args {
             op: self.op,
             connect_concurrency: self.connect_concurrency,
             json: self.json,
+            source_addrs: self.source_addrs,
+            hub_pid: self.hub_pid,
+            hold,
+            slow_readers: self.slow_readers,
+            storm,
         })
     }
 }
 
+/// `--storm` and `--storm-count` go together.
+fn storm_config(rate: Option<f64>, count: Option<usize>) -> anyhow::Result<Option<StormConfig>> {
+    match (rate, count) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => bail!("--storm-count needs --storm RATE"),
+        (Some(_), None) => bail!("--storm needs --storm-count N (how many connections to open)"),
+        (Some(rate), Some(count)) => {
+            if !rate.is_finite() || rate <= 0.0 || rate > MAX_STORM_RATE {
+                bail!(
+                    "--storm must be a rate of new connections per second, above 0 and at most {MAX_STORM_RATE}"
+                );
+            }
+            if count == 0 {
+                bail!("--storm-count must be at least 1");
+            }
+            Ok(Some(StormConfig { rate, count }))
+        }
+    }
+}
+
 impl Config {
-    /// Messages per second each connection sends.
+    /// Connections that send and read during the load phase: all but the slow readers.
+    pub fn senders(&self) -> usize {
+        self.users - self.slow_readers
+    }
+
+    /// Whether connection `idx` is a slow reader (the last `slow_readers` indices: consecutive
+    /// indices join consecutive rooms, so they spread over the rooms).
+    pub fn is_slow(&self, idx: usize) -> bool {
+        idx >= self.senders()
+    }
+
+    /// Every connection the run opens: `--users` and the storm's.
+    pub fn total_connections(&self) -> usize {
+        self.users + self.storm.map_or(0, |s| s.count)
+    }
+
+    /// Messages per second each sending connection sends.
     pub fn rate_per_connection(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)]
-        let users = self.users as f64;
-        self.rate / users
+        let senders = self.senders() as f64;
+        self.rate / senders
     }
 }
 
@@ -220,6 +339,55 @@ mod tests {
         assert_eq!(parse(&["--op", "task_update"]).unwrap().op, Op::TaskUpdate);
         assert_eq!(parse(&["--op", "broadcast"]).unwrap().op, Op::Broadcast);
         assert!(parse(&["--op", "task-update"]).is_err());
+    }
+
+    #[test]
+    fn slow_readers_are_the_last_indices_and_leave_a_reader_per_room() {
+        let c = parse(&["--users", "10", "--rooms", "4", "--slow-readers", "3"]).unwrap();
+        assert_eq!(c.senders(), 7);
+        assert!(!c.is_slow(6));
+        assert!(c.is_slow(7) && c.is_slow(9));
+        // Rooms 7 % 4, 8 % 4, 9 % 4: three different rooms.
+        assert!((c.rate_per_connection() - 100.0 / 7.0).abs() < 1e-9);
+        assert!(parse(&["--users", "10", "--rooms", "4", "--slow-readers", "6"]).is_ok());
+        assert!(parse(&["--users", "10", "--rooms", "4", "--slow-readers", "7"]).is_err());
+        assert!(parse(&["--users", "4", "--rooms", "4", "--slow-readers", "1"]).is_err());
+    }
+
+    #[test]
+    fn a_storm_needs_a_rate_and_a_count() {
+        let c = parse(&["--storm", "2000", "--storm-count", "4000"]).unwrap();
+        assert_eq!(
+            c.storm,
+            Some(StormConfig {
+                rate: 2000.0,
+                count: 4000
+            })
+        );
+        assert_eq!(c.total_connections(), 4100);
+        assert!(parse(&["--storm", "2000"]).is_err());
+        assert!(parse(&["--storm-count", "10"]).is_err());
+        assert!(parse(&["--storm", "0", "--storm-count", "10"]).is_err());
+        assert!(parse(&["--storm", "inf", "--storm-count", "10"]).is_err());
+        assert!(parse(&["--storm", "10", "--storm-count", "0"]).is_err());
+        assert_eq!(parse(&[]).unwrap().storm, None);
+    }
+
+    #[test]
+    fn hold_pid_and_source_addresses_are_checked() {
+        let c = parse(&["--hold", "5", "--hub-pid", "1234"]).unwrap();
+        assert_eq!((c.hold, c.hub_pid), (Duration::from_secs(5), Some(1234)));
+        assert!(parse(&["--hub-pid", "0"]).is_err());
+        assert!(parse(&["--hold", "100000"]).is_err());
+        assert_eq!(parse(&[]).unwrap().source_addrs, SourceAddrs::Auto);
+        assert_eq!(
+            parse(&["--source-addrs", "4"]).unwrap().source_addrs,
+            SourceAddrs::Count(4)
+        );
+        assert!(parse(&["--source-addrs", "x"]).is_err());
+        let remote = ["--url", "http://192.0.2.1:8080", "--allow-remote"];
+        assert!(parse(&[&remote[..], &["--source-addrs", "2"]].concat()).is_err());
+        assert!(parse(&[&remote[..], &["--source-addrs", "0"]].concat()).is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use fastwebsockets::{
@@ -29,7 +30,7 @@ use tokio::time::Interval;
 
 use crate::frames::{self, Incoming};
 use crate::sender::{OwnTask, Sender, Tick, micros_since, next_tick, staggered};
-use crate::stats::{Counters, bump, sample_micros};
+use crate::stats::{Counters, Samples, StormWindow, bump};
 use crate::ws::Session;
 
 type WsRead = FragmentCollectorRead<ReadHalf<TokioIo<Upgraded>>>;
@@ -45,6 +46,8 @@ const WRITER_GRACE: Duration = Duration::from_millis(200);
 pub enum Phase {
     /// Connections are still being opened: read, answer pings, send nothing.
     Connecting,
+    /// Every connection is open; holding them idle (`--hold`): read, answer pings, send nothing.
+    Hold,
     /// Send on the ticker; the ticker's schedule starts at `start`.
     Load {
         /// When the load phase began.
@@ -65,8 +68,12 @@ pub struct RunCtx {
     pub epoch: Instant,
     /// Time between two sends of one connection; `None` when the rate is zero.
     pub period: Option<Duration>,
-    /// Number of connections, for staggering.
+    /// Number of sending connections (all but the slow readers), for staggering.
     pub users: usize,
+    /// `ack`s received, by room index: with the members per room, what should be delivered.
+    pub room_acks: Vec<AtomicU64>,
+    /// When the connection storm ran, to file samples under it.
+    pub storm: StormWindow,
 }
 
 /// What one connection is.
@@ -74,6 +81,8 @@ pub struct RunCtx {
 pub struct ConnSpec {
     /// Its index, 0..N.
     pub idx: usize,
+    /// The index of the room it joined (`idx % R`).
+    pub room: usize,
     /// The room it joined.
     pub workspace: WorkspaceId,
 }
@@ -105,7 +114,7 @@ pub async fn run(
     ctx: Arc<RunCtx>,
     phase: watch::Receiver<Phase>,
     mut stop: watch::Receiver<bool>,
-) -> Vec<u32> {
+) -> Samples {
     let own_task = session.task.map(|(id, version)| OwnTask {
         id,
         version,
@@ -125,9 +134,10 @@ pub async fn run(
 
     let mut reader = Reader {
         ctx: &ctx,
+        room: spec.room,
         own_task: own_task.map(|t| t.id),
         notes,
-        samples: Vec::new(),
+        samples: Samples::default(),
     };
     let end = reader.read_loop(&mut rx, &mut stop).await;
     let closing = *phase.borrow() == Phase::Close;
@@ -151,9 +161,10 @@ pub async fn run(
 /// The reading side of a connection.
 struct Reader<'a> {
     ctx: &'a RunCtx,
+    room: usize,
     own_task: Option<TaskId>,
     notes: mpsc::Sender<Note>,
-    samples: Vec<u32>,
+    samples: Samples,
 }
 
 impl Reader<'_> {
@@ -192,13 +203,16 @@ impl Reader<'_> {
         };
         if let Some(t) = f.sent_at_micros() {
             let now = micros_since(self.ctx.epoch, Instant::now());
-            self.samples.push(sample_micros(now.saturating_sub(t)));
+            self.samples.push(&self.ctx.storm, t, now.saturating_sub(t));
             bump(&counters.delivered);
             return;
         }
         let note = match &*f.kind {
             "ack" => {
                 bump(&counters.acks);
+                if let Some(acks) = self.ctx.room_acks.get(self.room) {
+                    bump(acks);
+                }
                 self.own_task.map(|_| Note::Settled {
                     version: f.acked_task().map(|t| t.version),
                 })
@@ -246,7 +260,7 @@ async fn write_loop(
         // Copied out so the watch's lock is not held across the awaits below.
         let current = *phase.borrow_and_update();
         match current {
-            Phase::Connecting => {}
+            Phase::Connecting | Phase::Hold => {}
             Phase::Load { start } => {
                 if !ticking {
                     ticking = true;

@@ -19,15 +19,23 @@
 //! Exits 0 after a completed run, 1 if the setup failed or no connection was held at the end,
 //! 2 for a bad command line.
 
+mod addrs;
 mod args;
 mod client;
+mod connect;
+mod fdlimit;
 mod frames;
+mod hubproc;
 mod preflight;
+mod progress;
 mod report;
 mod rest;
 mod run;
 mod sender;
+mod slow;
 mod stats;
+mod storm;
+mod table;
 mod target;
 mod ws;
 
@@ -44,7 +52,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match run::run(&config).await {
+    let files = match fdlimit::raise_to_hard() {
+        Ok(f) => {
+            eprintln!(
+                "open files: limit {} (was {}; hard limit {})",
+                f.soft, f.was, f.hard
+            );
+            Some(f)
+        }
+        Err(e) => {
+            eprintln!("warning: could not raise the open-file limit: {e}");
+            None
+        }
+    };
+    let report = match run::run(&config, files).await {
         Ok(report) => report,
         Err(e) => {
             eprintln!("loadtest: {e:#}");

@@ -1,14 +1,22 @@
 //! The final report: built once from the counters and samples at the end of the run, printed as
-//! a table for people or as one JSON object (`--json`) for scripts and `BENCHMARKS.md`.
+//! a table for people (`table.rs`) or as one JSON object (`--json`) for scripts and
+//! `BENCHMARKS.md`. The optional sections (`hub`, `slow`, `storm`) are `null` when their option
+//! was not given.
+//!
+//! "Members" are the initial connections that read and send: all of `--users` but the slow
+//! readers. Latency and delivery figures are theirs only.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::Serialize;
 use signaling::server::Limits;
 
 use crate::args::{Config, Op};
+use crate::fdlimit::FileLimit;
+use crate::hubproc::HubReport;
+use crate::slow::SlowReport;
 use crate::stats::{Counters, LatencySummary, read};
+use crate::storm::StormReport;
 
 /// The close code the hub uses for a connection that reads too slowly.
 pub const SLOW_CONSUMER: u16 = 4008;
@@ -32,6 +40,14 @@ pub struct Report {
     pub rate_per_sec: f64,
     /// Load phase asked for, in seconds.
     pub duration_s: u64,
+    /// Idle hold before the load phase, in seconds.
+    pub hold_s: u64,
+    /// Slow readers among the users (K).
+    pub slow_readers: usize,
+    /// Loopback source addresses the sockets were spread over (0: the kernel's choice).
+    pub source_addrs: usize,
+    /// This process's open-file limit after raising it, if it could be read.
+    pub open_files: Option<OpenFiles>,
     /// What the hub announced in `hello`.
     pub hub_limits: Option<Limits>,
     /// Connection counts.
@@ -40,8 +56,23 @@ pub struct Report {
     pub messages: Messages,
     /// Measured events received.
     pub delivery: Delivery,
-    /// End-to-end latency; `null` when nothing was delivered.
+    /// End-to-end latency of the members; `null` when nothing was delivered.
     pub latency_ms: Option<LatencySummary>,
+    /// The hub's memory and CPU (`--hub-pid`).
+    pub hub: Option<HubReport>,
+    /// What became of the slow readers (`--slow-readers`).
+    pub slow: Option<SlowReport>,
+    /// The connection storm (`--storm`).
+    pub storm: Option<StormReport>,
+}
+
+/// The open-file limit.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct OpenFiles {
+    /// The soft limit the run had.
+    pub soft: u64,
+    /// The hard limit (only root raises it).
+    pub hard: u64,
 }
 
 /// Connection counts.
@@ -49,9 +80,9 @@ pub struct Report {
 pub struct Connections {
     /// Opens started.
     pub attempted: u64,
-    /// Opened and joined.
+    /// Opened and joined (slow readers included).
     pub established: u64,
-    /// Still open when the load phase and drain were over.
+    /// Members still open when the load phase and drain were over.
     pub held_at_end: u64,
     /// Opens that failed.
     pub open_failures: u64,
@@ -89,6 +120,11 @@ pub struct Messages {
 pub struct Delivery {
     /// Every copy received, by every member (sender included).
     pub events: u64,
+    /// Copies the members should have received: for each room, its acknowledged commands
+    /// times the members that joined it.
+    pub expected: u64,
+    /// `events / expected`; `null` when nothing was expected.
+    pub ratio: Option<f64>,
     /// `events` over the load phase's length.
     pub per_second: f64,
     /// The load phase as it actually lasted, in seconds.
@@ -105,8 +141,20 @@ pub struct Measured<'a> {
     pub held_at_end: u64,
     /// The load phase's real length.
     pub load_seconds: f64,
-    /// Every latency sample, in microseconds.
+    /// Every member latency sample, in microseconds.
     pub samples: Vec<u32>,
+    /// See [`Delivery::expected`].
+    pub expected_deliveries: u64,
+    /// Source addresses used.
+    pub source_addrs: usize,
+    /// The open-file limit.
+    pub open_files: Option<FileLimit>,
+    /// The hub's figures.
+    pub hub: Option<HubReport>,
+    /// The slow readers' outcome.
+    pub slow: Option<SlowReport>,
+    /// The storm's figures.
+    pub storm: Option<StormReport>,
 }
 
 impl Report {
@@ -131,6 +179,13 @@ impl Report {
             accounts: config.accounts,
             rate_per_sec: config.rate,
             duration_s: config.duration.as_secs(),
+            hold_s: config.hold.as_secs(),
+            slow_readers: config.slow_readers,
+            source_addrs: m.source_addrs,
+            open_files: m.open_files.map(|f| OpenFiles {
+                soft: f.soft,
+                hard: f.hard,
+            }),
             hub_limits: c.limits(),
             connections: Connections {
                 attempted: read(&c.attempted),
@@ -157,10 +212,17 @@ impl Report {
             },
             delivery: Delivery {
                 events,
+                expected: m.expected_deliveries,
+                #[allow(clippy::cast_precision_loss)]
+                ratio: (m.expected_deliveries > 0)
+                    .then(|| events as f64 / m.expected_deliveries as f64),
                 per_second,
                 load_seconds: m.load_seconds,
             },
             latency_ms: LatencySummary::from_micros(&mut samples),
+            hub: m.hub,
+            slow: m.slow,
+            storm: m.storm,
         }
     }
 
@@ -170,88 +232,6 @@ impl Report {
     /// Only if serde_json fails, which these types cannot make it do.
     pub fn to_json(&self) -> serde_json::Result<String> {
         serde_json::to_string(self)
-    }
-
-    /// The human-readable table.
-    pub fn table(&self) -> String {
-        let c = &self.connections;
-        let m = &self.messages;
-        let d = &self.delivery;
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            out,
-            "loadtest {}: {} connections in {} rooms ({} accounts), {} msg/s for {} s against {}",
-            self.op.as_str(),
-            self.users,
-            self.rooms,
-            self.accounts,
-            self.rate_per_sec,
-            self.duration_s,
-            self.url
-        );
-        let _ = writeln!(
-            out,
-            "  connections  attempted {}  established {}  held at end {}",
-            c.attempted, c.established, c.held_at_end
-        );
-        let _ = writeln!(
-            out,
-            "               open failures {}  closed by hub {}  dropped {}",
-            c.open_failures, c.closed_by_hub, c.dropped
-        );
-        let _ = writeln!(
-            out,
-            "  messages     sent {}  acks {}  error frames {}  skipped ticks {}",
-            m.sent, m.acks, m.error_frames, m.skipped_ticks
-        );
-        let _ = writeln!(
-            out,
-            "  delivered    {} events, {:.1}/s over {:.1} s",
-            d.events, d.per_second, d.load_seconds
-        );
-        match &self.latency_ms {
-            Some(l) => {
-                let _ = writeln!(
-                    out,
-                    "  latency ms   p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}  mean {:.2}  ({} samples)",
-                    l.p50, l.p95, l.p99, l.max, l.mean, l.samples
-                );
-            }
-            None => {
-                let _ = writeln!(out, "  latency ms   no events delivered");
-            }
-        }
-        list(&mut out, "error frames by code", &m.errors_by_code);
-        let close_codes: BTreeMap<String, u64> = c
-            .close_codes
-            .iter()
-            .map(|(code, n)| {
-                let label = if code.parse() == Ok(SLOW_CONSUMER) {
-                    format!("{code} (slow consumer)")
-                } else {
-                    code.clone()
-                };
-                (label, *n)
-            })
-            .collect();
-        list(&mut out, "closes by code", &close_codes);
-        list(&mut out, "open failures", &c.open_failure_reasons);
-        list(&mut out, "dropped", &c.drop_reasons);
-        if m.unparsed_frames > 0 {
-            let _ = writeln!(out, "  unparsed frames: {}", m.unparsed_frames);
-        }
-        out
-    }
-}
-
-fn list(out: &mut String, title: &str, items: &BTreeMap<String, u64>) {
-    if items.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "  {title}:");
-    for (label, n) in items {
-        let _ = writeln!(out, "    {n:>8}  {label}");
     }
 }
 
@@ -279,6 +259,12 @@ mod tests {
                 held_at_end: 3,
                 load_seconds: 2.0,
                 samples,
+                expected_deliveries: 8,
+                source_addrs: 0,
+                open_files: None,
+                hub: None,
+                slow: None,
+                storm: None,
             },
         )
     }

@@ -135,6 +135,7 @@ mod tests {
     fn spec() -> ConnSpec {
         ConnSpec {
             idx: 3,
+            room: 0,
             workspace: WorkspaceId::new(),
         }
     }

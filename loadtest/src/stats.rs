@@ -2,6 +2,10 @@
 //! progress line; latency samples are kept per connection (no sharing on the hot path) and
 //! merged into a [`LatencySummary`] at the end.
 //!
+//! Samples are kept in two sets, [`Samples`]: events sent while a connection storm was under
+//! way ([`StormWindow`]) and the others, so that the report can show the members' latency
+//! during the storm on its own row.
+//!
 //! Percentiles use the nearest-rank method over every sample: with 4-byte samples in
 //! microseconds, even ten million deliveries take 40 MB, so no histogram approximation is needed.
 
@@ -126,6 +130,80 @@ impl Counters {
     }
 }
 
+/// When the connection storm ran, in microseconds since the run's epoch (the clock of the
+/// events' send times). Before it begins nothing is inside; until it ends it is open-ended.
+#[derive(Debug)]
+pub struct StormWindow {
+    start: AtomicU64,
+    end: AtomicU64,
+}
+
+impl Default for StormWindow {
+    fn default() -> Self {
+        StormWindow {
+            start: AtomicU64::new(u64::MAX),
+            end: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl StormWindow {
+    /// The storm's first connection is due now.
+    pub fn begin(&self, at_micros: u64) {
+        self.start.store(at_micros, Ordering::Relaxed);
+    }
+
+    /// The storm's last connection was accepted or failed now (or the run was interrupted);
+    /// only the first call counts.
+    pub fn finish(&self, at_micros: u64) {
+        let _ =
+            self.end
+                .compare_exchange(u64::MAX, at_micros, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Whether an event sent at `t_micros` was sent during the storm.
+    pub fn contains(&self, t_micros: u64) -> bool {
+        t_micros >= self.start.load(Ordering::Relaxed)
+            && t_micros <= self.end.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection's (or, merged, the run's) latency samples in microseconds, split by whether
+/// the event was sent during the storm.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Samples {
+    /// Events sent outside the storm (all of them when there is none).
+    pub outside_storm: Vec<u32>,
+    /// Events sent during the storm.
+    pub during_storm: Vec<u32>,
+}
+
+impl Samples {
+    /// Records an event sent at `sent_micros` and received `latency_micros` later.
+    pub fn push(&mut self, window: &StormWindow, sent_micros: u64, latency_micros: u64) {
+        let sample = sample_micros(latency_micros);
+        if window.contains(sent_micros) {
+            self.during_storm.push(sample);
+        } else {
+            self.outside_storm.push(sample);
+        }
+    }
+
+    /// Adds another connection's samples.
+    pub fn extend(&mut self, other: &Samples) {
+        self.outside_storm.extend_from_slice(&other.outside_storm);
+        self.during_storm.extend_from_slice(&other.during_storm);
+    }
+
+    /// Every sample, whenever sent.
+    pub fn all(&self) -> Vec<u32> {
+        let mut all = Vec::with_capacity(self.outside_storm.len() + self.during_storm.len());
+        all.extend_from_slice(&self.outside_storm);
+        all.extend_from_slice(&self.during_storm);
+        all
+    }
+}
+
 /// Microseconds as stored in a latency sample: saturates at about 71 minutes.
 pub fn sample_micros(micros: u64) -> u32 {
     u32::try_from(micros).unwrap_or(u32::MAX)
@@ -231,6 +309,28 @@ mod tests {
     fn huge_latencies_saturate_instead_of_wrapping() {
         assert_eq!(sample_micros(5), 5);
         assert_eq!(sample_micros(u64::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn samples_are_split_by_the_storm_window() {
+        let window = StormWindow::default();
+        let mut s = Samples::default();
+        s.push(&window, 100, 5);
+        window.begin(1_000);
+        s.push(&window, 999, 6);
+        s.push(&window, 1_000, 7);
+        // Open-ended until it finishes.
+        s.push(&window, 50_000_000, 8);
+        window.finish(3_001_000);
+        window.finish(9_000_000);
+        s.push(&window, 3_001_000, 9);
+        s.push(&window, 3_001_001, 10);
+        assert_eq!(s.outside_storm, vec![5, 6, 10]);
+        assert_eq!(s.during_storm, vec![7, 8, 9]);
+        let mut merged = Samples::default();
+        merged.extend(&s);
+        merged.extend(&s);
+        assert_eq!(merged.all().len(), 12);
     }
 
     #[test]

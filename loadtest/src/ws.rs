@@ -1,26 +1,33 @@
-//! Opening one connection: TCP, the WebSocket upgrade (fastwebsockets' client handshake over
-//! hyper), the hub's `hello`, `join_workspace` and, for `--op task_update`, the connection's own
-//! task. The result is a [`Session`] ready for the load loop in `client.rs`.
+//! Opening one connection: TCP (from a spread source address, `addrs.rs`), the WebSocket
+//! upgrade (hyper's HTTP/1 client, then fastwebsockets over the upgraded stream), the hub's
+//! `hello`, `join_workspace` and, for `--op task_update`, the connection's own task. The result
+//! is a [`Session`] ready for the load loop in `client.rs` (or held unread, `slow.rs`, or held
+//! by a storm, `storm.rs`).
+//!
+//! The upgrade is done here rather than by `fastwebsockets::handshake::client` so that a refusal
+//! keeps the hub's error code from its body: `HTTP 429 too_many_connections` (a connection cap)
+//! and `HTTP 429 rate_limited` (the per-address throttle) call for different hub settings.
 //!
 //! The setup is strict request/reply on the unsplit socket, with one timeout around all of it;
 //! frames that are not the awaited reply (the snapshot, presence of others joining, their tasks
 //! being created) are read and dropped.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, handshake};
-use http_body_util::Empty;
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, handshake};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::Upgraded;
-use hyper::{Request, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
 use signaling::client::ClientMsg;
 use signaling::server::Limits;
 use signaling::{TaskId, WorkspaceId};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
+use crate::addrs::{self, SourceAddrs};
 use crate::args::Op;
 use crate::frames::{self, Incoming};
 use crate::target::Target;
@@ -36,6 +43,8 @@ const JOIN_REF: u64 = 1;
 const CREATE_REF: u64 = 2;
 /// First `ref` of the load phase.
 pub const FIRST_LOAD_REF: u64 = 3;
+/// Most of a refused upgrade's body read for its error code.
+const MAX_REFUSAL_BODY: usize = 4096;
 
 /// Why a connection could not be opened: the step and what went wrong. Displayed as the key the
 /// report groups failures by, so details that vary per connection stay out of it.
@@ -74,23 +83,52 @@ pub struct Session {
 pub struct Dialer {
     target: Target,
     addrs: Vec<SocketAddr>,
+    /// Source addresses connections are spread over; 0 binds nothing.
+    sources: usize,
 }
 
 impl Dialer {
-    /// Resolves the hub's host.
+    /// Resolves the hub's host and decides how many source addresses `connections` sockets
+    /// are spread over.
     ///
     /// # Errors
-    /// When the name does not resolve.
-    pub async fn resolve(target: &Target) -> anyhow::Result<Dialer> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .with_context(|| format!("resolving {}", target.host))?
-            .collect();
+    /// When the name does not resolve, or source addresses were asked for and it resolves to
+    /// nothing on 127.0.0.0/8.
+    pub async fn resolve(
+        target: &Target,
+        source_addrs: SourceAddrs,
+        connections: usize,
+    ) -> anyhow::Result<Dialer> {
+        let mut addrs: Vec<SocketAddr> =
+            tokio::net::lookup_host((target.host.as_str(), target.port))
+                .await
+                .with_context(|| format!("resolving {}", target.host))?
+                .collect();
         anyhow::ensure!(!addrs.is_empty(), "{} resolves to no address", target.host);
+        // `localhost` may resolve to ::1 first; bound sockets need the IPv4 loopback.
+        let loopback = addrs
+            .iter()
+            .map(SocketAddr::ip)
+            .find(|&ip| addrs::is_loopback_v4(ip));
+        let sources = source_addrs.resolve(connections, loopback.unwrap_or(addrs[0].ip()));
+        if sources > 0 {
+            addrs.retain(|a| addrs::is_loopback_v4(a.ip()));
+            anyhow::ensure!(
+                !addrs.is_empty(),
+                "--source-addrs needs a hub on 127.0.0.0/8; {} is not",
+                target.host
+            );
+        }
         Ok(Dialer {
             target: target.clone(),
             addrs,
+            sources,
         })
+    }
+
+    /// How many source addresses the connections are spread over (0: the kernel's choice).
+    pub fn sources(&self) -> usize {
+        self.sources
     }
 
     /// Opens connection `conn` as the holder of `token`, joins `workspace` and, for
@@ -106,15 +144,15 @@ impl Dialer {
         conn: usize,
     ) -> Result<Session, OpenError> {
         tokio::time::timeout(SETUP_TIMEOUT, async {
-            let ws = self.upgrade(token).await?;
+            let ws = self.upgrade(token, conn).await?;
             setup(ws, workspace, op, conn).await
         })
         .await
         .map_err(|_| fail("timeout", format!("not joined within {SETUP_TIMEOUT:?}")))?
     }
 
-    async fn upgrade(&self, token: &str) -> Result<Socket, OpenError> {
-        let tcp = self.tcp().await?;
+    async fn upgrade(&self, token: &str, conn: usize) -> Result<Socket, OpenError> {
+        let tcp = self.tcp(conn).await?;
         let req = Request::builder()
             .method("GET")
             .uri(self.target.ws_path(token))
@@ -125,22 +163,42 @@ impl Dialer {
             .header(header::SEC_WEBSOCKET_VERSION, "13")
             .body(Empty::<Bytes>::new())
             .map_err(|e| fail("handshake", e))?;
-        let (ws, _response) = handshake::client(&TokioExecutor::new(), req, tcp)
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
-            .map_err(|e| match e {
-                WebSocketError::InvalidStatusCode(code) => {
-                    fail("handshake", format!("HTTP {code}"))
-                }
-                other => fail("handshake", other),
-            })?;
-        Ok(ws)
+            .map_err(|e| fail("handshake", e))?;
+        // Drives the HTTP exchange and hands the socket over once upgraded; its error, if any,
+        // reaches us through the response below.
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let mut response = sender
+            .send_request(req)
+            .await
+            .map_err(|e| fail("handshake", e))?;
+        let status = response.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            let body = Limited::new(response.into_body(), MAX_REFUSAL_BODY);
+            let code = match body.collect().await {
+                Ok(bytes) => refusal_code(&bytes.to_bytes()),
+                Err(_) => None,
+            };
+            return Err(fail("handshake", refusal(status, code.as_deref())));
+        }
+        let upgraded = hyper::upgrade::on(&mut response)
+            .await
+            .map_err(|e| fail("handshake", e))?;
+        Ok(WebSocket::after_handshake(
+            TokioIo::new(upgraded),
+            Role::Client,
+        ))
     }
 
-    /// Connects to the first address that accepts.
-    async fn tcp(&self) -> Result<TcpStream, OpenError> {
+    /// Connects to the first address that accepts, from connection `conn`'s source address.
+    async fn tcp(&self, conn: usize) -> Result<TcpStream, OpenError> {
+        let source = addrs::source_for(conn, self.sources);
         let mut last = None;
         for addr in &self.addrs {
-            match TcpStream::connect(addr).await {
+            match connect(*addr, source).await {
                 Ok(tcp) => {
                     // Latency is the point of the run: no Nagle delay on small frames.
                     tcp.set_nodelay(true).map_err(|e| fail("tcp", e))?;
@@ -150,14 +208,69 @@ impl Dialer {
             }
         }
         Err(match last {
-            Some(e) if e.raw_os_error() == Some(24) => fail(
-                "tcp",
-                format!("{e} (raise the open-file limit: `ulimit -n`)"),
-            ),
-            Some(e) => fail("tcp", e),
+            Some(e) => fail("tcp", explain(&e)),
             None => fail("tcp", "no address"),
         })
     }
+}
+
+/// One TCP connect, bound first to `source` (port 0: the kernel picks) when there is one.
+async fn connect(
+    addr: SocketAddr,
+    source: Option<std::net::Ipv4Addr>,
+) -> std::io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(IpAddr::V4(ip), 0))?;
+    }
+    socket.connect(addr).await
+}
+
+/// A connect error with what to do about it, where there is something to do. Kept free of
+/// per-connection details: it is the key failures are counted under.
+fn explain(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE) => {
+            format!("{e} (the open-file limit: see the warning at start)")
+        }
+        Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE) => {
+            format!("{e} (out of local ports: spread over more --source-addrs)")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// The failure key of a refused upgrade: `HTTP 429 too_many_connections`.
+fn refusal(status: StatusCode, code: Option<&str>) -> String {
+    match code {
+        Some(code) => format!("HTTP {} {code}", status.as_u16()),
+        None => format!("HTTP {}", status.as_u16()),
+    }
+}
+
+/// The stable error code of a hub error body (`{"error": {"code": ...}}`).
+fn refusal_code(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Detail,
+    }
+    #[derive(serde::Deserialize)]
+    struct Detail {
+        code: String,
+    }
+    let body: Body = serde_json::from_slice(body).ok()?;
+    // The code becomes a report key: keep it short and printable whatever the body says.
+    let code: String = body
+        .error
+        .code
+        .chars()
+        .take(40)
+        .filter(|c| c.is_ascii_graphic())
+        .collect();
+    (!code.is_empty()).then_some(code)
 }
 
 /// `hello`, join and (for `task_update`) the task.
@@ -241,5 +354,51 @@ async fn request(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_keyed_by_status_and_the_hubs_code() {
+        let body = br#"{"error":{"code":"too_many_connections","message":"at most 50 open connections per user"}}"#;
+        let code = refusal_code(body);
+        assert_eq!(code.as_deref(), Some("too_many_connections"));
+        assert_eq!(
+            refusal(StatusCode::TOO_MANY_REQUESTS, code.as_deref()),
+            "HTTP 429 too_many_connections"
+        );
+        assert_eq!(refusal(StatusCode::UNAUTHORIZED, None), "HTTP 401");
+        assert_eq!(refusal_code(b"<html>busy</html>"), None);
+        assert_eq!(
+            refusal_code(br#"{"error":{"code":"a b\nc"}}"#).as_deref(),
+            Some("abc")
+        );
+    }
+
+    #[test]
+    fn connect_errors_say_what_to_do() {
+        let ports = std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL);
+        assert!(
+            explain(&ports).contains("--source-addrs"),
+            "{}",
+            explain(&ports)
+        );
+        let files = std::io::Error::from_raw_os_error(libc::EMFILE);
+        assert!(explain(&files).contains("open-file limit"));
+    }
+
+    #[tokio::test]
+    async fn bound_sockets_leave_from_their_source_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let source = addrs::source_for(1, 3);
+        let (client, accepted) = tokio::join!(connect(addr, source), listener.accept());
+        let client = client.unwrap();
+        let (_, peer) = accepted.unwrap();
+        assert_eq!(peer.ip(), IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3)));
+        assert_eq!(client.local_addr().unwrap().ip(), peer.ip());
     }
 }
