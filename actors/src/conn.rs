@@ -116,14 +116,48 @@ impl CloseReason {
     };
 }
 
-/// How much a frame matters when the outbox is full (see `DESIGN.md`, event classes).
+/// How much a frame matters when a member falls behind (see `DESIGN.md`, event classes, and
+/// `docs/protocol.md`, "Slow consumers").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    /// Must arrive (durable events, replies, broadcasts): a full outbox disconnects the member,
-    /// who recovers by offset.
+    /// Must arrive, in order (durable events, replies, broadcasts): a full outbox disconnects
+    /// the member, who recovers by offset.
     MustDeliver,
-    /// May be skipped (typing): a full outbox drops it.
+    /// Only the latest value per key matters (presence): while an earlier frame of the same key
+    /// still waits in the outbox, a new one replaces it in place, so a slow member ends up with
+    /// the current state and never a stale one, using one slot per key.
+    Conflatable(ConflationKey),
+    /// May be skipped (typing, broadcasts marked droppable): queued only while at least a
+    /// quarter of the outbox is free, so they are the first to go and never crowd out the rest.
     Droppable,
+}
+
+/// What a conflatable frame is the latest value of: one subject of one topic in one room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConflationKey {
+    /// The room.
+    pub room: RoomKey,
+    /// What kind of value (`"presence"`, ...).
+    pub topic: &'static str,
+    /// Whose or which (a user id, a question id...).
+    pub subject: u128,
+}
+
+/// What the outbox channel carries.
+#[derive(Debug)]
+enum Slot {
+    /// A frame; an empty one is only a wake-up (see [`ConnHandle::close`]).
+    Frame(Bytes),
+    /// Stands for the oldest key in [`Latest`]: the writer sends that key's latest frame.
+    Latest,
+}
+
+/// The conflatable frames waiting in an outbox: their keys in the order their slots were
+/// queued, and each key's latest frame.
+#[derive(Default)]
+struct Latest {
+    order: std::collections::VecDeque<ConflationKey>,
+    frames: std::collections::HashMap<ConflationKey, Bytes>,
 }
 
 /// What happened to a frame handed to [`ConnHandle::push`].
@@ -131,8 +165,10 @@ pub enum Class {
 pub enum Delivery {
     /// Queued for the writer.
     Queued,
-    /// Skipped: droppable and the outbox was full.
+    /// Skipped: droppable and the outbox was filling up.
     Dropped,
+    /// Replaced an earlier frame of the same key still waiting in the outbox.
+    Conflated,
     /// The outbox was full: the connection has just been closed as a slow consumer.
     Evicted,
     /// The connection is already closed: forget it.
@@ -152,6 +188,11 @@ struct Shared {
     /// How many are waiting on `drained` (so that the writer only wakes anyone when someone
     /// waits: one atomic load per frame otherwise).
     waiting: AtomicUsize,
+    /// Conflatable frames waiting in the outbox, behind a lock taken only while the outbox is
+    /// under pressure or holds one already.
+    latest: Mutex<Latest>,
+    /// How many keys `latest` holds (read without the lock).
+    latest_len: AtomicUsize,
 }
 
 impl Shared {
@@ -195,7 +236,7 @@ struct Rooms {
 pub struct ConnHandle {
     id: ConnId,
     user: UserId,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Slot>,
     shared: Arc<Shared>,
     /// The rooms this connection is joined to (or joining), kept by the rooms themselves (they
     /// mark a join when they accept it and unmark it whenever they drop the session), so that
@@ -206,7 +247,7 @@ pub struct ConnHandle {
 
 /// The gateway side of a connection: what the writer task drains.
 pub struct Outbox {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Slot>,
     shared: Arc<Shared>,
 }
 
@@ -220,6 +261,8 @@ impl ConnHandle {
             reason: OnceLock::new(),
             drained: Notify::new(),
             waiting: AtomicUsize::new(0),
+            latest: Mutex::default(),
+            latest_len: AtomicUsize::new(0),
         });
         (
             ConnHandle {
@@ -243,20 +286,58 @@ impl ConnHandle {
         self.user
     }
 
-    /// Queues a frame without waiting. A full outbox drops a droppable frame and closes the
-    /// connection for anything else: a room never waits for a slow member.
+    /// Queues a frame without waiting, as its class says (see [`Class`]): a room never waits
+    /// for a slow member. Anything but a droppable frame closes the connection as a slow
+    /// consumer when the outbox is full.
     pub fn push(&self, frame: WireFrame, class: Class) -> Delivery {
-        match self.tx.try_send(frame.0) {
+        match class {
+            Class::MustDeliver => self.send_or_evict(Slot::Frame(frame.0)),
+            Class::Droppable if self.tx.capacity() * 4 <= self.capacity() => Delivery::Dropped,
+            Class::Droppable => match self.tx.try_send(Slot::Frame(frame.0)) {
+                Ok(()) => Delivery::Queued,
+                Err(mpsc::error::TrySendError::Full(_)) => Delivery::Dropped,
+                Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+            },
+            Class::Conflatable(key) => self.push_latest(key, frame.0),
+        }
+    }
+
+    fn send_or_evict(&self, slot: Slot) -> Delivery {
+        match self.tx.try_send(slot) {
             Ok(()) => Delivery::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) if class == Class::Droppable => {
-                Delivery::Dropped
-            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.close(CloseReason::SLOW_CONSUMER);
                 Delivery::Evicted
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
         }
+    }
+
+    /// A conflatable frame. While the outbox is at least half free and holds no conflatable
+    /// frame, it is queued like any other (no lock). Otherwise it replaces the frame of the same
+    /// key still waiting, or takes a slot that stands for its key.
+    fn push_latest(&self, key: ConflationKey, frame: Bytes) -> Delivery {
+        let shared = &self.shared;
+        if shared.latest_len.load(Ordering::SeqCst) == 0 && self.tx.capacity() * 2 > self.capacity()
+        {
+            return self.send_or_evict(Slot::Frame(frame));
+        }
+        let mut latest = shared
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(waiting) = latest.frames.get_mut(&key) {
+            *waiting = frame;
+            return Delivery::Conflated;
+        }
+        // Queued under the lock, so that the writer cannot take the slot before its key is in.
+        let queued = self.send_or_evict(Slot::Latest);
+        if queued == Delivery::Queued {
+            latest.order.push_back(key);
+            latest.frames.insert(key, frame);
+            shared.latest_len.fetch_add(1, Ordering::SeqCst);
+        }
+        queued
     }
 
     /// How many frames the outbox holds when full.
@@ -306,7 +387,7 @@ impl ConnHandle {
             let sent = tokio::select! {
                 biased;
                 () = self.shared.closed() => return false,
-                sent = self.tx.send(frame.0) => sent,
+                sent = self.tx.send(Slot::Frame(frame.0)) => sent,
             };
             if sent.is_err() {
                 return false;
@@ -320,7 +401,7 @@ impl ConnHandle {
         self.shared.close(reason);
         // Wakes a writer waiting on an empty outbox; a full one is busy and sees the close when
         // it takes its next frame.
-        let _ = self.tx.try_send(Bytes::new());
+        let _ = self.tx.try_send(Slot::Frame(Bytes::new()));
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
@@ -389,13 +470,15 @@ impl Outbox {
     /// The next frame, or `None` once the connection must close (see [`Outbox::close_reason`]).
     pub async fn recv(&mut self) -> Option<Bytes> {
         loop {
-            let frame = self.rx.recv().await;
+            let slot = self.rx.recv().await;
             self.wake_waiters();
-            match frame {
-                _ if self.shared.is_closed() => return None,
+            if self.shared.is_closed() {
+                return None;
+            }
+            match self.take(slot?) {
+                Some(frame) => return Some(frame),
                 // The close's wake-up, left behind by a close that came to nothing.
-                Some(f) if f.is_empty() => continue,
-                frame => return frame,
+                None => continue,
             }
         }
     }
@@ -406,13 +489,31 @@ impl Outbox {
             if self.shared.is_closed() {
                 return None;
             }
-            let frame = self.rx.try_recv().ok();
+            let slot = self.rx.try_recv().ok();
             self.wake_waiters();
-            match frame {
-                Some(f) if f.is_empty() => continue,
-                frame => return frame,
+            if let Some(frame) = self.take(slot?) {
+                return Some(frame);
             }
         }
+    }
+
+    /// The frame a slot stands for; `None` for a wake-up.
+    fn take(&self, slot: Slot) -> Option<Bytes> {
+        let frame = match slot {
+            Slot::Frame(frame) => frame,
+            Slot::Latest => {
+                let mut latest = self
+                    .shared
+                    .latest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let key = latest.order.pop_front()?;
+                let frame = latest.frames.remove(&key)?;
+                self.shared.latest_len.fetch_sub(1, Ordering::SeqCst);
+                frame
+            }
+        };
+        (!frame.is_empty()).then_some(frame)
     }
 
     /// Room was made: wakes whoever waits for it ([`ConnHandle::room_for`]), if anyone does.
@@ -525,5 +626,122 @@ mod tests {
         assert!(conn.is_closed());
         assert_eq!(outbox.close_reason(), Some(CloseReason::SLOW_CONSUMER));
         assert_eq!(outbox.recv().await, None);
+    }
+
+    fn presence(user: u128) -> Class {
+        Class::Conflatable(ConflationKey {
+            room: RoomKey::Workspace(signaling::WorkspaceId::from_uuid(uuid::Uuid::nil())),
+            topic: "presence",
+            subject: user,
+        })
+    }
+
+    fn drain(outbox: &mut Outbox) -> Vec<Bytes> {
+        let mut got = Vec::new();
+        while let Some(frame) = outbox.try_recv() {
+            got.push(frame);
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_falling_behind_member_gets_only_the_latest_presence_per_user() {
+        let (conn, mut outbox) = ConnHandle::new(1, UserId::new(), 8);
+        // With room to spare, every presence change is queued as it comes.
+        for status in ["away", "online"] {
+            assert_eq!(
+                conn.push(WireFrame::text(status), presence(1)),
+                Delivery::Queued
+            );
+        }
+        let got = drain(&mut outbox);
+        assert_eq!(got, vec![&b"\x81\x04away"[..], &b"\x81\x06online"[..]]);
+        // Falling behind: five events wait, three slots are free.
+        for i in 0..5u8 {
+            assert_eq!(
+                conn.push(WireFrame::text([i]), Class::MustDeliver),
+                Delivery::Queued
+            );
+        }
+        assert_eq!(
+            conn.push(WireFrame::text("a1"), presence(1)),
+            Delivery::Queued
+        );
+        assert_eq!(
+            conn.push(WireFrame::text("b1"), presence(2)),
+            Delivery::Queued
+        );
+        for latest in ["a2", "a3", "a4"] {
+            assert_eq!(
+                conn.push(WireFrame::text(latest), presence(1)),
+                Delivery::Conflated
+            );
+        }
+        assert_eq!(
+            conn.push(WireFrame::text("b2"), presence(2)),
+            Delivery::Conflated
+        );
+        // Two slots for two users, however many changes, and the last event still fits.
+        assert_eq!(conn.free_slots(), 1);
+        let got = drain(&mut outbox);
+        let payloads: Vec<&[u8]> = got.iter().map(|f| &f[2..]).collect();
+        assert_eq!(
+            payloads,
+            vec![&[0u8][..], &[1], &[2], &[3], &[4], b"a4", b"b2"],
+            "in order, each user's latest value in its first slot"
+        );
+        assert!(!conn.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_value_waiting_in_the_outbox_is_never_overtaken_by_an_older_one() {
+        let (conn, mut outbox) = ConnHandle::new(1, UserId::new(), 4);
+        for i in 0..3u8 {
+            conn.push(WireFrame::text([i]), Class::MustDeliver);
+        }
+        assert_eq!(
+            conn.push(WireFrame::text("v1"), presence(7)),
+            Delivery::Queued
+        );
+        // The reader takes the three events: the outbox is almost empty again, but v1's slot
+        // still waits, so v2 replaces it instead of queuing behind it.
+        for _ in 0..3 {
+            outbox.recv().await;
+        }
+        assert_eq!(
+            conn.push(WireFrame::text("v2"), presence(7)),
+            Delivery::Conflated
+        );
+        assert_eq!(outbox.recv().await.as_deref(), Some(&b"\x81\x02v2"[..]));
+        // Nothing waits any more: the next one is queued as it comes.
+        assert_eq!(
+            conn.push(WireFrame::text("v3"), presence(7)),
+            Delivery::Queued
+        );
+        assert_eq!(outbox.recv().await.as_deref(), Some(&b"\x81\x02v3"[..]));
+    }
+
+    #[tokio::test]
+    async fn droppables_never_take_the_last_quarter_of_the_outbox() {
+        let (conn, outbox) = ConnHandle::new(1, UserId::new(), 8);
+        let mut queued = 0;
+        while conn.push(WireFrame::text("cursor"), Class::Droppable) == Delivery::Queued {
+            queued += 1;
+        }
+        assert_eq!(queued, 6, "two slots are kept for what must arrive");
+        assert!(!conn.is_closed(), "a member is never closed for droppables");
+        assert_eq!(
+            conn.push(WireFrame::text("e1"), Class::MustDeliver),
+            Delivery::Queued
+        );
+        assert_eq!(
+            conn.push(WireFrame::text("e2"), Class::MustDeliver),
+            Delivery::Queued
+        );
+        assert_eq!(
+            conn.push(WireFrame::text("p"), presence(1)),
+            Delivery::Evicted
+        );
+        assert_eq!(outbox.close_reason(), Some(CloseReason::SLOW_CONSUMER));
     }
 }

@@ -18,6 +18,6 @@ pub mod router;
 pub mod supervisor;
 pub mod workspace;
 
-pub use conn::{CloseReason, ConnHandle, ConnId, Outbox, WireFrame};
+pub use conn::{Class, CloseReason, ConflationKey, ConnHandle, ConnId, Outbox, WireFrame};
 pub use metrics::RoomMetrics;
 pub use router::{RoomConfig, Router, RouterError};

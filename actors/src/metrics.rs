@@ -14,6 +14,10 @@ pub struct RoomMetrics {
     pub mailbox_depth: Histogram,
     /// `hub_room_restarts_total`: rooms restarted after a crash.
     pub room_restarts: Counter,
+    /// `hub_events_dropped_total`: droppable frames skipped for members falling behind.
+    pub events_dropped: Counter,
+    /// `hub_events_conflated_total`: conflatable frames that replaced an older one still queued.
+    pub events_conflated: Counter,
     /// `hub_slow_consumers_total`: connections closed because their outbox stayed full.
     pub slow_consumers: Counter,
     /// `hub_journal_append_seconds`: time from a room's append to its commit.
@@ -28,6 +32,8 @@ impl RoomMetrics {
             events_fanned_out: Counter::noop(),
             mailbox_depth: Histogram::noop(),
             room_restarts: Counter::noop(),
+            events_dropped: Counter::noop(),
+            events_conflated: Counter::noop(),
             slow_consumers: Counter::noop(),
             journal_append: Histogram::noop(),
         }

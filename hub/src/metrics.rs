@@ -12,6 +12,8 @@
 //! | `hub_room_mailbox_depth` | summary | messages waiting in a room's mailbox when one is handled |
 //! | `hub_room_restarts_total` | counter | rooms restarted after a crash |
 //! | `hub_slow_consumers_total` | counter | connections closed for not keeping up |
+//! | `hub_events_dropped_total` | counter | droppable frames skipped for members falling behind |
+//! | `hub_events_conflated_total` | counter | presence frames that replaced an older one still queued |
 //! | `hub_rate_limited_total` | counter | requests, upgrades and frames refused by a limit or cap |
 
 use actors::RoomMetrics;
@@ -75,6 +77,14 @@ impl HubMetrics {
                 ),
                 room_restarts: r
                     .counter("hub_room_restarts_total", "Rooms restarted after a crash"),
+                events_dropped: r.counter(
+                    "hub_events_dropped_total",
+                    "Droppable frames skipped for members falling behind",
+                ),
+                events_conflated: r.counter(
+                    "hub_events_conflated_total",
+                    "Conflatable frames (presence) that replaced an older one still queued",
+                ),
                 slow_consumers: r.counter(
                     "hub_slow_consumers_total",
                     "Connections closed for not keeping up",

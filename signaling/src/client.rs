@@ -131,6 +131,11 @@ pub struct Broadcast {
     pub event: String,
     /// Any JSON; relayed as sent.
     pub data: Box<RawValue>,
+    /// True for events that lose nothing when skipped (cursors, live previews): a member that
+    /// falls behind gets them only while its queue has room to spare, and is never disconnected
+    /// for them. Default false: the broadcast reaches every member that keeps up, in order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub droppable: bool,
 }
 
 impl PartialEq for Broadcast {
@@ -138,6 +143,7 @@ impl PartialEq for Broadcast {
         self.workspace_id == other.workspace_id
             && self.event == other.event
             && self.data.get() == other.data.get()
+            && self.droppable == other.droppable
     }
 }
 
@@ -418,5 +424,15 @@ mod tests {
             panic!("not a broadcast")
         };
         assert_eq!(b.data.get(), r#"{"x": 1.5}"#);
+        assert!(!b.droppable, "must-deliver unless marked");
+        let frame = format!(
+            r#"{{"type":"broadcast","workspace_id":"{ws}","event":"cursor","data":1,"droppable":true}}"#
+        );
+        let (_, msg) = decode(frame.as_bytes()).unwrap();
+        assert!(matches!(msg, ClientMsg::Broadcast(b) if b.droppable));
+        let frame = format!(
+            r#"{{"type":"broadcast","workspace_id":"{ws}","event":"cursor","data":1,"droppable":"yes"}}"#
+        );
+        assert_eq!(code(&frame), ErrorCode::InvalidPayload);
     }
 }

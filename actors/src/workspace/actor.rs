@@ -25,7 +25,7 @@ use super::catchup::{CatchUp, PendingJoin};
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 use super::presence::Sessions;
 use super::state::WorkspaceState;
-use crate::conn::{Class, ConnHandle, ConnId, WireFrame};
+use crate::conn::{Class, ConflationKey, ConnHandle, ConnId, WireFrame};
 use crate::metrics::RoomMetrics;
 use crate::router::RoomConfig;
 
@@ -323,7 +323,12 @@ impl Room {
                     event: &b.event,
                     data: &b.data,
                 };
-                self.fan_out(WireFrame::text(frame.to_json()), Class::MustDeliver, None);
+                let class = if b.droppable {
+                    Class::Droppable
+                } else {
+                    Class::MustDeliver
+                };
+                self.fan_out(WireFrame::text(frame.to_json()), class, None);
                 Ok(None)
             }
             ClientMsg::TaskCreate(c) => self.execute(user, Op::CreateTask(c.task)).await.map(Some),
@@ -652,14 +657,27 @@ impl Room {
             user_id: user,
             status,
         };
-        self.fan_out(WireFrame::text(frame.to_json()), Class::MustDeliver, except);
+        // Presence is a state: a member that falls behind needs only each user's latest.
+        let key = ConflationKey {
+            room: RoomKey::Workspace(self.board.id),
+            topic: "presence",
+            subject: user.as_uuid().as_u128(),
+        };
+        self.fan_out(
+            WireFrame::text(frame.to_json()),
+            Class::Conflatable(key),
+            except,
+        );
     }
 
     /// Hands a frame to every joined connection (but `except`); members that cannot keep up are
     /// dropped from the room.
     fn fan_out(&mut self, frame: WireFrame, class: Class, except: Option<ConnId>) {
         let out = self.sessions.fan_out(&frame, class, except);
-        self.ctx.metrics.events_fanned_out.increment(out.queued);
+        let metrics = &self.ctx.metrics;
+        metrics.events_fanned_out.increment(out.queued);
+        metrics.events_dropped.increment(out.dropped);
+        metrics.events_conflated.increment(out.conflated);
         if !out.evicted.is_empty() {
             self.ctx
                 .metrics

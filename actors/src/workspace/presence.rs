@@ -26,6 +26,10 @@ pub struct Sessions {
 pub struct FanOut {
     /// Frames queued.
     pub queued: u64,
+    /// Droppable frames skipped for members falling behind.
+    pub dropped: u64,
+    /// Conflatable frames that replaced an older one still waiting.
+    pub conflated: u64,
     /// Connections closed as slow consumers.
     pub evicted: Vec<ConnId>,
     /// Connections found closed.
@@ -121,7 +125,8 @@ impl Sessions {
             }
             match conn.push(frame.clone(), class) {
                 Delivery::Queued => out.queued += 1,
-                Delivery::Dropped => {}
+                Delivery::Dropped => out.dropped += 1,
+                Delivery::Conflated => out.conflated += 1,
                 Delivery::Evicted => out.evicted.push(*id),
                 Delivery::Gone => out.gone.push(*id),
             }
@@ -167,7 +172,10 @@ mod tests {
         let second = s.fan_out(&frame, Class::MustDeliver, Some(3));
         assert_eq!(second.queued, 1);
         assert_eq!(second.evicted, vec![2]);
-        assert_eq!(fast_out.recv().await.as_ref(), Some(frame.bytes()));
+        let got = fast_out.recv().await.unwrap();
+        assert_eq!(&got, frame.bytes());
+        // Encoded once: every member's outbox holds the room's own buffer, not a copy.
+        assert_eq!(got.as_ptr(), frame.bytes().as_ptr());
         assert!(my_out.try_recv().is_none());
     }
 }

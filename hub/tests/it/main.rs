@@ -4,6 +4,7 @@
 mod abuse;
 mod accounts;
 mod auth;
+mod backpressure;
 mod collab;
 mod errors;
 mod members;

@@ -9,62 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::both_backends;
-use crate::support::{Backend, TestHub, WAIT, eventually, unthrottled};
-
-/// A WebSocket client made by hand on a raw socket with a tiny receive buffer, so that it can
-/// stop reading and leave the hub's writes stuck.
-struct Stalled {
-    tcp: TcpStream,
-    /// The client's port: the hub's side of the connection is (hub port, this port).
-    port: u16,
-}
-
-impl Stalled {
-    async fn connect(addr: std::net::SocketAddr, token: &str) -> Stalled {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket
-            .set_recv_buffer_size(4096)
-            .expect("small receive buffer");
-        let mut tcp = socket.connect(addr).await.expect("connect");
-        let request = format!(
-            "GET /ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-        );
-        tcp.write_all(request.as_bytes()).await.expect("upgrade");
-        // Read the 101 response head, byte by byte so that no frame is read with it.
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            tcp.read_exact(&mut b).await.expect("response");
-            head.push(b[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-        let port = tcp.local_addr().expect("local addr").port();
-        Stalled { tcp, port }
-    }
-
-    /// Sends one masked text frame.
-    async fn send(&mut self, text: &str) {
-        let payload = text.as_bytes();
-        let mut frame = vec![0x81u8];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        let mask = [1u8, 2, 3, 4];
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.tcp.write_all(&frame).await.expect("send frame");
-    }
-}
+use crate::support::{Backend, Stalled, TestHub, WAIT, eventually, gauge, unthrottled};
 
 /// The TCP state of the hub's side of a connection, from `/proc/net/tcp`, if the kernel still
 /// has it (`01` is ESTABLISHED).
@@ -128,13 +73,6 @@ fn nodelay_of_inode(inode: u64) -> Option<bool> {
         return (rc == 0).then_some(value != 0);
     }
     None
-}
-
-fn gauge(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn a_client_that_stops_reading_loses_its_socket(backend: Backend) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hub::{Config, Hub};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -483,6 +484,95 @@ impl Client {
             }
         }
     }
+}
+
+/// A WebSocket client made by hand on a raw socket with a tiny receive buffer, so that it can
+/// stop reading and leave the hub's writes stuck.
+pub struct Stalled {
+    pub tcp: TcpStream,
+    /// The client's port: the hub's side of the connection is (hub port, this port).
+    pub port: u16,
+}
+
+impl Stalled {
+    pub async fn connect(addr: std::net::SocketAddr, token: &str) -> Stalled {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("small receive buffer");
+        let mut tcp = socket.connect(addr).await.expect("connect");
+        let request = format!(
+            "GET /ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.expect("upgrade");
+        // Read the 101 response head, byte by byte so that no frame is read with it.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            tcp.read_exact(&mut b).await.expect("response");
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let port = tcp.local_addr().expect("local addr").port();
+        Stalled { tcp, port }
+    }
+
+    /// Sends one masked text frame.
+    pub async fn send(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81u8];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        let mask = [1u8, 2, 3, 4];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.tcp.write_all(&frame).await.expect("send frame");
+    }
+
+    /// Reads the next whole frame the server sent (unmasked, unfragmented): its opcode and
+    /// payload, or `None` once the socket has ended.
+    pub async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 2];
+        tokio::time::timeout(WAIT, self.tcp.read_exact(&mut head))
+            .await
+            .expect("a frame in time")
+            .ok()?;
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                self.tcp.read_exact(&mut b).await.ok()?;
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                self.tcp.read_exact(&mut b).await.ok()?;
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; usize::try_from(len).expect("frame fits")];
+        self.tcp.read_exact(&mut payload).await.ok()?;
+        Some((head[0] & 0x0f, payload))
+    }
+}
+
+/// The value of a gauge or counter in a Prometheus text page (0 when absent).
+pub fn gauge(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Polls `check` until it is true or [`WAIT`] passes.
