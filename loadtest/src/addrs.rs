@@ -1,11 +1,12 @@
 //! Many connections from one box: outgoing sockets spread over loopback source addresses.
 //!
-//! A socket bound to `(addr, 0)` before `connect` takes its port from the ephemeral range of
-//! that address alone (the kernel picks the port at `bind`, before it knows the destination),
-//! so one source address carries at most the range's size (32768–60999 here: 28 232 ports),
-//! fewer with sockets still in TIME_WAIT from earlier runs. Spreading over 127.0.0.2,
-//! 127.0.0.3, … (all of 127.0.0.0/8 is this machine on Linux) multiplies that. Connection `i`
-//! uses address `i % N`.
+//! Every connection to the hub needs its own (source address, source port) pair, and ports
+//! come from the ephemeral range (32768–60999 here: 28 232 of them, fewer with sockets still in
+//! TIME_WAIT from earlier runs), so one source address carries at most that many connections
+//! to one hub. Spreading over 127.0.0.2, 127.0.0.3, … (all of 127.0.0.0/8 is this machine on
+//! Linux) multiplies that. Connection `i` uses address `i % N`. The sockets are bound to
+//! `(addr, 0)` with `IP_BIND_ADDRESS_NO_PORT` (`ws.rs`), so that the kernel picks the port at
+//! `connect`, as it does for an unbound socket.
 //!
 //! A side effect worth knowing: the hub counts its per-address connection cap
 //! (`HUB_MAX_CONNS_PER_IP`) and its per-address request throttle (`HUB_LIMIT_READ_PER_IP`,

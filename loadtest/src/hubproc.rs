@@ -206,6 +206,39 @@ impl HubReport {
     }
 }
 
+/// This process's own CPU use: a harness that saturates its core adds its own delays to every
+/// latency it reports, so the report says how busy it was.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HarnessCpu {
+    /// CPU from the start of the load phase to the end of the drain, seconds.
+    pub cpu_load_s: Option<f64>,
+    /// The same in percent of one core.
+    pub cpu_load_percent: Option<f64>,
+    /// CPU while the storm's connections were opening, seconds.
+    pub cpu_storm_s: Option<f64>,
+    /// The same in percent of one core.
+    pub cpu_storm_percent: Option<f64>,
+}
+
+impl HarnessCpu {
+    /// The figures from this process's readings, the load phase's length and the storm's.
+    pub fn new(own: &HubReadings, load_seconds: f64, storm_seconds: Option<f64>) -> HarnessCpu {
+        let cpu = |a: Option<HubSample>, b: Option<HubSample>| Some((b?.cpu_s - a?.cpu_s).max(0.0));
+        let percent = |cpu: Option<f64>, wall: Option<f64>| {
+            let wall = wall.filter(|&w| w > 0.0)?;
+            Some(cpu? * 100.0 / wall)
+        };
+        let cpu_load_s = cpu(own.load_start, own.load_end);
+        let cpu_storm_s = cpu(own.storm_start, own.storm_end);
+        HarnessCpu {
+            cpu_load_s,
+            cpu_load_percent: percent(cpu_load_s, Some(load_seconds)),
+            cpu_storm_s,
+            cpu_storm_percent: percent(cpu_storm_s, storm_seconds),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,5 +347,25 @@ mod tests {
         assert_eq!(r.cpu_us_per_event, None);
         let json = serde_json::to_value(&r).unwrap();
         assert!(json["rss_per_conn_kib"].is_null());
+    }
+
+    #[test]
+    fn the_harness_cpu_is_a_share_of_one_core() {
+        let own = HubReadings {
+            load_start: at(0, 1.0),
+            load_end: at(0, 4.0),
+            storm_start: at(0, 2.0),
+            storm_end: at(0, 3.5),
+            ..HubReadings::default()
+        };
+        let h = HarnessCpu::new(&own, 4.0, Some(2.0));
+        assert_eq!(h.cpu_load_s, Some(3.0));
+        assert_eq!(h.cpu_load_percent, Some(75.0));
+        assert_eq!(h.cpu_storm_percent, Some(75.0));
+        let none = HarnessCpu::new(&own, 0.0, None);
+        assert_eq!(
+            (none.cpu_load_percent, none.cpu_storm_percent),
+            (None, None)
+        );
     }
 }

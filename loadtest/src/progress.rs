@@ -1,6 +1,7 @@
 //! The progress line: once a second on stderr, what phase the run is in, commands sent,
 //! deliveries in the last second, errors, members held; with a storm, its accepted and failed
-//! connections so far; with `--hub-pid`, the hub's RSS and CPU use over the last second.
+//! connections so far; with `--hub-pid`, the hub's RSS and CPU use over the last second; and
+//! this process's own CPU use (a harness at 100% of its core measures its own delays).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct Watched {
     pub storm: Option<(Arc<StormCounters>, usize)>,
     /// The hub's process, with `--hub-pid`.
     pub probe: Option<Arc<HubProbe>>,
+    /// This process.
+    pub own: HubProbe,
 }
 
 /// Prints the progress line until aborted.
@@ -33,6 +36,7 @@ pub async fn run(ctx: Arc<RunCtx>, phase: watch::Receiver<Phase>, watched: Watch
         tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     let mut last_delivered = 0;
     let mut last_hub: Option<(Instant, HubSample)> = None;
+    let mut last_own: Option<(Instant, HubSample)> = None;
     loop {
         tick.tick().await;
         let delivered = read(&c.delivered);
@@ -73,6 +77,17 @@ pub async fn run(ctx: Arc<RunCtx>, phase: watch::Receiver<Phase>, watched: Watch
                 );
             }
             last_hub = Some((at, now));
+        }
+        if let Some(now) = watched.own.sample() {
+            let at = Instant::now();
+            if let Some((then, before)) = last_own {
+                let _ = write!(
+                    line,
+                    "  self cpu {:.0}%",
+                    cpu_percent(before.cpu_s, now.cpu_s, at - then)
+                );
+            }
+            last_own = Some((at, now));
         }
         eprintln!("{line}");
         last_delivered = delivered;

@@ -13,7 +13,7 @@ use signaling::server::Limits;
 
 use crate::args::{Config, Op};
 use crate::fdlimit::FileLimit;
-use crate::hubproc::HubReport;
+use crate::hubproc::{HarnessCpu, HubReport};
 use crate::slow::SlowReport;
 use crate::stats::{Counters, LatencySummary, read};
 use crate::storm::StormReport;
@@ -64,6 +64,8 @@ pub struct Report {
     pub slow: Option<SlowReport>,
     /// The connection storm (`--storm`).
     pub storm: Option<StormReport>,
+    /// This process's own CPU use.
+    pub harness: HarnessCpu,
 }
 
 /// The open-file limit.
@@ -155,6 +157,8 @@ pub struct Measured<'a> {
     pub slow: Option<SlowReport>,
     /// The storm's figures.
     pub storm: Option<StormReport>,
+    /// This process's CPU.
+    pub harness: HarnessCpu,
 }
 
 impl Report {
@@ -223,6 +227,7 @@ impl Report {
             hub: m.hub,
             slow: m.slow,
             storm: m.storm,
+            harness: m.harness,
         }
     }
 
@@ -265,6 +270,7 @@ mod tests {
                 hub: None,
                 slow: None,
                 storm: None,
+                harness: HarnessCpu::new(&crate::hubproc::HubReadings::default(), 2.0, None),
             },
         )
     }

@@ -29,7 +29,7 @@ use crate::args::Config;
 use crate::client::{Phase, RunCtx};
 use crate::connect::{self, Connected};
 use crate::fdlimit::FileLimit;
-use crate::hubproc::{Divisors, HubProbe, HubReadings, HubReport, HubSample};
+use crate::hubproc::{Divisors, HarnessCpu, HubProbe, HubReadings, HubReport, HubSample};
 use crate::preflight;
 use crate::progress::{self, Watched};
 use crate::report::{Measured, Report};
@@ -74,6 +74,10 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
         eprintln!("warning: {w}");
     }
     let probe = config.hub_pid.map(|pid| Arc::new(HubProbe::new(pid)));
+    // A wrong pid is said now, before minutes of setup, not at the first phase boundary.
+    if let Some(p) = &probe {
+        let _ = p.sample();
+    }
     if let Some(w) = probe
         .as_ref()
         .and_then(|p| p.open_files_limit())
@@ -99,11 +103,12 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
     let mut storm = Storm::default();
     let mut phases = Phases::start(config, &ctx, probe.clone(), &storm);
 
-    let sample = |p: &Option<Arc<HubProbe>>| p.as_ref().and_then(|p| p.sample());
-    let mut readings = HubReadings {
-        before: sample(&probe),
-        ..HubReadings::default()
+    let probes = Probes {
+        hub: probe.clone(),
+        own: HubProbe::new(std::process::id()),
     };
+    let mut marks = Marks::default();
+    probes.mark(&mut marks, |r| &mut r.before);
     let watch = (phases.phase_rx.clone(), phases.stop_rx.clone());
     let connecting = connect::open_all(config, &fixture, &dialer, &ctx, &watch);
     let mut conns = phases.interruptible(connecting).await.unwrap_or_else(|| {
@@ -114,7 +119,7 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
             slow: Vec::new(),
         }
     });
-    readings.after_connect = sample(&probe);
+    probes.mark(&mut marks, |r| &mut r.after_connect);
     let counters = &ctx.counters;
     eprintln!(
         "connected: {} of {} connections in {:.1}s",
@@ -124,8 +129,8 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
     );
     let held_idle = read(&counters.held) + conns.slow.len() as u64;
     print_idle(
-        readings.before,
-        readings.after_connect,
+        marks.hub.before,
+        marks.hub.after_connect,
         held_idle,
         "after connecting",
     );
@@ -133,10 +138,10 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
     if !config.hold.is_zero() && !conns.members.is_empty() {
         phases.phase_tx.send_replace(Phase::Hold);
         phases.interruptible(tokio::time::sleep(config.hold)).await;
-        readings.after_hold = sample(&probe);
+        probes.mark(&mut marks, |r| &mut r.after_hold);
         print_idle(
-            readings.before,
-            readings.after_hold,
+            marks.hub.before,
+            marks.hub.after_hold,
             held_idle,
             "after the hold",
         );
@@ -145,7 +150,7 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
     let mut load_seconds = 0.0;
     if !conns.members.is_empty() && !phases.interrupted() {
         let start = Instant::now();
-        readings.load_start = sample(&probe);
+        probes.mark(&mut marks, |r| &mut r.load_start);
         phases.phase_tx.send_replace(Phase::Load { start });
         let storm_conns = storm_conns(config, &fixture);
         let load = load_phase(
@@ -153,8 +158,8 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
             &ctx,
             &dialer,
             (&mut storm, storm_conns),
-            &probe,
-            &mut readings,
+            &probes,
+            &mut marks,
         );
         if phases.interruptible(load).await.is_none() {
             eprintln!("interrupted: ending the load phase early");
@@ -163,7 +168,7 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
         phases.phase_tx.send_replace(Phase::Drain);
         load_seconds = start.elapsed().as_secs_f64();
         drain(counters).await;
-        readings.load_end = sample(&probe);
+        probes.mark(&mut marks, |r| &mut r.load_end);
     }
     // Tasks dropped by an interrupt while connecting hold nothing, whatever the counter says.
     let held_at_end = if conns.members.is_empty() {
@@ -185,8 +190,9 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
             delivered: read(&counters.delivered),
             load_seconds,
         };
-        HubReport::new(p.pid(), &readings, d)
+        HubReport::new(p.pid(), &marks.hub, d)
     });
+    let harness = HarnessCpu::new(&marks.own, load_seconds, storm.seconds());
     let mut during = samples.during_storm.clone();
     let mut outside = samples.outside_storm.clone();
     let storm_report = config.storm.map(|plan| {
@@ -212,6 +218,7 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
             slow: (config.slow_readers > 0)
                 .then(|| SlowReport::new(config.slow_readers, &slow_outcomes)),
             storm: storm_report,
+            harness,
         },
     ))
 }
@@ -280,6 +287,7 @@ impl Phases {
                     .storm
                     .map(|plan| (Arc::clone(&storm.counters), plan.count)),
                 probe,
+                own: HubProbe::new(std::process::id()),
             },
         ));
         Phases {
@@ -329,24 +337,44 @@ async fn load_phase(
     ctx: &RunCtx,
     dialer: &Arc<Dialer>,
     (storm, conns): (&mut Storm, Vec<StormConn>),
-    probe: &Option<Arc<HubProbe>>,
-    readings: &mut HubReadings,
+    probes: &Probes,
+    marks: &mut Marks,
 ) {
-    let sample = || probe.as_ref().and_then(|p| p.sample());
     let storm_part = async {
         let Some(plan) = config.storm else { return };
         tokio::time::sleep(config.duration / 4).await;
         ctx.storm.begin(micros_since(ctx.epoch, Instant::now()));
-        readings.storm_start = sample();
+        probes.mark(marks, |r| &mut r.storm_start);
         eprintln!(
             "storm: opening {} connections at {}/s",
             plan.count, plan.rate
         );
         storm.run(plan, dialer, conns).await;
         ctx.storm.finish(micros_since(ctx.epoch, Instant::now()));
-        readings.storm_end = sample();
+        probes.mark(marks, |r| &mut r.storm_end);
     };
     tokio::join!(storm_part, tokio::time::sleep(config.duration));
+}
+
+/// The hub's probe (with `--hub-pid`) and this process's own, read together.
+struct Probes {
+    hub: Option<Arc<HubProbe>>,
+    own: HubProbe,
+}
+
+/// The readings of both processes at the phase boundaries.
+#[derive(Default)]
+struct Marks {
+    hub: HubReadings,
+    own: HubReadings,
+}
+
+impl Probes {
+    /// Reads both processes into the boundary `at` picks.
+    fn mark(&self, marks: &mut Marks, at: fn(&mut HubReadings) -> &mut Option<HubSample>) {
+        *at(&mut marks.hub) = self.hub.as_ref().and_then(|p| p.sample());
+        *at(&mut marks.own) = self.own.sample();
+    }
 }
 
 /// Prints the hub's RSS growth per held connection, when both readings exist.

@@ -133,6 +133,8 @@ pub struct Storm {
     pub tasks: JoinSet<Option<u32>>,
     /// When the first connection was due.
     pub start: Option<Instant>,
+    /// When every attempt had ended (or the settle time ran out).
+    pub settled: Option<Instant>,
     stop: watch::Sender<bool>,
 }
 
@@ -142,6 +144,7 @@ impl Default for Storm {
             counters: Arc::new(StormCounters::default()),
             tasks: JoinSet::new(),
             start: None,
+            settled: None,
             stop: watch::channel(false).0,
         }
     }
@@ -175,6 +178,12 @@ impl Storm {
         while self.counters.resolved() < launched && tokio::time::Instant::now() < settle {
             tokio::time::sleep(SETTLE_POLL).await;
         }
+        self.settled = Some(Instant::now());
+    }
+
+    /// From the first due time until every attempt had ended, seconds; `None` before then.
+    pub fn seconds(&self) -> Option<f64> {
+        Some((self.settled? - self.start?).as_secs_f64())
     }
 
     /// Closes every storm connection and collects the accepted ones' connect latencies (µs);

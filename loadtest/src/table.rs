@@ -85,6 +85,17 @@ impl Report {
         if let Some(storm) = &self.storm {
             storm_rows(&mut out, storm);
         }
+        let h = &self.harness;
+        let secs = |s: f64| format!("{s:.2}");
+        let pct = |p: f64| format!("{p:.0}");
+        let _ = writeln!(
+            out,
+            "  harness cpu  load {} s ({}% of a core)  storm {} s ({}%)",
+            or_dash(h.cpu_load_s, secs),
+            or_dash(h.cpu_load_percent, pct),
+            or_dash(h.cpu_storm_s, secs),
+            or_dash(h.cpu_storm_percent, pct),
+        );
         list(&mut out, "error frames by code", &m.errors_by_code);
         list(&mut out, "closes by code", &close_labels(&c.close_codes));
         list(&mut out, "open failures", &c.open_failure_reasons);
