@@ -2,21 +2,46 @@
 //!
 //! ```text
 //! cargo run --release -p loadtest -- --url http://127.0.0.1:8080 --users 200 --rooms 20 \
-//!     --rate 400 --duration 30 [--op broadcast|task_update] [--accounts K] [--json]
+//!     --rate 400 --duration 30 [--op broadcast|task_update] [--accounts K] [--json] \
+//!     [--source-addrs N|auto] [--hub-pid PID] [--hold SECS] [--slow-readers K] \
+//!     [--storm RATE --storm-count N]
 //! ```
+//!
+//! Three kinds of run besides the plain load test:
+//!
+//! - **Memory** (`--rate 0 --hold 10 --duration 1 --hub-pid $(pgrep -x hub)`): N idle
+//!   connections; the hub's RSS before, after connecting and after the hold, and per connection.
+//!   Many connections from one box: the soft open-file limit is raised to the hard limit at
+//!   start (the hard limit only root can raise; the preflight says when it is the wall), and
+//!   past 20 000 connections the sockets are spread over 127.0.0.2, 127.0.0.3, ...
+//!   (`--source-addrs`).
+//! - **Slow readers** (`--slow-readers K`): K connections stop reading after joining; the
+//!   other members' latency and delivery ratio show whether they noticed, and the report says
+//!   how the hub ended the slow ones.
+//! - **Connection storm** (`--storm RATE --storm-count N`): N more connections during the load
+//!   phase on an open-loop schedule; their connect latency from the due time, the failures by
+//!   reason, and the members' latency during the storm on its own row. The hub must be started
+//!   with `HUB_MAX_CONNS_PER_USER` (default 50) and `HUB_MAX_CONNS_PER_IP` (default 1000)
+//!   raised, and `HUB_LIMIT_READ_PER_IP` (default `100/s+1000`, charged by every upgrade)
+//!   above the storm's rate per source address; refusals are counted as `HTTP 429` with the
+//!   hub's code.
 //!
 //! How a run flows, one file per step:
 //!
 //! - [`args`]: the command line and its validation into a `Config`; [`target`]: the hub's URL
-//!   and the loopback-only guard; [`preflight`]: warnings before spending minutes on a run.
+//!   and the loopback-only guard; [`preflight`]: warnings before spending minutes on a run;
+//!   [`fdlimit`]: the open-file limit; [`addrs`]: the source addresses.
 //! - [`rest`]: accounts, workspaces and memberships over the REST API.
-//! - [`ws`]: opening one connection (handshake, `hello`, join, own task).
-//! - [`client`]: one connection's reader and writer during the load phase; [`frames`]: what they
-//!   write and read.
-//! - [`run`]: the phases (connect, load, drain, close) and the progress line.
-//! - [`stats`]: counters and percentiles; [`report`]: the table or JSON at the end.
+//! - [`ws`]: opening one connection (TCP, upgrade, `hello`, join, own task).
+//! - [`connect`]: the initial connections; [`client`]: one member's reader and writer during
+//!   the load phase; [`sender`] and [`frames`]: what they write and read; [`slow`]: the slow
+//!   readers; [`storm`]: the connection storm.
+//! - [`run`]: the phases (connect, hold, load, drain, close); [`progress`]: the progress line;
+//!   [`hubproc`]: the hub's RSS and CPU from `/proc`; [`hubmetrics`]: the hub's own counters.
+//! - [`stats`]: counters and percentiles; [`report`]: the figures at the end, as JSON or as a
+//!   [`table`].
 //!
-//! Exits 0 after a completed run, 1 if the setup failed or no connection was held at the end,
+//! Exits 0 after a completed run, 1 if the setup failed or no member was held at the end,
 //! 2 for a bad command line.
 
 mod addrs;
@@ -25,6 +50,7 @@ mod client;
 mod connect;
 mod fdlimit;
 mod frames;
+mod hubmetrics;
 mod hubproc;
 mod preflight;
 mod progress;

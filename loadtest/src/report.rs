@@ -13,6 +13,7 @@ use signaling::server::Limits;
 
 use crate::args::{Config, Op};
 use crate::fdlimit::FileLimit;
+use crate::hubmetrics::HubCounted;
 use crate::hubproc::{HarnessCpu, HubReport};
 use crate::slow::SlowReport;
 use crate::stats::{Counters, LatencySummary, read};
@@ -66,6 +67,8 @@ pub struct Report {
     pub storm: Option<StormReport>,
     /// This process's own CPU use.
     pub harness: HarnessCpu,
+    /// What the hub's `/metrics` counted during the run; `null` if it could not be read.
+    pub hub_counted: Option<HubCounted>,
 }
 
 /// The open-file limit.
@@ -159,6 +162,8 @@ pub struct Measured<'a> {
     pub storm: Option<StormReport>,
     /// This process's CPU.
     pub harness: HarnessCpu,
+    /// The hub's counters' increase.
+    pub hub_counted: Option<HubCounted>,
 }
 
 impl Report {
@@ -228,6 +233,7 @@ impl Report {
             slow: m.slow,
             storm: m.storm,
             harness: m.harness,
+            hub_counted: m.hub_counted,
         }
     }
 
@@ -271,6 +277,7 @@ mod tests {
                 slow: None,
                 storm: None,
                 harness: HarnessCpu::new(&crate::hubproc::HubReadings::default(), 2.0, None),
+                hub_counted: None,
             },
         )
     }

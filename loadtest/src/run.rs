@@ -29,6 +29,7 @@ use crate::args::Config;
 use crate::client::{Phase, RunCtx};
 use crate::connect::{self, Connected};
 use crate::fdlimit::FileLimit;
+use crate::hubmetrics::{self, HubCounted};
 use crate::hubproc::{Divisors, HarnessCpu, HubProbe, HubReadings, HubReport, HubSample};
 use crate::preflight;
 use crate::progress::{self, Watched};
@@ -109,6 +110,7 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
     };
     let mut marks = Marks::default();
     probes.mark(&mut marks, |r| &mut r.before);
+    let counted_before = hubmetrics::scrape(&config.target).await;
     let watch = (phases.phase_rx.clone(), phases.stop_rx.clone());
     let connecting = connect::open_all(config, &fixture, &dialer, &ctx, &watch);
     let mut conns = phases.interruptible(connecting).await.unwrap_or_else(|| {
@@ -182,6 +184,10 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
     let samples = close_members(&mut conns.members, &phases.stop_tx).await;
     let storm_connect = storm.close(CLOSE_GRACE).await;
     phases.progress.abort();
+    let hub_counted = match (counted_before, hubmetrics::scrape(&config.target).await) {
+        (Some(before), Some(after)) => Some(HubCounted::between(before, after)),
+        _ => None,
+    };
 
     let expected = expected_deliveries(&ctx, &conns.members_per_room);
     let hub = probe.as_ref().map(|p| {
@@ -219,6 +225,7 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
                 .then(|| SlowReport::new(config.slow_readers, &slow_outcomes)),
             storm: storm_report,
             harness,
+            hub_counted,
         },
     ))
 }

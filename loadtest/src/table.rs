@@ -85,6 +85,15 @@ impl Report {
         if let Some(storm) = &self.storm {
             storm_rows(&mut out, storm);
         }
+        if let Some(counted) = self.hub_counted {
+            let n = |v: u64| v.to_string();
+            let _ = writeln!(
+                out,
+                "  hub counted  slow consumers closed {}  refused by limits and caps {}  (its /metrics, over the run)",
+                or_dash(counted.slow_consumers, n),
+                or_dash(counted.rate_limited, n),
+            );
+        }
         let h = &self.harness;
         let secs = |s: f64| format!("{s:.2}");
         let pct = |p: f64| format!("{p:.0}");
