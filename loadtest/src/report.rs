@@ -301,4 +301,67 @@ mod tests {
         assert!(r.latency_ms.is_none());
         assert!(r.table().contains("no events delivered"));
     }
+
+    #[test]
+    fn the_optional_sections_reach_the_json_and_the_table() {
+        use crate::hubproc::{Divisors, HubReadings, HubSample};
+        use crate::slow::{SlowEnd, SlowOutcome};
+        use crate::storm::StormCounters;
+
+        let mut r = report(vec![1000]);
+        assert!(r.hub.is_none() && r.slow.is_none() && r.storm.is_none());
+        let at = |rss_kib, cpu_s| Some(HubSample { rss_kib, cpu_s });
+        let readings = HubReadings {
+            before: at(10_000, 1.0),
+            after_connect: at(10_400, 1.5),
+            load_start: at(10_400, 1.5),
+            load_end: at(10_500, 2.5),
+            ..HubReadings::default()
+        };
+        let d = Divisors {
+            held_idle: 4,
+            delivered: 4,
+            load_seconds: 2.0,
+        };
+        r.hub = Some(HubReport::new(42, &readings, d));
+        let closed = SlowOutcome {
+            end: SlowEnd::Closed(4008),
+            frames: 3,
+            bytes: 300,
+        };
+        r.slow = Some(SlowReport::new(2, &[closed.clone(), closed]));
+        let counters = StormCounters::default();
+        let plan = crate::args::StormConfig {
+            rate: 100.0,
+            count: 10,
+        };
+        r.storm = Some(StormReport::new(
+            plan,
+            &counters,
+            vec![5_000],
+            (&mut [2_000], &mut [1_000]),
+        ));
+
+        let json: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+        assert_eq!(json["hub"]["rss_per_conn_kib"], 100.0);
+        assert_eq!(json["hub"]["cpu_us_per_event"], 250_000.0);
+        assert_eq!(json["slow"]["close_codes"]["4008"], 2);
+        assert_eq!(json["storm"]["connect_latency_ms"]["p99"], 5.0);
+        assert_eq!(json["storm"]["members_latency_during_ms"]["max"], 2.0);
+        assert_eq!(json["delivery"]["expected"], 8);
+        assert_eq!(json["delivery"]["ratio"], 0.5);
+
+        let table = r.table();
+        for expected in [
+            "(100.0 KiB per connection)",
+            "250000.00 µs per delivered event",
+            "slow readers 2 of 2 joined: closed by hub 2",
+            "4008 (slow consumer)",
+            "storm        10 at 100/s",
+            "members ms, during storm p50 2.00",
+            "(50.00% of 8 expected)",
+        ] {
+            assert!(table.contains(expected), "{expected:?} not in\n{table}");
+        }
+    }
 }

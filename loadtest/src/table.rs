@@ -97,13 +97,21 @@ impl Report {
         let h = &self.harness;
         let secs = |s: f64| format!("{s:.2}");
         let pct = |p: f64| format!("{p:.0}");
+        let storm = h
+            .cpu_storm_s
+            .map(|cpu| {
+                format!(
+                    "  storm {} s ({}%)",
+                    secs(cpu),
+                    or_dash(h.cpu_storm_percent, pct)
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  harness cpu  load {} s ({}% of a core)  storm {} s ({}%)",
+            "  harness cpu  load {} s ({}% of a core){storm}",
             or_dash(h.cpu_load_s, secs),
             or_dash(h.cpu_load_percent, pct),
-            or_dash(h.cpu_storm_s, secs),
-            or_dash(h.cpu_storm_percent, pct),
         );
         list(&mut out, "error frames by code", &m.errors_by_code);
         list(&mut out, "closes by code", &close_labels(&c.close_codes));
@@ -160,12 +168,14 @@ fn hub_rows(out: &mut String, h: &HubReport) {
     let secs = |s: f64| format!("{s:.2}");
     let _ = writeln!(
         out,
-        "  hub cpu s    connect {}  load {} ({}% of a core, {} µs per delivered event)  storm {}   (pid {})",
+        "  hub cpu s    connect {}  load {} ({}% of a core, {} µs per delivered event){}  (pid {})",
         or_dash(h.cpu_connect_s, secs),
         or_dash(h.cpu_load_s, secs),
         or_dash(h.cpu_load_percent, |p| format!("{p:.0}")),
         or_dash(h.cpu_us_per_event, |u| format!("{u:.2}")),
-        or_dash(h.cpu_storm_s, secs),
+        h.cpu_storm_s
+            .map(|s| format!("  storm {}", secs(s)))
+            .unwrap_or_default(),
         h.pid,
     );
 }
