@@ -71,6 +71,8 @@ pub fn broadcast(workspace_id: WorkspaceId, data: LtData) -> serde_json::Result<
         workspace_id,
         event: EVENT.to_owned(),
         data: serde_json::value::to_raw_value(&data)?,
+        // Measured events must arrive: a member that misses one would skew the figures.
+        droppable: false,
     }))
 }
 
