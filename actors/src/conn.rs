@@ -34,8 +34,12 @@ impl WireFrame {
         Self(Bytes::from(frame))
     }
 
-    /// A close frame with `code` and `reason` (at most 123 bytes of it are sent).
+    /// A close frame with `code` and `reason` (at most 123 bytes of it are sent), or with no
+    /// payload for [`CloseReason::NO_STATUS`].
     pub fn close(code: u16, reason: &str) -> Self {
+        if code == CloseReason::NO_STATUS {
+            return Self::with_opcode(OpCode::Close, &[]);
+        }
         let mut payload = code.to_be_bytes().to_vec();
         let mut end = reason.len().min(123);
         while !reason.is_char_boundary(end) {
@@ -78,6 +82,18 @@ pub struct CloseReason {
 }
 
 impl CloseReason {
+    /// "No status code": never sent on the wire (RFC 6455, 7.4.1); a close frame for it carries
+    /// no payload.
+    pub const NO_STATUS: u16 = 1005;
+
+    /// The echo of a client's close frame: its code, or none if it gave none.
+    pub fn echo(code: Option<u16>) -> CloseReason {
+        CloseReason {
+            code: code.unwrap_or(Self::NO_STATUS),
+            reason: "",
+        }
+    }
+
     /// The outbox stayed full: the client reads too slowly. It should reconnect and resume by
     /// offset.
     pub const SLOW_CONSUMER: CloseReason = CloseReason {
@@ -585,6 +601,12 @@ mod tests {
         assert_eq!(large.payload().len(), 70_000);
         let close = WireFrame::close(4008, "slow");
         assert_eq!(close.bytes().as_ref(), b"\x88\x06\x0f\xa8slow");
+        let echo = WireFrame::close(CloseReason::echo(None).code, "");
+        assert_eq!(
+            echo.bytes().as_ref(),
+            b"\x88\x00",
+            "a close without a code, echoed"
+        );
         // A long reason is cut on a character boundary, within the 125-byte control payload.
         let long = WireFrame::close(1000, &"é".repeat(100));
         assert!(long.payload().len() <= 125);

@@ -158,7 +158,9 @@ impl Router {
         for _ in 0..3 {
             let entry = match self.shared.rooms.get(&id).map(|e| e.clone()) {
                 Some(e) => e,
-                None => match self.start_room(id).await {
+                // Boxed: starting a room is rare, and its state would otherwise sit in every
+                // connection's reader (this future is part of it) for the connection's life.
+                None => match Box::pin(self.start_room(id)).await {
                     Ok(e) => e,
                     Err(e) => return Err((e, Some(msg))),
                 },

@@ -28,13 +28,12 @@ use signaling::frame::{self, Frame, FrameError, OpCode};
 use signaling::server::{Limits, ServerMsg};
 use signaling::{ErrorCode, RoomKey, UserId};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::assemble::{AssembleError, Assembler};
 use super::registry::Admission;
 use super::socket;
-use super::writer::{self, Control, WriterEnd};
+use super::writer::{self, WriterEnd};
 use crate::http::WriteDeadline;
 use crate::limits::TokenBucket;
 use crate::state::AppState;
@@ -65,12 +64,10 @@ pub async fn run(
         // The account was closed between the upgrade and now.
         conn.close(CloseReason::ACCESS_REVOKED);
     }
-    let (control_tx, control_rx) = mpsc::channel(16);
     state.metrics.connections_open.increment(1.0);
     let writer = tokio::spawn(writer::run(
         write,
         outbox,
-        control_rx,
         Duration::from_secs(cfg.ping_secs.max(1)),
         state.metrics.clone(),
     ));
@@ -102,8 +99,9 @@ pub async fn run(
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst, Instant::now()),
     };
     let hard_cap = cfg.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR);
-    reader.read_loop(&sock, early, hard_cap, control_tx).await;
-    teardown.finish().await;
+    reader.read_loop(&sock, early, hard_cap).await;
+    // Boxed: its state is large and needed only at the end, not by every idle connection.
+    Box::pin(teardown.finish()).await;
 }
 
 /// Ends a connection: closes it, tells its rooms, lets the writer send the close frame, waits
@@ -205,16 +203,16 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Reads frames until the connection ends. The read buffer exists only while there is
     /// something in it: an idle connection holds none.
-    async fn read_loop(
-        &mut self,
-        sock: &TcpStream,
-        early: Bytes,
-        hard_cap: usize,
-        control: mpsc::Sender<Control>,
-    ) {
+    async fn read_loop(&mut self, sock: &TcpStream, early: Bytes, hard_cap: usize) {
         let idle = Duration::from_secs(self.state.config.ws.idle_timeout_secs.max(1));
         let mut assembler = Assembler::new(hard_cap);
-        let mut buf = BytesMut::from(&early[..]);
+        let mut buf = BytesMut::new();
+        if !early.is_empty() {
+            buf.extend_from_slice(&early);
+        }
+        // `early` is a slice of the HTTP connection's read buffer: kept, it would pin that
+        // whole buffer (8 KiB or more) for the life of the connection.
+        drop(early);
         // Made once, not per frame: no timer or waiter is registered per frame read.
         let shutdown = self.state.shutdown.clone();
         let shutdown = shutdown.cancelled();
@@ -238,7 +236,7 @@ impl Reader<'_> {
                         return self.conn.close(CloseReason::PROTOCOL_ERROR);
                     }
                 };
-                match self.on_frame(frame, &mut assembler, &control).await {
+                match self.on_frame(frame, &mut assembler).await {
                     Flow::Go => {}
                     Flow::Heard => last_seen = tokio::time::Instant::now(),
                     Flow::Stop => return,
@@ -275,12 +273,7 @@ impl Reader<'_> {
     }
 
     /// One frame from the client.
-    async fn on_frame(
-        &mut self,
-        frame: Frame,
-        assembler: &mut Assembler,
-        control: &mpsc::Sender<Control>,
-    ) -> Flow {
+    async fn on_frame(&mut self, frame: Frame, assembler: &mut Assembler) -> Flow {
         match frame.opcode {
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 let refused = match assembler.push(frame.fin, frame.opcode, &frame.payload) {
@@ -303,24 +296,17 @@ impl Reader<'_> {
             }
             OpCode::Ping => {
                 // Answered, but it does not count as hearing from the client: its own pings do
-                // not keep a connection alive. A full control queue drops the pong.
-                let _ = control.try_send(Control {
-                    opcode: OpCode::Pong,
-                    payload: frame.payload.to_vec(),
-                });
+                // not keep a connection alive. A pong is droppable: one that does not fit is
+                // skipped, never a reason to close.
+                let pong = WireFrame::with_opcode(OpCode::Pong, &frame.payload);
+                self.conn.push(pong, Class::Droppable);
                 Flow::Go
             }
             OpCode::Pong => Flow::Heard,
             OpCode::Close => {
                 match frame::close_code(&frame.payload) {
-                    // The echo goes out before anything else, then the connection ends.
-                    Ok(code) => {
-                        let payload = code.map(|c| c.to_be_bytes().to_vec()).unwrap_or_default();
-                        let _ = control.try_send(Control {
-                            opcode: OpCode::Close,
-                            payload,
-                        });
-                    }
+                    // The echo is the close frame: it ends the queue and goes out next.
+                    Ok(code) => self.conn.close(CloseReason::echo(code)),
                     Err(_) => self.conn.close(CloseReason::PROTOCOL_ERROR),
                 }
                 Flow::Stop

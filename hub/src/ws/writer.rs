@@ -3,9 +3,9 @@
 //! Everything in the outbox is a complete WebSocket frame, built once by the room for all its
 //! members (`actors::WireFrame`). The writer waits for the first, takes every other frame
 //! already queued (up to [`MAX_BATCH`]) and hands them all to the kernel in one vectored write:
-//! no copy, no per-member framing, no write buffer kept per connection. Control frames (pongs and
-//! the close echo that the reader is obliged to send, pings) come through a separate small
-//! channel and go first.
+//! no copy, no per-member framing, no write buffer kept per connection. The reader's pongs come
+//! through the outbox like any frame (droppable); its close echo is the connection's close
+//! reason, which ends the queue and goes out as the close frame.
 //!
 //! A write that stalls (the client stopped reading and the socket's send queue is full) fails
 //! after the write deadline of the socket ([`crate::http::WriteDeadline`], whose timer runs only
@@ -18,22 +18,15 @@ use std::time::Duration;
 
 use actors::{CloseReason, Outbox, WireFrame};
 use bytes::Bytes;
-use signaling::frame::OpCode;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use crate::metrics::HubMetrics;
 
-/// Most frames written in one vectored write.
+/// Most frames taken from the outbox for one batch.
 pub const MAX_BATCH: usize = 64;
-
-/// A control frame the reader must have sent.
-pub struct Control {
-    /// Pong or Close.
-    pub opcode: OpCode,
-    /// Its payload.
-    pub payload: Vec<u8>,
-}
+/// Most frames handed to one `writev` call (a batch takes several when it is longer). Kept
+/// small: the slices live in the writer's state, which every connection holds while idle.
+const SLICES_PER_WRITE: usize = 16;
 
 /// How the writer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +44,6 @@ pub enum WriterEnd {
 pub async fn run<W: AsyncWrite + Unpin>(
     sock: W,
     mut outbox: Outbox,
-    mut control: mpsc::Receiver<Control>,
     ping_every: Duration,
     metrics: HubMetrics,
 ) -> WriterEnd {
@@ -60,7 +52,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
         batch: Vec::new(),
         metrics,
     };
-    match w.serve(&mut outbox, &mut control, ping_every).await {
+    match w.serve(&mut outbox, ping_every).await {
         Ok(()) => WriterEnd::Closed,
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             // Whatever stalled (events, a ping, the close frame), the client is not reading:
@@ -91,25 +83,12 @@ struct Writer<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
-    async fn serve(
-        &mut self,
-        outbox: &mut Outbox,
-        control: &mut mpsc::Receiver<Control>,
-        ping_every: Duration,
-    ) -> io::Result<()> {
+    async fn serve(&mut self, outbox: &mut Outbox, ping_every: Duration) -> io::Result<()> {
         let mut ping_timer =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         loop {
             tokio::select! {
                 biased;
-                Some(c) = control.recv() => {
-                    let close = c.opcode == OpCode::Close;
-                    let frame = WireFrame::with_opcode(c.opcode, &c.payload);
-                    self.write_one(frame.bytes().clone()).await?;
-                    if close {
-                        return Ok(());
-                    }
-                }
                 frame = outbox.recv() => {
                     let Some(first) = frame else { break };
                     self.batch.push(first);
@@ -124,13 +103,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 _ = ping_timer.tick() => self.write_one(ping()).await?,
             }
         }
-        // Closing: a close echo the reader owes goes out instead of our own close.
-        while let Ok(c) = control.try_recv() {
-            if c.opcode == OpCode::Close {
-                let echo = WireFrame::with_opcode(c.opcode, &c.payload);
-                return self.write_one(echo.bytes().clone()).await;
-            }
-        }
+        // The close frame: the room's or the hub's reason, or the echo of the client's close.
         let reason = outbox.close_reason().unwrap_or(CloseReason {
             code: 1000,
             reason: "",
@@ -160,9 +133,9 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
     // Where the writing stands: the first frame not fully written, and how much of it is.
     let (mut first, mut offset) = (0, 0);
     while first < frames.len() {
-        let mut slices = [IoSlice::new(&[]); MAX_BATCH];
+        let mut slices = [IoSlice::new(&[]); SLICES_PER_WRITE];
         let mut k = 0;
-        for (i, frame) in frames[first..].iter().take(MAX_BATCH).enumerate() {
+        for (i, frame) in frames[first..].iter().take(SLICES_PER_WRITE).enumerate() {
             let start = if i == 0 { offset } else { 0 };
             slices[k] = IoSlice::new(&frame[start..]);
             k += 1;
