@@ -6,6 +6,9 @@
 //! not masked, so every member gets the same bytes: a room serializes and frames an event once,
 //! every member's outbox holds a reference to the same buffer, and the writer hands those
 //! buffers to the kernel as they are, with no copy and no per-member framing.
+//!
+//! An idle connection costs little here: the outbox's buffer grows with a burst and is freed
+//! when the burst has been written, so an idle connection keeps a few slots at most.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use signaling::frame::{self, OpCode};
 use signaling::{RoomKey, UserId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// A complete WebSocket frame (FIN set, unmasked), ready for the socket. Cheap to clone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,10 +162,10 @@ pub struct ConflationKey {
     pub subject: u128,
 }
 
-/// What the outbox channel carries.
+/// What the outbox queue holds.
 #[derive(Debug)]
 enum Slot {
-    /// A frame; an empty one is only a wake-up (see [`ConnHandle::close`]).
+    /// A frame.
     Frame(Bytes),
     /// Stands for the oldest key in [`Latest`]: the writer sends that key's latest frame.
     Latest,
@@ -191,8 +194,33 @@ pub enum Delivery {
     Gone,
 }
 
-/// What both sides of a connection share besides the channel.
+/// Slots an outbox keeps allocated once drained (a larger buffer is freed when the outbox
+/// empties): an idle connection holds at most this, a burst's buffer lives only while it lasts.
+const KEEP_SLOTS: usize = 4;
+
+/// The outbox itself: a bounded queue of slots. A plain queue behind a lock held for a push or a
+/// pop, rather than a channel, because a channel allocates its first block of slots up front
+/// and keeps it: 1.5 KiB per idle connection.
+type Queue = std::collections::VecDeque<Slot>;
+
+/// Why a slot was not queued.
+enum Refused {
+    Full,
+    Gone,
+}
+
+/// What both sides of a connection share.
 struct Shared {
+    queue: Mutex<Queue>,
+    /// How many slots the queue holds when full.
+    capacity: usize,
+    /// How many it holds now (written under the lock, read without it).
+    len: AtomicUsize,
+    /// The writer's side is gone: nothing will be taken any more (set under the lock).
+    receiver_gone: AtomicBool,
+    /// Wakes the writer when a slot is queued or the connection closes. `notify_one` keeps a
+    /// permit when the writer is not waiting yet, so no wake-up is lost.
+    ready: Notify,
     /// Set once the connection must close. An atomic rather than a cancellation token: it is
     /// read for every frame the writer takes, and must cost no lock.
     closed: AtomicBool,
@@ -212,10 +240,48 @@ struct Shared {
 }
 
 impl Shared {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A poisoned queue is still a valid queue: each operation is a single push or pop.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn try_push(&self, slot: Slot) -> Result<(), Refused> {
+        let mut queue = self.queue();
+        if self.receiver_gone.load(Ordering::SeqCst) {
+            return Err(Refused::Gone);
+        }
+        if queue.len() >= self.capacity {
+            return Err(Refused::Full);
+        }
+        queue.push_back(slot);
+        self.len.store(queue.len(), Ordering::SeqCst);
+        drop(queue);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    fn pop(&self) -> Option<Slot> {
+        let mut queue = self.queue();
+        let slot = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > KEEP_SLOTS {
+            *queue = Queue::new();
+        }
+        self.len.store(queue.len(), Ordering::SeqCst);
+        slot
+    }
+
+    fn free_slots(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.len.load(Ordering::SeqCst))
+    }
+
     fn close(&self, reason: CloseReason) {
         let _ = self.reason.set(reason);
         if !self.closed.swap(true, Ordering::SeqCst) {
             self.close_notify.notify_waiters();
+            self.ready.notify_one();
         }
     }
 
@@ -252,7 +318,6 @@ struct Rooms {
 pub struct ConnHandle {
     id: ConnId,
     user: UserId,
-    tx: mpsc::Sender<Slot>,
     shared: Arc<Shared>,
     /// The rooms this connection is joined to (or joining), kept by the rooms themselves (they
     /// mark a join when they accept it and unmark it whenever they drop the session), so that
@@ -263,15 +328,28 @@ pub struct ConnHandle {
 
 /// The gateway side of a connection: what the writer task drains.
 pub struct Outbox {
-    rx: mpsc::Receiver<Slot>,
     shared: Arc<Shared>,
+}
+
+impl Drop for Outbox {
+    /// The writer is gone: whatever is queued will never be sent, and nothing more is taken.
+    fn drop(&mut self) {
+        let mut queue = self.shared.queue();
+        self.shared.receiver_gone.store(true, Ordering::SeqCst);
+        *queue = Queue::new();
+        self.shared.len.store(0, Ordering::SeqCst);
+    }
 }
 
 impl ConnHandle {
     /// A connection for `user` with an outbox of `capacity` frames.
     pub fn new(id: ConnId, user: UserId, capacity: usize) -> (ConnHandle, Outbox) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
         let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            capacity: capacity.max(1),
+            len: AtomicUsize::new(0),
+            receiver_gone: AtomicBool::new(false),
+            ready: Notify::new(),
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
             reason: OnceLock::new(),
@@ -284,11 +362,10 @@ impl ConnHandle {
             ConnHandle {
                 id,
                 user,
-                tx,
                 shared: shared.clone(),
                 rooms: Arc::default(),
             },
-            Outbox { rx, shared },
+            Outbox { shared },
         )
     }
 
@@ -308,24 +385,24 @@ impl ConnHandle {
     pub fn push(&self, frame: WireFrame, class: Class) -> Delivery {
         match class {
             Class::MustDeliver => self.send_or_evict(Slot::Frame(frame.0)),
-            Class::Droppable if self.tx.capacity() * 4 <= self.capacity() => Delivery::Dropped,
-            Class::Droppable => match self.tx.try_send(Slot::Frame(frame.0)) {
+            Class::Droppable if self.free_slots() * 4 <= self.capacity() => Delivery::Dropped,
+            Class::Droppable => match self.shared.try_push(Slot::Frame(frame.0)) {
                 Ok(()) => Delivery::Queued,
-                Err(mpsc::error::TrySendError::Full(_)) => Delivery::Dropped,
-                Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+                Err(Refused::Full) => Delivery::Dropped,
+                Err(Refused::Gone) => Delivery::Gone,
             },
             Class::Conflatable(key) => self.push_latest(key, frame.0),
         }
     }
 
     fn send_or_evict(&self, slot: Slot) -> Delivery {
-        match self.tx.try_send(slot) {
+        match self.shared.try_push(slot) {
             Ok(()) => Delivery::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 self.close(CloseReason::SLOW_CONSUMER);
                 Delivery::Evicted
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+            Err(Refused::Gone) => Delivery::Gone,
         }
     }
 
@@ -334,7 +411,7 @@ impl ConnHandle {
     /// key still waiting, or takes a slot that stands for its key.
     fn push_latest(&self, key: ConflationKey, frame: Bytes) -> Delivery {
         let shared = &self.shared;
-        if shared.latest_len.load(Ordering::SeqCst) == 0 && self.tx.capacity() * 2 > self.capacity()
+        if shared.latest_len.load(Ordering::SeqCst) == 0 && self.free_slots() * 2 > self.capacity()
         {
             return self.send_or_evict(Slot::Frame(frame));
         }
@@ -358,12 +435,12 @@ impl ConnHandle {
 
     /// How many frames the outbox holds when full.
     pub fn capacity(&self) -> usize {
-        self.tx.max_capacity()
+        self.shared.capacity
     }
 
     /// How many more frames fit in the outbox right now.
     pub fn free_slots(&self) -> usize {
-        self.tx.capacity()
+        self.shared.free_slots()
     }
 
     /// Waits until at least `free` frames fit in the outbox (the client has read what was
@@ -381,7 +458,7 @@ impl ConnHandle {
             if self.is_closed() {
                 break false;
             }
-            if self.tx.capacity() >= free {
+            if self.free_slots() >= free {
                 break true;
             }
             tokio::select! {
@@ -400,13 +477,19 @@ impl ConnHandle {
     /// first with [`ConnHandle::room_for`]. Returns false if the connection closed first.
     pub async fn push_waiting(&self, frames: Vec<WireFrame>) -> bool {
         for frame in frames {
-            let sent = tokio::select! {
-                biased;
-                () = self.shared.closed() => return false,
-                sent = self.tx.send(Slot::Frame(frame.0)) => sent,
-            };
-            if sent.is_err() {
-                return false;
+            loop {
+                if self.is_closed() {
+                    return false;
+                }
+                match self.shared.try_push(Slot::Frame(frame.0.clone())) {
+                    Ok(()) => break,
+                    Err(Refused::Gone) => return false,
+                    Err(Refused::Full) => {
+                        if !self.room_for(1).await {
+                            return false;
+                        }
+                    }
+                }
             }
         }
         true
@@ -415,9 +498,6 @@ impl ConnHandle {
     /// Asks the writer to close the connection. The first reason given wins.
     pub fn close(&self, reason: CloseReason) {
         self.shared.close(reason);
-        // Wakes a writer waiting on an empty outbox; a full one is busy and sees the close when
-        // it takes its next frame.
-        let _ = self.tx.try_send(Slot::Frame(Bytes::new()));
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
@@ -478,7 +558,7 @@ impl ConnHandle {
 
     /// True once the connection is closing.
     pub fn is_closed(&self) -> bool {
-        self.shared.is_closed() || self.tx.is_closed()
+        self.shared.is_closed() || self.shared.receiver_gone.load(Ordering::SeqCst)
     }
 }
 
@@ -486,16 +566,13 @@ impl Outbox {
     /// The next frame, or `None` once the connection must close (see [`Outbox::close_reason`]).
     pub async fn recv(&mut self) -> Option<Bytes> {
         loop {
-            let slot = self.rx.recv().await;
-            self.wake_waiters();
+            if let Some(frame) = self.try_recv() {
+                return Some(frame);
+            }
             if self.shared.is_closed() {
                 return None;
             }
-            match self.take(slot?) {
-                Some(frame) => return Some(frame),
-                // The close's wake-up, left behind by a close that came to nothing.
-                None => continue,
-            }
+            self.shared.ready.notified().await;
         }
     }
 
@@ -505,7 +582,7 @@ impl Outbox {
             if self.shared.is_closed() {
                 return None;
             }
-            let slot = self.rx.try_recv().ok();
+            let slot = self.shared.pop();
             self.wake_waiters();
             if let Some(frame) = self.take(slot?) {
                 return Some(frame);
