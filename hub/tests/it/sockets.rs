@@ -11,9 +11,9 @@ use tokio::net::TcpStream;
 use crate::both_backends;
 use crate::support::{Backend, Stalled, TestHub, WAIT, eventually, gauge, unthrottled};
 
-/// The TCP state of the hub's side of a connection, from `/proc/net/tcp`, if the kernel still
-/// has it (`01` is ESTABLISHED).
-fn server_side_state(hub_port: u16, client_port: u16) -> Option<String> {
+/// Column `col` of the hub's side of a connection in `/proc/net/tcp`, if the kernel still has
+/// the connection.
+fn server_side_column(hub_port: u16, client_port: u16, col: usize) -> Option<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
     table.lines().skip(1).find_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
@@ -23,25 +23,19 @@ fn server_side_state(hub_port: u16, client_port: u16) -> Option<String> {
                 .and_then(|p| u16::from_str_radix(p, 16).ok())
         };
         (port(cols.get(1)?) == Some(hub_port) && port(cols.get(2)?) == Some(client_port))
-            .then(|| cols.get(3).map(|s| (*s).to_owned()))
+            .then(|| cols.get(col).map(|s| (*s).to_owned()))
             .flatten()
     })
 }
 
-/// The inode of the hub's side of a connection, from `/proc/net/tcp`.
+/// The TCP state of the hub's side of a connection (`01` is ESTABLISHED).
+fn server_side_state(hub_port: u16, client_port: u16) -> Option<String> {
+    server_side_column(hub_port, client_port, 3)
+}
+
+/// The inode of the hub's side of a connection.
 fn server_side_inode(hub_port: u16, client_port: u16) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    table.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let port = |addr: &str| {
-            addr.rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok())
-        };
-        (port(cols.get(1)?) == Some(hub_port) && port(cols.get(2)?) == Some(client_port))
-            .then(|| cols.get(9)?.parse().ok())
-            .flatten()
-    })
+    server_side_column(hub_port, client_port, 9)?.parse().ok()
 }
 
 /// Whether the socket with this inode, open in this process (the hub runs in the test
