@@ -590,10 +590,11 @@ impl Outbox {
         }
     }
 
-    /// The frame a slot stands for; `None` for a wake-up.
+    /// The frame a slot stands for (`None` only if a conflated slot lost its frame, which the
+    /// lock around both makes impossible).
     fn take(&self, slot: Slot) -> Option<Bytes> {
-        let frame = match slot {
-            Slot::Frame(frame) => frame,
+        match slot {
+            Slot::Frame(frame) => Some(frame),
             Slot::Latest => {
                 let mut latest = self
                     .shared
@@ -603,10 +604,9 @@ impl Outbox {
                 let key = latest.order.pop_front()?;
                 let frame = latest.frames.remove(&key)?;
                 self.shared.latest_len.fetch_sub(1, Ordering::SeqCst);
-                frame
+                Some(frame)
             }
-        };
-        (!frame.is_empty()).then_some(frame)
+        }
     }
 
     /// Room was made: wakes whoever waits for it ([`ConnHandle::room_for`]), if anyone does.
