@@ -252,8 +252,17 @@ impl Authenticated {
     /// the database cannot answer.
     pub async fn check(state: &AppState, token: &str) -> Result<UserId, ApiError> {
         let user = state.auth.verify_access(token)?;
+        Self::active(state, user).await?;
+        Ok(user)
+    }
+
+    /// Whether `user`'s account exists and is enabled, read from the store.
+    ///
+    /// # Errors
+    /// As [`Authenticated::check`].
+    pub async fn active(state: &AppState, user: UserId) -> Result<(), ApiError> {
         match state.store.account_status(user).await? {
-            AccountStatus::Active => Ok(user),
+            AccountStatus::Active => Ok(()),
             AccountStatus::Disabled => Err(ApiError::account_disabled()),
             AccountStatus::Deleted => Err(ApiError::unauthorized("account no longer exists")),
         }

@@ -13,7 +13,6 @@ use std::time::Duration;
 use actors::Router;
 use anyhow::Context;
 use persistence::{Journal, Store};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,8 +64,7 @@ impl Hub {
         )
         .await
         .context("starting the room supervisor")?;
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = crate::http::listen(config.listen)
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let limits = Arc::new(Limits::new(config.limits.clone()));

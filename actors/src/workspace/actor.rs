@@ -89,6 +89,10 @@ pub struct Room {
     sessions: Sessions,
     /// The latest durable frames, for replaying to reconnecting clients without a database read.
     recent: VecDeque<(u64, WireFrame)>,
+    /// The `snapshot` frame of the board at the offset it carries, built on the first join
+    /// that needs it and shared by every later one until the board moves on (a reconnect storm
+    /// serializes the board once, not once per client).
+    snapshot_frame: Option<(u64, WireFrame)>,
     snapshot_offset: u64,
     last_snapshot: Instant,
     last_activity: Instant,
@@ -235,6 +239,7 @@ impl Room {
             board,
             sessions: Sessions::default(),
             recent: VecDeque::new(),
+            snapshot_frame: None,
             snapshot_offset,
             last_snapshot: Instant::now(),
             last_activity: Instant::now(),
@@ -467,9 +472,17 @@ impl Room {
         }));
     }
 
-    fn send_snapshot(&self, conn: &ConnHandle) -> (JoinMode, u64) {
-        let frame = ServerMsg::Snapshot(self.board.view()).to_json();
-        conn.push(WireFrame::text(frame), Class::MustDeliver);
+    fn send_snapshot(&mut self, conn: &ConnHandle) -> (JoinMode, u64) {
+        let offset = self.board.offset;
+        let frame = match &self.snapshot_frame {
+            Some((at, frame)) if *at == offset => frame.clone(),
+            _ => {
+                let frame = WireFrame::text(ServerMsg::Snapshot(self.board.view()).to_json());
+                self.snapshot_frame = Some((offset, frame.clone()));
+                frame
+            }
+        };
+        conn.push(frame, Class::MustDeliver);
         (JoinMode::Snapshot, 0)
     }
 
@@ -584,10 +597,13 @@ impl Room {
             }
             Op::Delete => {
                 self.board.check_delete(user)?;
-                self.ctx.store.delete_workspace(ws).await.map_err(|e| {
-                    tracing::error!(room = %ws, error = %e, "deleting the workspace failed");
-                    RoomError::Unavailable
-                })?;
+                // Boxed for the reason given in `Room::snapshot`.
+                Box::pin(self.ctx.store.delete_workspace(ws))
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(room = %ws, error = %e, "deleting the workspace failed");
+                        RoomError::Unavailable
+                    })?;
                 self.deleted = true;
                 let frame =
                     WireFrame::text(ServerMsg::WorkspaceDeleted { workspace_id: ws }.to_json());
@@ -639,6 +655,7 @@ impl Room {
             }
         }
         self.board.apply(offset, &event);
+        self.snapshot_frame = None;
         let frame = WireFrame::text(durable_frame(self.board.id, offset, &json));
         self.recent.push_back((offset, frame.clone()));
         while self.recent.len() > self.ctx.config.replay_buffer {
@@ -726,18 +743,16 @@ impl Room {
             }
         };
         let cfg = &self.ctx.config;
-        match self
-            .ctx
-            .store
-            .put_snapshot(
-                &self.key,
-                self.epoch,
-                self.board.offset,
-                &state,
-                cfg.journal_retain,
-            )
-            .await
-        {
+        // Boxed: the store's future is ~15 KiB, and inline it would be part of every message's
+        // `handle` future, which the actor builds and moves for each message.
+        let put = Box::pin(self.ctx.store.put_snapshot(
+            &self.key,
+            self.epoch,
+            self.board.offset,
+            &state,
+            cfg.journal_retain,
+        ));
+        match put.await {
             Ok(()) => {
                 self.snapshot_offset = self.board.offset;
                 self.last_snapshot = Instant::now();

@@ -1,8 +1,9 @@
 //! The WebSocket gateway at `/ws`.
 //!
 //! A client authenticates at the upgrade with its access token (`Authorization: Bearer` or
-//! `?token=`); the account must still exist and be enabled, and the user and the client's
-//! address must be under their connection caps. Each connection then runs two tasks:
+//! `?token=`); the account must still exist and be enabled (read from the store unless the user
+//! already has an open connection here, see [`registry::Registry::vouches_for`]), and the user
+//! and the client's address must be under their connection caps. Each connection then runs two tasks:
 //!
 //! - [`connection`]: reads frames (reassembling fragments under the size budget, see
 //!   [`assemble`]), enforces the rate limit, decodes commands and hands them to rooms through
@@ -76,10 +77,17 @@ pub async fn upgrade(
         )
         .into_response();
     };
-    let user = match Authenticated::check(&state, &token).await {
+    let user = match state.auth.verify_access(&token) {
         Ok(user) => user,
         Err(e) => return e.into_response(),
     };
+    // A user already connected here was found enabled then, and would have been closed since
+    // if not (see `Registry::vouches_for`); anyone else is read from the store.
+    if !state.registry.vouches_for(user)
+        && let Err(e) = Authenticated::active(&state, user).await
+    {
+        return e.into_response();
+    }
     if state.shutdown.is_cancelled() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

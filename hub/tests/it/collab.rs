@@ -255,6 +255,13 @@ async fn a_client_behind_the_journal_gets_a_snapshot(backend: Backend) {
     let snap = a.next_of("snapshot").await;
     assert_eq!(snap["tasks"].as_array().unwrap().len(), 6);
     assert_eq!(snap["offset"], 6);
+    // The room keeps the snapshot it built for reuse; a change makes the next one new.
+    a.create_task(&ws, "t6").await;
+    let mut b = hub.ws(&ada).await;
+    assert_eq!(b.join(&ws, Some(1)).await["mode"], "snapshot");
+    let snap = b.next_of("snapshot").await;
+    assert_eq!(snap["tasks"].as_array().unwrap().len(), 7);
+    assert_eq!(snap["offset"], 7);
     hub.stop().await;
 }
 
