@@ -8,6 +8,7 @@
 //!
 //! - [`conn`]: a connection as rooms see it: a bounded outbox and a way to close it.
 //! - [`workspace`]: the workspace room (members, presence, task board).
+//! - [`session`]: the conference session room, in progress (its pure Q&A rules so far).
 //! - [`supervisor`]: starts rooms, restarts crashed ones from snapshot + journal.
 //! - [`router`]: the one way to reach a room; the seam where cross-node forwarding will go.
 //! - [`metrics`]: the handles rooms record into.
@@ -15,6 +16,7 @@
 pub mod conn;
 pub mod metrics;
 pub mod router;
+pub mod session;
 pub mod supervisor;
 pub mod workspace;
 
