@@ -7,6 +7,7 @@
 //! [`conn::ConnHandle`] outbox.
 //!
 //! - [`conn`]: a connection as rooms see it: a bounded outbox and a way to close it.
+//! - [`room`]: what every room kind shares (tunables, services, roster, join bookkeeping).
 //! - [`workspace`]: the workspace room (members, presence, task board).
 //! - [`session`]: the conference session room, in progress (its pure Q&A rules so far).
 //! - [`supervisor`]: starts rooms, restarts crashed ones from snapshot + journal.
@@ -15,6 +16,7 @@
 
 pub mod conn;
 pub mod metrics;
+pub mod room;
 pub mod router;
 pub mod session;
 pub mod supervisor;
@@ -22,4 +24,5 @@ pub mod workspace;
 
 pub use conn::{Class, CloseReason, ConflationKey, ConnHandle, ConnId, Outbox, WireFrame};
 pub use metrics::RoomMetrics;
-pub use router::{RoomConfig, Router, RouterError};
+pub use room::{RoomConfig, RouterError};
+pub use router::Router;

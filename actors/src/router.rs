@@ -6,7 +6,7 @@
 //! the room and forwards there when it is not this one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -17,97 +17,9 @@ use tokio::sync::oneshot;
 
 use crate::conn::ConnId;
 use crate::metrics::RoomMetrics;
-use crate::supervisor::{RoomSupervisor, SupervisorMsg};
-use crate::workspace::actor::{RoomContext, Roster};
+use crate::room::{MAX_CATCHUPS, RoomConfig, RoomContext, RouterError, depth_down};
+use crate::supervisor::{RoomEntry, RoomSupervisor, Shared, SupervisorMsg};
 use crate::workspace::{Op, Reply, RoomError, WorkspaceMsg};
-
-/// Room tunables.
-#[derive(Debug, Clone)]
-pub struct RoomConfig {
-    /// A room with no connections and no messages for this long stops (after a final snapshot).
-    pub idle_timeout: Duration,
-    /// Take a snapshot after this many events...
-    pub snapshot_every: u64,
-    /// ...or this long after the last one, if anything changed.
-    pub snapshot_interval: Duration,
-    /// Journal entries kept behind the latest snapshot, so that reconnecting clients can replay.
-    pub journal_retain: u64,
-    /// Recent durable frames kept in memory per room, for replaying a short gap without reading
-    /// the journal. A gap is only replayed from memory when it fits in one page of the
-    /// connection's outbox (a quarter of it), so the hub keeps exactly that many.
-    pub replay_buffer: usize,
-    /// Longest gap replayed event by event; a longer one gets a snapshot.
-    pub replay_limit: u64,
-    /// How often rooms do housekeeping.
-    pub tick: Duration,
-    /// How long a caller waits for a room's answer.
-    pub call_timeout: Duration,
-    /// Lets `WorkspaceMsg::Crash` panic a room (tests only).
-    pub fault_injection: bool,
-}
-
-impl Default for RoomConfig {
-    fn default() -> Self {
-        Self {
-            idle_timeout: Duration::from_secs(300),
-            snapshot_every: 500,
-            snapshot_interval: Duration::from_secs(30),
-            journal_retain: 10_000,
-            replay_buffer: 256,
-            replay_limit: 10_000,
-            tick: Duration::from_secs(1),
-            call_timeout: Duration::from_secs(10),
-            fault_injection: false,
-        }
-    }
-}
-
-/// Counts a message out of a room's mailbox depth. Saturating: after a restart the supervisor
-/// resets the count, and a message counted in before that must not wrap it below zero.
-pub(crate) fn depth_down(depth: &AtomicUsize) -> usize {
-    depth
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-            Some(d.saturating_sub(1))
-        })
-        .unwrap_or(0)
-}
-
-/// Why a room could not be reached.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RouterError {
-    /// The workspace does not exist.
-    #[error("workspace not found")]
-    NotFound,
-    /// The room could not be started or did not take the message.
-    #[error("room unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<RouterError> for RoomError {
-    fn from(e: RouterError) -> Self {
-        match e {
-            RouterError::NotFound => RoomError::NotAMember,
-            RouterError::Unavailable(_) => RoomError::Unavailable,
-        }
-    }
-}
-
-/// A running room as the router knows it.
-#[derive(Clone)]
-pub struct RoomEntry {
-    /// The actor.
-    pub actor: ActorRef<WorkspaceMsg>,
-    /// Its joined connections (survives restarts).
-    pub roster: Roster,
-    /// Messages sent to it and not yet handled.
-    pub depth: Arc<AtomicUsize>,
-}
-
-/// What the router and the supervisor share: the running rooms and the rooms' services.
-pub struct Shared {
-    pub(crate) rooms: DashMap<WorkspaceId, RoomEntry>,
-    pub(crate) ctx: Arc<RoomContext>,
-}
 
 /// Finds, starts and messages rooms. Cheap to clone.
 #[derive(Clone)]
@@ -134,9 +46,7 @@ impl Router {
                 journal,
                 config,
                 metrics,
-                catchups: Arc::new(tokio::sync::Semaphore::new(
-                    crate::workspace::catchup::MAX_CATCHUPS,
-                )),
+                catchups: Arc::new(tokio::sync::Semaphore::new(MAX_CATCHUPS)),
             }),
         });
         let (supervisor, _) = Actor::spawn(None, RoomSupervisor, shared.clone())

@@ -8,17 +8,35 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use signaling::WorkspaceId;
 
-use crate::router::{RoomEntry, RouterError, Shared};
-use crate::workspace::WorkspaceRoom;
-use crate::workspace::actor::{RoomArgs, Roster, StartError};
+use crate::room::{RoomContext, Roster, RouterError, StartError};
+use crate::workspace::actor::RoomArgs;
+use crate::workspace::{WorkspaceMsg, WorkspaceRoom};
 
 /// Restarts allowed within [`RESTART_WINDOW`].
 pub const MAX_RESTARTS: usize = 5;
 /// The window restarts are counted in.
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// A running room as the router knows it.
+#[derive(Clone)]
+pub struct RoomEntry {
+    /// The actor.
+    pub actor: ActorRef<WorkspaceMsg>,
+    /// Its joined connections (survives restarts).
+    pub roster: Roster,
+    /// Messages sent to it and not yet handled.
+    pub depth: Arc<AtomicUsize>,
+}
+
+/// What the router and the supervisor share: the running rooms and the rooms' services.
+pub struct Shared {
+    pub(crate) rooms: DashMap<WorkspaceId, RoomEntry>,
+    pub(crate) ctx: Arc<RoomContext>,
+}
 
 /// A message to the supervisor.
 pub enum SupervisorMsg {

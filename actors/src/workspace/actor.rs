@@ -7,62 +7,25 @@
 //! re-attached and told to `resync`.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::Utc;
-use persistence::{AppendRequest, Journal, JournalEntry, SideEffect, Store, StoreError};
+use persistence::{AppendRequest, JournalEntry, SideEffect, StoreError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use signaling::client::ClientMsg;
 use signaling::server::{AckResult, Event, JoinMode, ServerMsg, durable_frame};
 use signaling::workspace::PresenceStatus;
 use signaling::{RoomKey, UserId, WorkspaceId};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::catchup::{CatchUp, PendingJoin};
+use super::catchup::CatchUp;
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 use super::presence::Sessions;
 use super::state::WorkspaceState;
 use crate::conn::{Class, ConflationKey, ConnHandle, ConnId, WireFrame};
-use crate::metrics::RoomMetrics;
-use crate::router::RoomConfig;
-
-/// What every room shares.
-pub struct RoomContext {
-    /// Account and room storage.
-    pub store: Store,
-    /// The group-committing journal writer.
-    pub journal: Journal,
-    /// Tunables.
-    pub config: RoomConfig,
-    /// Metric handles.
-    pub metrics: RoomMetrics,
-    /// Catch-ups that may read the journal at once, across rooms.
-    pub catchups: Arc<Semaphore>,
-}
-
-/// The connections joined to a room, kept outside the actor so that they survive a crash.
-/// Touched only on join and leave, never per event.
-pub type Roster = Arc<Mutex<HashMap<ConnId, ConnHandle>>>;
-
-/// Why a room could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The workspace does not exist.
-    #[error("workspace not found")]
-    NotFound,
-    /// Storage failed or held something unreadable.
-    #[error("loading the room failed: {0}")]
-    Load(String),
-}
-
-impl From<StoreError> for StartError {
-    fn from(e: StoreError) -> Self {
-        StartError::Load(e.to_string())
-    }
-}
+use crate::room::{PendingJoin, RoomContext, Roster, StartError, depth_down};
 
 /// The actor. Holds nothing: all mutable state is [`Room`].
 pub struct WorkspaceRoom;
@@ -154,7 +117,7 @@ impl Actor for WorkspaceRoom {
         room: &mut Room,
     ) -> Result<(), ActorProcessingErr> {
         if !matches!(msg, WorkspaceMsg::Tick) {
-            let depth = crate::router::depth_down(&room.depth);
+            let depth = depth_down(&room.depth);
             room.ctx.metrics.mailbox_depth.record(depth as f64);
             room.last_activity = Instant::now();
         }

@@ -2,7 +2,7 @@
 //!
 //! A client that joins with a `last_offset` more than a page behind is not replayed by the room
 //! itself: the room hands its join to a catch-up task and carries on. The task waits until the
-//! client has read enough of its outbox ([`ConnHandle::room_for`], which takes no room from the
+//! client has read enough of its outbox ([`ConnHandle::room_for`](crate::conn::ConnHandle::room_for), which takes no room from the
 //! other rooms meanwhile), then reads one page of the journal and queues it, and so on: however
 //! long the gap, the outbox never overflows, the client is never mistaken for a slow consumer,
 //! and a client that stops reading costs at most the page it is not reading. When the task
@@ -12,53 +12,20 @@
 //! reaches back, the room sends a snapshot instead.
 //!
 //! A connection has at most one catch-up per room ([`PendingJoin`]); at most
-//! [`MAX_CATCHUPS`] run at once in the hub, the others wait their turn without reading anything.
+//! [`MAX_CATCHUPS`](crate::room::MAX_CATCHUPS) run at once in the hub, the others wait their turn without reading anything.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use persistence::Store;
 use ractor::ActorRef;
+use signaling::WorkspaceId;
 use signaling::server::durable_frame;
-use signaling::{RoomKey, WorkspaceId};
 use tokio::sync::Semaphore;
 
 use super::messages::{ReplyTo, WorkspaceMsg};
-use crate::conn::{ConnHandle, WireFrame};
-
-/// Catch-ups reading the journal at once, in the whole hub.
-pub const MAX_CATCHUPS: usize = 32;
-
-/// A connection's join of a room that is being caught up. While it lives, a second join of the
-/// same room on the same connection is refused, and the room does not stop for idleness; when
-/// it drops (the join done, refused, or given up), both end.
-pub struct PendingJoin {
-    conn: ConnHandle,
-    room: RoomKey,
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl PendingJoin {
-    /// Marks `conn`'s join of `room` as being caught up; `None` if one already is.
-    pub fn start(conn: &ConnHandle, room: RoomKey, in_flight: &Arc<AtomicUsize>) -> Option<Self> {
-        if !conn.mark_pending(room) {
-            return None;
-        }
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        Some(Self {
-            conn: conn.clone(),
-            room,
-            in_flight: in_flight.clone(),
-        })
-    }
-}
-
-impl Drop for PendingJoin {
-    fn drop(&mut self) {
-        self.conn.unmark_pending(self.room);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+use crate::conn::WireFrame;
+use crate::room::PendingJoin;
 
 /// A join being caught up.
 pub struct CatchUp {
@@ -152,7 +119,7 @@ impl CatchUp {
         };
         if self.room.cast(resume).is_err() {
             // The room stopped meanwhile: the reply, dropped with the message, says so.
-            crate::router::depth_down(&self.depth);
+            crate::room::depth_down(&self.depth);
         }
     }
 }

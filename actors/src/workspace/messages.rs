@@ -8,6 +8,7 @@ use signaling::workspace::{Member, Role};
 use signaling::{ErrorCode, TaskId, UserId};
 
 use crate::conn::{Class, ConnHandle, ConnId, WireFrame};
+use crate::room::RouterError;
 
 /// A message to a workspace room.
 pub enum WorkspaceMsg {
@@ -24,7 +25,7 @@ pub enum WorkspaceMsg {
         /// The join's answer.
         reply: ReplyTo,
         /// The join's place (no second join of the room on this connection meanwhile).
-        pending: super::catchup::PendingJoin,
+        pending: crate::room::PendingJoin,
         /// Where the client stands.
         after: Option<u64>,
         /// Events replayed to it so far for this join.
@@ -232,6 +233,15 @@ impl Drop for ReplyTo {
     fn drop(&mut self) {
         if !self.answered {
             self.send_error(&RoomError::Unavailable);
+        }
+    }
+}
+
+impl From<RouterError> for RoomError {
+    fn from(e: RouterError) -> Self {
+        match e {
+            RouterError::NotFound => RoomError::NotAMember,
+            RouterError::Unavailable(_) => RoomError::Unavailable,
         }
     }
 }

@@ -1,0 +1,14 @@
+//! What every room kind shares, whatever its rules: the tunables, the services a room is given
+//! ([`RoomContext`]), the roster of connections that outlives a crash, the mailbox depth count,
+//! and the bookkeeping of a join being caught up ([`PendingJoin`]).
+//!
+//! A room kind (the workspace today, the conference session next) imports from here and never
+//! from the router or the supervisor, which import the room kinds: dependencies point one way.
+
+pub mod config;
+pub mod context;
+pub mod pending;
+
+pub use config::RoomConfig;
+pub use context::{MAX_CATCHUPS, RoomContext, Roster, RouterError, StartError, depth_down};
+pub use pending::PendingJoin;
