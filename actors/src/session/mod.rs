@@ -1,7 +1,12 @@
 //! The conference session room (issue 7), built up piece by piece.
 //!
-//! - [`qa`]: live Q&A: questions, votes, moderation and spam rules, as pure decide/apply
-//!   functions (unit-tested without spawning anything). Not wired to an actor or the protocol
-//!   yet: that waits for the room-neutral core both room kinds will share.
+//! - [`state`]: the session's durable state: info, settings, lifecycle (scheduled, live,
+//!   ended), staff roles, admission under capacity, and its Q&A.
+//! - [`qa`]: live Q&A: questions, votes, moderation and spam rules.
+//!
+//! Both are pure decide/apply functions, unit-tested without spawning anything. They are not
+//! wired to an actor, REST or the protocol yet: that waits for the room-neutral core both room
+//! kinds will share (`crate::room`, under way).
 
 pub mod qa;
+pub mod state;

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use signaling::text::clean_text;
 use uuid::Uuid;
 
 /// Longest question, in characters.
@@ -203,9 +204,9 @@ pub enum QaError {
     /// Q&A is closed.
     #[error("questions are closed in this session")]
     Closed,
-    /// Empty or too long.
-    #[error("a question has 1 to {MAX_QUESTION_CHARS} characters")]
-    InvalidText,
+    /// Empty, too long, or holding control or invisible characters.
+    #[error("{0}")]
+    InvalidText(String),
     /// Anonymous questions are not allowed here.
     #[error("anonymous questions are not allowed in this session")]
     AnonymousNotAllowed,
@@ -243,7 +244,7 @@ impl QaError {
     pub fn code(&self) -> &'static str {
         match self {
             QaError::Closed => "qa_closed",
-            QaError::InvalidText => "invalid",
+            QaError::InvalidText(_) => "invalid",
             QaError::AnonymousNotAllowed => "anonymous_not_allowed",
             QaError::RateLimited => "question_rate_limited",
             QaError::Duplicate => "duplicate_question",
@@ -500,12 +501,15 @@ impl Qa {
     }
 }
 
-/// The trimmed text, if its length and content pass the rules.
+/// The text trimmed and normalized (as every human text the hub keeps, see
+/// [`signaling::text::clean_text`]), if its length and content pass the rules.
 fn checked_text(settings: &QaSettings, text: &str) -> Result<String, QaError> {
-    let text = text.trim();
-    let chars = text.chars().count();
-    if chars == 0 || chars > MAX_QUESTION_CHARS {
-        return Err(QaError::InvalidText);
+    let text = clean_text(text.trim(), "text", MAX_QUESTION_CHARS)
+        .map_err(|e| QaError::InvalidText(e.to_string()))?;
+    if text.is_empty() {
+        return Err(QaError::InvalidText(format!(
+            "a question has 1 to {MAX_QUESTION_CHARS} characters"
+        )));
     }
     let lower = text.to_lowercase();
     if settings
@@ -525,7 +529,7 @@ fn checked_text(settings: &QaSettings, text: &str) -> Result<String, QaError> {
     if links > settings.max_links {
         return Err(QaError::TooManyLinks);
     }
-    Ok(text.to_owned())
+    Ok(text)
 }
 
 /// The text as compared for duplicates: lower case, runs of whitespace as one space.
@@ -708,6 +712,7 @@ mod tests {
         };
         assert_eq!(refused(&qa, "   ", 0), "invalid");
         assert_eq!(refused(&qa, &"x".repeat(501), 0), "invalid");
+        assert_eq!(refused(&qa, "hidden\u{202e}txet", 0), "invalid");
         assert!(qa.decide_ask(&s, ada, ask(&"é".repeat(500)), at(0)).is_ok());
         assert_eq!(refused(&qa, "Best CASINO bonus", 0), "blocked_content");
         assert_eq!(
