@@ -566,6 +566,11 @@ mod tests {
         }
     }
 
+    fn moderate(qa: &mut Qa, role: SessionRole, id: QuestionId, action: Moderation) {
+        let e = qa.decide_moderate(role, id, action).unwrap();
+        qa.apply(&e);
+    }
+
     fn vote(qa: &mut Qa, who: AttendeeId, id: QuestionId, v: Option<Vote>) -> bool {
         match qa.decide_vote(who, id, v).unwrap() {
             Some(e) => {
@@ -614,10 +619,7 @@ mod tests {
         vote(&mut qa, ada, popular, Some(Vote::Up));
         vote(&mut qa, cy, popular, Some(Vote::Up));
         vote(&mut qa, ada, pinned, Some(Vote::Down));
-        let pin = qa
-            .decide_moderate(SessionRole::Moderator, pinned, Moderation::Pin)
-            .unwrap();
-        qa.apply(&pin);
+        moderate(&mut qa, SessionRole::Moderator, pinned, Moderation::Pin);
         let order: Vec<QuestionId> = qa
             .ranked(SessionRole::Attendee)
             .iter()
@@ -645,27 +647,18 @@ mod tests {
             qa.decide_moderate(SessionRole::Attendee, q, Moderation::Approve),
             Err(QaError::Forbidden(_))
         ));
-        let ok = qa
-            .decide_moderate(SessionRole::Presenter, q, Moderation::Approve)
-            .unwrap();
-        qa.apply(&ok);
+        moderate(&mut qa, SessionRole::Presenter, q, Moderation::Approve);
         assert_eq!(qa.ranked(SessionRole::Attendee).len(), 1);
         assert!(matches!(
             qa.decide_moderate(SessionRole::Presenter, q, Moderation::Approve),
             Err(QaError::Forbidden(_))
         ));
-        let done = qa
-            .decide_moderate(SessionRole::Moderator, q, Moderation::Answer)
-            .unwrap();
-        qa.apply(&done);
+        moderate(&mut qa, SessionRole::Moderator, q, Moderation::Answer);
         assert_eq!(
             qa.decide_vote(bob, q, Some(Vote::Up)),
             Err(QaError::NotVotable)
         );
-        let dismiss = qa
-            .decide_moderate(SessionRole::Moderator, q, Moderation::Dismiss)
-            .unwrap();
-        qa.apply(&dismiss);
+        moderate(&mut qa, SessionRole::Moderator, q, Moderation::Dismiss);
         assert!(qa.ranked(SessionRole::Attendee).is_empty());
     }
 

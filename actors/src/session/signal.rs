@@ -407,32 +407,31 @@ mod tests {
             Err(SignalError::InvalidSdp(why)) => why,
             other => panic!("{sdp:?}: {other:?}"),
         };
-        assert_eq!(refused(""), "must start with v=0");
-        assert_eq!(refused("hello"), "must start with v=0");
-        assert_eq!(
-            refused("v=0\r\nm=audio 9 RTP/AVP 0\r\n"),
-            "o= and s= must come before the first m="
-        );
-        assert_eq!(
-            refused("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"),
-            "missing o= or s="
-        );
-        assert_eq!(
-            refused(&OFFER.replace("m=application 9", "m=application 99999")),
-            "bad media port"
-        );
-        assert_eq!(
-            refused(&OFFER.replace("m=application", "m=hologram")),
-            "unknown media type"
-        );
-        assert_eq!(
-            refused(&OFFER.replace("a=mid:0", "garbage")),
-            "a line is not <type>=<value>"
-        );
-        assert_eq!(
-            refused(&OFFER.replace("a=mid:0", "a=mid:\u{7}")),
-            "control character"
-        );
+        let control = OFFER.replace("a=mid:0", "a=mid:\u{7}");
+        for (sdp, why) in [
+            ("", "must start with v=0"),
+            ("hello", "must start with v=0"),
+            (
+                "v=0\r\nm=audio 9 RTP/AVP 0\r\n",
+                "o= and s= must come before the first m=",
+            ),
+            ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n", "missing o= or s="),
+            (
+                &OFFER.replace("m=application 9", "m=application 99999"),
+                "bad media port",
+            ),
+            (
+                &OFFER.replace("m=application", "m=hologram"),
+                "unknown media type",
+            ),
+            (
+                &OFFER.replace("a=mid:0", "garbage"),
+                "a line is not <type>=<value>",
+            ),
+            (&control, "control character"),
+        ] {
+            assert_eq!(refused(sdp), why, "{sdp:?}");
+        }
         let huge = format!("{OFFER}{}", "a=x\r\n".repeat(MAX_SDP_BYTES / 5));
         assert_eq!(refused(&huge), "too large");
         assert_eq!(SignalError::InvalidSdp("x").code(), "invalid_sdp");
