@@ -7,6 +7,10 @@
 //! exists and is not disabled ([`Authenticated::check`], one primary-key read), so deleting or
 //! disabling an account takes effect at once, not when its tokens expire.
 //!
+//! A guest of a conference session has no account: its token ([`Auth::issue_guest`]) names one
+//! session and carries its own audience, so it is refused wherever an access token is asked for,
+//! and an access token is refused where a guest token is.
+//!
 //! [`AuthUser`] is the extractor REST handlers use (it also charges the user's request
 //! allowance); the WebSocket gateway calls [`Authenticated::check`] itself (a browser cannot set
 //! headers on a WebSocket, so it also accepts `?token=`). [`Operator`] guards the admin routes.
@@ -26,7 +30,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use persistence::{AccountStatus, RefreshToken};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use signaling::{ErrorCode, UserId};
+use signaling::{AttendeeId, ErrorCode, SessionId, UserId};
 use uuid::Uuid;
 
 use crate::config::AuthConfig;
@@ -37,6 +41,12 @@ use crate::state::AppState;
 
 /// The `aud` (and `iss`) of every access token.
 pub const AUDIENCE: &str = "hub";
+/// The `aud` of a guest's token: a token for one conference session, refused everywhere an
+/// access token is asked for (its audience differs), and an access token is refused where a
+/// guest token is.
+pub const GUEST_AUDIENCE: &str = "hub-guest";
+/// How long a guest's token lasts.
+pub const GUEST_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 /// Shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 const SECRET_FILE: &str = "jwt_secret";
@@ -56,11 +66,29 @@ pub struct Claims {
     pub iss: String,
 }
 
+/// A guest's token claims: an attendee of one session, with no account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestClaims {
+    /// The attendee.
+    pub sub: AttendeeId,
+    /// The one session the token is good for.
+    pub sid: SessionId,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Always [`GUEST_AUDIENCE`].
+    pub aud: String,
+    /// Always [`AUDIENCE`].
+    pub iss: String,
+}
+
 /// Token issuing and checking.
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    guest_validation: Validation,
     access_ttl: Duration,
     refresh_ttl: chrono::Duration,
     /// A real hash, verified against when an email is unknown so that a login takes as long
@@ -80,6 +108,9 @@ impl Auth {
         validation.set_issuer(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "aud", "sub", "iss"]);
         validation.leeway = 5;
+        let mut guest_validation = validation.clone();
+        guest_validation.set_audience(&[GUEST_AUDIENCE]);
+        guest_validation.set_required_spec_claims(&["exp", "iat", "aud", "sub", "iss"]);
         let dummy_hash = crate::hasher::hash("timing equalizer password")
             .map_err(anyhow::Error::msg)
             .context("hashing the dummy password")?;
@@ -88,6 +119,7 @@ impl Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            guest_validation,
             access_ttl: Duration::from_secs(config.access_ttl_secs.max(1)),
             refresh_ttl: chrono::Duration::days(
                 i64::try_from(config.refresh_ttl_days.max(1)).unwrap_or(30),
@@ -117,6 +149,54 @@ impl Auth {
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::internal(&e))
+    }
+
+    /// Issues a guest's token for `session` (see [`GUEST_AUDIENCE`]), good for [`GUEST_TTL`].
+    ///
+    /// # Errors
+    /// Signing failed (a bug).
+    pub fn issue_guest(
+        &self,
+        session: SessionId,
+        attendee: AttendeeId,
+    ) -> Result<String, ApiError> {
+        let now = Utc::now().timestamp();
+        let claims = GuestClaims {
+            sub: attendee,
+            sid: session,
+            iat: now,
+            exp: now + i64::try_from(GUEST_TTL.as_secs()).unwrap_or(7200),
+            aud: GUEST_AUDIENCE.into(),
+            iss: AUDIENCE.into(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::internal(&e))
+    }
+
+    /// Checks a guest's token for `session`: signature, expiry, audience, issuer, and that it
+    /// names this session.
+    ///
+    /// # Errors
+    /// `unauthorized` for any failure, the same words as [`Auth::verify_access`]; `forbidden`
+    /// when it is a good token for another session.
+    pub fn verify_guest(&self, token: &str, session: SessionId) -> Result<AttendeeId, ApiError> {
+        let claims =
+            jsonwebtoken::decode::<GuestClaims>(token, &self.decoding, &self.guest_validation)
+                .map(|data| data.claims)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        ApiError::unauthorized("guest token expired")
+                    }
+                    _ => ApiError::unauthorized("invalid guest token"),
+                })?;
+        if claims.sid != session {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "this guest token is for another session",
+            ));
+        }
+        Ok(claims.sub)
     }
 
     /// Checks an access token: signature (HS256 only), expiry, audience, issuer.
@@ -339,6 +419,49 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_guest_token_works_for_its_session_only_and_never_as_an_access_token() {
+        let a = auth(60);
+        let (session, attendee) = (SessionId::new(), AttendeeId::new());
+        let guest = a.issue_guest(session, attendee).unwrap();
+        assert_eq!(a.verify_guest(&guest, session).unwrap(), attendee);
+        let elsewhere = a.verify_guest(&guest, SessionId::new()).unwrap_err();
+        assert_eq!(elsewhere.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            a.verify_access(&guest).unwrap_err().status,
+            StatusCode::UNAUTHORIZED,
+            "not an access token: refused by every account route and workspace"
+        );
+        let access = a.issue_access(UserId::new()).unwrap();
+        assert_eq!(
+            a.verify_guest(&access, session).unwrap_err().status,
+            StatusCode::UNAUTHORIZED,
+            "an access token is not a guest token"
+        );
+        let mut forged = guest.clone();
+        forged.pop();
+        assert!(a.verify_guest(&forged, session).is_err());
+        let now = Utc::now().timestamp();
+        let stale = GuestClaims {
+            sub: attendee,
+            sid: session,
+            iat: now - 3 * 3600,
+            exp: now - 3600,
+            aud: GUEST_AUDIENCE.into(),
+            iss: AUDIENCE.into(),
+        };
+        let stale = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &stale,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert_eq!(
+            a.verify_guest(&stale, session).unwrap_err().message,
+            "guest token expired"
+        );
     }
 
     #[test]

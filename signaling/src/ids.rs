@@ -95,6 +95,16 @@ uuid_id!(
     "workspace"
 );
 uuid_id!(
+    /// A conference session (and so its room).
+    SessionId,
+    "session"
+);
+uuid_id!(
+    /// An attendee of a conference session: a registered user's or a guest's.
+    AttendeeId,
+    "attendee"
+);
+uuid_id!(
     /// A task on a workspace's board.
     TaskId,
     "task"

@@ -27,4 +27,4 @@ pub mod text;
 pub mod workspace;
 
 pub use error::ErrorCode;
-pub use ids::{RoomKey, TaskId, UserId, WorkspaceId};
+pub use ids::{AttendeeId, RoomKey, SessionId, TaskId, UserId, WorkspaceId};

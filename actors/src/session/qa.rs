@@ -35,8 +35,7 @@ pub const MAX_QUESTION_CHARS: usize = 500;
 
 /// A question's id.
 pub type QuestionId = Uuid;
-/// An attendee's id in a session (a registered user's or a guest's).
-pub type AttendeeId = Uuid;
+pub use signaling::AttendeeId;
 
 /// What an attendee may do in the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -585,7 +584,7 @@ mod tests {
     fn votes_are_one_per_attendee_idempotent_and_move_totals_by_the_difference() {
         let s = QaSettings::default();
         let mut qa = Qa::default();
-        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let (ada, bob) = (AttendeeId::new(), AttendeeId::new());
         let q = asked(&mut qa, &s, ada, "Will there be slides?", 0);
         assert!(vote(&mut qa, bob, q, Some(Vote::Up)));
         assert!(
@@ -611,7 +610,7 @@ mod tests {
     fn questions_rank_pinned_then_by_score_then_oldest() {
         let s = QaSettings::default();
         let mut qa = Qa::default();
-        let (ada, bob, cy) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (ada, bob, cy) = (AttendeeId::new(), AttendeeId::new(), AttendeeId::new());
         let old = asked(&mut qa, &s, ada, "first", 0);
         let popular = asked(&mut qa, &s, bob, "second", 1);
         let young = asked(&mut qa, &s, cy, "third", 2);
@@ -635,7 +634,7 @@ mod tests {
             ..QaSettings::default()
         };
         let mut qa = Qa::default();
-        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let (ada, bob) = (AttendeeId::new(), AttendeeId::new());
         let q = asked(&mut qa, &s, ada, "Is this recorded?", 0);
         assert!(qa.ranked(SessionRole::Attendee).is_empty());
         assert_eq!(qa.ranked(SessionRole::Moderator).len(), 1);
@@ -666,7 +665,7 @@ mod tests {
     fn only_the_author_edits_and_only_before_votes() {
         let s = QaSettings::default();
         let mut qa = Qa::default();
-        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let (ada, bob) = (AttendeeId::new(), AttendeeId::new());
         let q = asked(&mut qa, &s, ada, "Waht about pricing?", 0);
         assert!(matches!(
             qa.decide_edit(&s, bob, q, "hijacked"),
@@ -699,7 +698,7 @@ mod tests {
             ..QaSettings::default()
         };
         let mut qa = Qa::default();
-        let ada = Uuid::now_v7();
+        let ada = AttendeeId::new();
         let refused = |qa: &Qa, text: &str, t: i64| {
             qa.decide_ask(&s, ada, ask(text), at(t)).unwrap_err().code()
         };
@@ -729,7 +728,7 @@ mod tests {
             qa.decide_ask(&s, ada, ask("fourth"), at(61)).is_ok(),
             "the first one left the window"
         );
-        let other = Uuid::now_v7();
+        let other = AttendeeId::new();
         assert!(
             qa.decide_ask(&s, other, ask("where are the slides?"), at(1))
                 .is_ok(),
@@ -763,7 +762,7 @@ mod tests {
         let s = QaSettings::default();
         let mut qa = Qa::default();
         let mut journal = Vec::new();
-        let voters: Vec<AttendeeId> = (0..5).map(|_| Uuid::now_v7()).collect();
+        let voters: Vec<AttendeeId> = (0..5).map(|_| AttendeeId::new()).collect();
         let e = qa
             .decide_ask(&s, voters[0], ask("replay me"), at(0))
             .unwrap();
@@ -804,7 +803,7 @@ mod tests {
         ) {
             let s = QaSettings::default();
             let mut qa = Qa::default();
-            let voters: Vec<AttendeeId> = (0..8).map(|_| Uuid::now_v7()).collect();
+            let voters: Vec<AttendeeId> = (0..8).map(|_| AttendeeId::new()).collect();
             let q = asked(&mut qa, &s, voters[0], "vote on me", 0);
             let mut last: HashMap<usize, Option<Vote>> = HashMap::new();
             for (who, choice) in steps {

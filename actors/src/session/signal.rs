@@ -26,12 +26,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
 use super::qa::SessionRole;
 
 /// A peer: an attendee of the session.
-pub type PeerId = Uuid;
+pub type PeerId = signaling::AttendeeId;
 
 /// How long a disconnected peer keeps its place and its held signals.
 pub const SIGNAL_GRACE: Duration = Duration::from_secs(15);
@@ -489,7 +487,7 @@ mod tests {
 
     #[test]
     fn every_pair_has_exactly_one_polite_side_and_the_presenter_is_impolite() {
-        let ids: Vec<PeerId> = (0..4).map(|_| Uuid::now_v7()).collect();
+        let ids: Vec<PeerId> = (0..4).map(|_| PeerId::new()).collect();
         let roles = [
             SessionRole::Presenter,
             SessionRole::Presenter,
@@ -512,7 +510,7 @@ mod tests {
     #[test]
     fn signals_to_a_peer_away_are_held_and_handed_over_once_in_order() {
         let mut relay: Relay<&str> = Relay::default();
-        let (p, a, b) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (p, a, b) = (PeerId::new(), PeerId::new(), PeerId::new());
         let t0 = Instant::now();
         for peer in [p, a, b] {
             assert!(relay.arrive(peer).is_empty());
@@ -551,7 +549,7 @@ mod tests {
         );
         assert_eq!(relay.send(p, p, "me", t0), Err(SignalError::SelfSignal));
         assert_eq!(
-            relay.send(p, Uuid::now_v7(), "x", t0),
+            relay.send(p, PeerId::new(), "x", t0),
             Err(SignalError::UnknownPeer)
         );
     }
@@ -559,7 +557,7 @@ mod tests {
     #[test]
     fn after_the_grace_window_a_peer_is_gone_with_its_held_signals() {
         let mut relay: Relay<u32> = Relay::default();
-        let (p, a) = (Uuid::now_v7(), Uuid::now_v7());
+        let (p, a) = (PeerId::new(), PeerId::new());
         let t0 = Instant::now();
         relay.arrive(p);
         relay.arrive(a);

@@ -20,9 +20,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use signaling::UserId;
 use signaling::text::{clean_line, clean_text};
-use uuid::Uuid;
+use signaling::{SessionId, UserId};
 
 use super::qa::{Qa, QaError, QaEvent, QaSettings, SessionRole};
 
@@ -190,7 +189,7 @@ impl SessionError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
     /// The session.
-    pub id: Uuid,
+    pub id: SessionId,
     /// The offset of the last applied event.
     pub offset: u64,
     /// Who created it (always a presenter).
@@ -216,7 +215,7 @@ impl SessionState {
     ///
     /// # Errors
     /// A field of `info` is out of range.
-    pub fn new(id: Uuid, creator: UserId, info: SessionInfo) -> Result<Self, SessionError> {
+    pub fn new(id: SessionId, creator: UserId, info: SessionInfo) -> Result<Self, SessionError> {
         let info = checked_info(info)?;
         Ok(Self {
             id,
@@ -232,7 +231,8 @@ impl SessionState {
         })
     }
 
-    /// What `user` may do here; a guest (no account) is an attendee.
+    /// What `user` may do here; a guest (no account) is an attendee. A registered user's
+    /// attendee id (for votes and signaling) is their user id.
     pub fn role(&self, user: Option<UserId>) -> SessionRole {
         match user.and_then(|u| self.staff.get(&u)) {
             Some(Staff::Presenter) => SessionRole::Presenter,
@@ -429,7 +429,8 @@ fn checked_info(info: SessionInfo) -> Result<SessionInfo, SessionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::qa::{Ask, Vote};
+    use crate::session::qa::{Ask, AttendeeId, Vote};
+    use uuid::Uuid;
 
     fn info(capacity: u32) -> SessionInfo {
         SessionInfo {
@@ -442,7 +443,7 @@ mod tests {
 
     fn session(capacity: u32) -> (SessionState, UserId) {
         let presenter = UserId::new();
-        let s = SessionState::new(Uuid::now_v7(), presenter, info(capacity)).unwrap();
+        let s = SessionState::new(SessionId::new(), presenter, info(capacity)).unwrap();
         (s, presenter)
     }
 
@@ -588,7 +589,7 @@ mod tests {
             anonymous: false,
         };
         assert_eq!(
-            s.qa.decide_ask(&rules, Uuid::now_v7(), ask, Utc::now())
+            s.qa.decide_ask(&rules, AttendeeId::new(), ask, Utc::now())
                 .unwrap_err()
                 .code(),
             "qa_closed"
@@ -605,7 +606,7 @@ mod tests {
         journal.push(started);
         apply(&mut s, journal[0].clone());
         let rules = s.qa_settings(&QaSettings::default());
-        let guest = Uuid::now_v7();
+        let guest = AttendeeId::new();
         let ask = Ask {
             id: Uuid::now_v7(),
             text: "Will the talk be recorded?".into(),
@@ -615,7 +616,9 @@ mod tests {
         let asked = SessionEvent::Qa(s.qa.decide_ask(&rules, guest, ask, now).unwrap());
         apply(&mut s, asked.clone());
         journal.push(asked);
-        let voted = s.qa.decide_vote(ada.as_uuid(), q, Some(Vote::Up)).unwrap();
+        let voted =
+            s.qa.decide_vote(AttendeeId::from_uuid(ada.as_uuid()), q, Some(Vote::Up))
+                .unwrap();
         let voted = SessionEvent::Qa(voted.unwrap());
         apply(&mut s, voted.clone());
         journal.push(voted);
