@@ -12,7 +12,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use persistence::{Journal, Store};
 use ractor::{Actor, ActorRef, MessagingErr, RpcReplyPort};
-use signaling::{UserId, WorkspaceId};
+use signaling::{RoomKey, UserId, WorkspaceId};
 use tokio::sync::oneshot;
 
 use crate::conn::ConnId;
@@ -120,7 +120,12 @@ impl Router {
 
     /// Tells a running room that a connection closed. A room that is not running has nothing to
     /// forget, so this never starts one.
-    pub fn disconnected(&self, id: WorkspaceId, conn: ConnId) {
+    pub fn disconnected(&self, room: RoomKey, conn: ConnId) {
+        let id = match room {
+            RoomKey::Workspace(id) => id,
+            // No session room runs yet (issue 7 brings them).
+            RoomKey::Session(_) => return,
+        };
         if let Some(e) = self.shared.rooms.get(&id) {
             e.depth.fetch_add(1, Ordering::Relaxed);
             if e.actor.cast(WorkspaceMsg::Disconnected(conn)).is_err() {

@@ -50,6 +50,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/postgres/0002_account_status.sql"),
     ),
+    (3, include_str!("../migrations/postgres/0003_sessions.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
@@ -57,6 +58,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_account_status.sql"),
     ),
+    (3, include_str!("../migrations/sqlite/0003_sessions.sql")),
 ];
 
 impl Store {

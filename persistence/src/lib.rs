@@ -1,5 +1,6 @@
-//! Storage for the hub: account records (users, refresh tokens, workspaces, members) and room
-//! state (the journal of durable events, snapshots, fencing epochs).
+//! Storage for the hub: account records (users, refresh tokens, workspaces, members, conference
+//! sessions with their staff and attendees) and room state (the journal of durable events,
+//! snapshots, fencing epochs).
 //!
 //! One [`Store`] speaks to either PostgreSQL or an embedded SQLite file; both run the same SQL
 //! (bound with `$n` placeholders, which both accept) against their own migrations. Rooms append
@@ -14,6 +15,7 @@ mod db;
 mod error;
 mod journal;
 mod rooms;
+mod sessions;
 mod workspaces;
 
 pub use accounts::{AccountStatus, NewUser, RefreshToken, UserRecord};
@@ -21,4 +23,5 @@ pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use journal::{AppendRequest, Journal, JournalEntry, SideEffect};
 pub use rooms::{JournalRecord, Snapshot};
+pub use sessions::{AttendeeRecord, SessionRecord};
 pub use workspaces::WorkspaceRecord;

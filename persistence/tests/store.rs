@@ -221,6 +221,149 @@ async fn membership_side_effects_commit_with_their_event(db: Db) {
     db.drop_db().await;
 }
 
+async fn user(db: &Db, email: &str) -> signaling::UserId {
+    db.store
+        .create_user(persistence::NewUser {
+            email: email.into(),
+            name: "N".into(),
+            password_hash: "x".into(),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+fn session(creator: signaling::UserId, title: &str) -> persistence::SessionRecord {
+    persistence::SessionRecord {
+        id: signaling::SessionId::new(),
+        created_by: Some(creator),
+        title: title.into(),
+        description: "about it".into(),
+        status: signaling::session::SessionStatus::Scheduled,
+        scheduled_at: Some(chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap()),
+        capacity: 250,
+        created_at: chrono::DateTime::from_timestamp(1_800_000_000, 123_456_000).unwrap(),
+    }
+}
+
+async fn sessions_list_newest_first_a_page_at_a_time_for_their_staff(db: Db) {
+    use signaling::session::Staff;
+    let (ada, bob) = (
+        user(&db, "ada@example.com").await,
+        user(&db, "bob@example.com").await,
+    );
+    let mut made = Vec::new();
+    for n in 0..5 {
+        let s = session(ada, &format!("talk {n}"));
+        db.store.create_session(&s).await.unwrap();
+        made.push(s);
+    }
+    db.store
+        .create_session(&session(bob, "bob's"))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.session(made[0].id).await.unwrap().as_ref(),
+        Some(&made[0])
+    );
+    assert_eq!(
+        db.store.session(signaling::SessionId::new()).await.unwrap(),
+        None
+    );
+
+    let first = db.store.sessions_for_user(ada, None, 2).await.unwrap();
+    let titles = |page: &[(persistence::SessionRecord, Staff)]| {
+        page.iter()
+            .map(|(s, _)| s.title.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(titles(&first), ["talk 4", "talk 3"]);
+    assert!(first.iter().all(|(_, role)| *role == Staff::Presenter));
+    let second = db
+        .store
+        .sessions_for_user(ada, Some(first[1].0.id), 2)
+        .await
+        .unwrap();
+    assert_eq!(titles(&second), ["talk 2", "talk 1"]);
+    let last = db
+        .store
+        .sessions_for_user(ada, Some(second[1].0.id), 2)
+        .await
+        .unwrap();
+    assert_eq!(titles(&last), ["talk 0"]);
+    assert_eq!(
+        titles(&db.store.sessions_for_user(bob, None, 10).await.unwrap()),
+        ["bob's"]
+    );
+    assert_eq!(
+        db.store.session_staff(made[0].id, ada).await.unwrap(),
+        Some(Staff::Presenter)
+    );
+    assert_eq!(db.store.session_staff(made[0].id, bob).await.unwrap(), None);
+    db.drop_db().await;
+}
+
+async fn attendees_keep_only_what_they_gave_and_go_with_their_session(db: Db) {
+    let ada = user(&db, "ada@example.com").await;
+    let s = session(ada, "talk");
+    db.store.create_session(&s).await.unwrap();
+    let at = chrono::DateTime::from_timestamp(1_800_000_100, 0).unwrap();
+    let guest = persistence::AttendeeRecord {
+        id: signaling::AttendeeId::new(),
+        session: s.id,
+        user: None,
+        display_name: "Guest Grace".into(),
+        email: None,
+        joined_at: at,
+        left_at: None,
+    };
+    let member = persistence::AttendeeRecord {
+        id: signaling::AttendeeId::new(),
+        user: Some(ada),
+        display_name: "Ada".into(),
+        email: Some("ada@example.com".into()),
+        joined_at: at + chrono::Duration::seconds(1),
+        ..guest.clone()
+    };
+    db.store.add_attendee(&guest).await.unwrap();
+    db.store.add_attendee(&member).await.unwrap();
+    let left = at + chrono::Duration::seconds(60);
+    assert!(db.store.attendee_left(guest.id, left).await.unwrap());
+    assert!(
+        !db.store
+            .attendee_left(guest.id, left + chrono::Duration::seconds(5))
+            .await
+            .unwrap(),
+        "the first leave time stays"
+    );
+    let stored = db.store.attendees(s.id).await.unwrap();
+    let gone = persistence::AttendeeRecord {
+        left_at: Some(left),
+        ..guest.clone()
+    };
+    assert_eq!(stored, vec![gone, member]);
+    let orphan = persistence::AttendeeRecord {
+        id: signaling::AttendeeId::new(),
+        session: signaling::SessionId::new(),
+        ..guest
+    };
+    assert!(
+        db.store.add_attendee(&orphan).await.is_err(),
+        "no attendee of a session that does not exist"
+    );
+    db.store.delete_session(s.id).await.unwrap();
+    assert_eq!(db.store.session(s.id).await.unwrap(), None);
+    assert!(db.store.attendees(s.id).await.unwrap().is_empty());
+    assert!(
+        db.store
+            .sessions_for_user(ada, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    db.drop_db().await;
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod sqlite { $( #[tokio::test] async fn $name() { super::$name(super::Db::sqlite().await).await } )* }
@@ -232,5 +375,7 @@ both!(
     a_stale_epoch_cannot_write,
     concurrent_appends_from_many_rooms_all_commit,
     snapshots_trim_the_journal_but_keep_the_retained_tail,
-    membership_side_effects_commit_with_their_event
+    membership_side_effects_commit_with_their_event,
+    sessions_list_newest_first_a_page_at_a_time_for_their_staff,
+    attendees_keep_only_what_they_gave_and_go_with_their_session
 );

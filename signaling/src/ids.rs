@@ -116,12 +116,15 @@ uuid_id!(
 pub enum RoomKey {
     /// The room of a team workspace.
     Workspace(WorkspaceId),
+    /// The room of a conference session.
+    Session(SessionId),
 }
 
 impl fmt::Display for RoomKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RoomKey::Workspace(id) => write!(f, "ws:{id}"),
+            RoomKey::Session(id) => write!(f, "session:{id}"),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`task`]: the task board's records and their validation;
 //! - [`text`]: normalizing and checking human text (emails, names, titles, descriptions) before
 //!   it is stored, so that every database sees the same clean input;
+//! - [`session`]: a conference session's status and staff roles;
 //! - [`workspace`]: roles, members, presence;
 //! - [`client`]: what a client sends ([`client::ClientMsg`]) and how a frame is decoded;
 //! - [`rest`]: the bodies of the REST requests and their checks;
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod json;
 pub mod rest;
 pub mod server;
+pub mod session;
 pub mod task;
 pub mod text;
 pub mod workspace;

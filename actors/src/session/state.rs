@@ -20,6 +20,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use signaling::session::{SessionStatus, Staff};
 use signaling::text::{clean_line, clean_text};
 use signaling::{SessionId, UserId};
 
@@ -31,28 +32,6 @@ pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 5000;
 /// Most attendees a session can be set to hold.
 pub const MAX_CAPACITY: u32 = 100_000;
-
-/// Where a session stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionStatus {
-    /// Not started yet.
-    Scheduled,
-    /// Running.
-    Live,
-    /// Over.
-    Ended,
-}
-
-/// A member of the session's staff.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Staff {
-    /// The creator, or a co-presenter they added.
-    Presenter,
-    /// Moderates questions.
-    Moderator,
-}
 
 /// What a session is. Every field is checked by [`SessionState::decide_update`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -155,9 +155,7 @@ impl Teardown {
             return;
         }
         for room in self.conn.joined_rooms() {
-            match room {
-                RoomKey::Workspace(ws) => self.state.router.disconnected(ws, self.conn.id()),
-            }
+            self.state.router.disconnected(room, self.conn.id());
         }
     }
 }
