@@ -50,6 +50,9 @@ pub struct Config {
     /// Abuse throttles.
     #[command(flatten)]
     pub limits: LimitsConfig,
+    /// STUN and TURN servers for conference peers.
+    #[command(flatten)]
+    pub ice: crate::turn::IceConfig,
     /// Bearer token for the operator routes under `/api/v1/admin` (at least 32 bytes). Without
     /// it, those routes answer 404.
     #[arg(long, env = "HUB_ADMIN_TOKEN", hide_env_values = true)]

@@ -15,6 +15,7 @@
 //!   [`hasher`]: the argon2 thread pool; [`accounts`]: disabling and deleting accounts.
 //! - [`limits`]: every abuse throttle (rates, caps, quotas) in one place.
 //! - [`error`]: REST errors and their codes; [`metrics`]: the Prometheus registry.
+//! - [`turn`]: STUN/TURN servers for conference peers, with time-limited TURN credentials.
 
 pub mod accounts;
 pub mod api;
@@ -27,6 +28,7 @@ pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod turn;
 pub mod ws;
 
 pub use api::app;
