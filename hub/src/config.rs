@@ -237,7 +237,7 @@ impl Config {
             snapshot_interval: Duration::from_secs(self.rooms.snapshot_secs.max(1)),
             journal_retain: self.rooms.journal_retain,
             replay_limit: self.rooms.replay_max_events,
-            replay_buffer: actors::workspace::catchup::CatchUp::page_size(self.ws.outbox_frames),
+            replay_buffer: actors::room::page_size(self.ws.outbox_frames),
             fault_injection: self.fault_injection,
             ..RoomConfig::default()
         }

@@ -1,6 +1,7 @@
 //! What every room kind shares, whatever its rules: the tunables, the services a room is given
 //! ([`RoomContext`]), the roster of connections that outlives a crash, the mailbox depth count,
-//! and the bookkeeping of a join being caught up ([`PendingJoin`]).
+//! the bookkeeping of a join being caught up ([`PendingJoin`]), and who is in the room with
+//! the fan-out to them ([`Sessions`]), and the recent past kept in memory ([`Tail`]).
 //!
 //! A room kind (the workspace today, the conference session next) imports from here and never
 //! from the router or the supervisor, which import the room kinds: dependencies point one way.
@@ -8,7 +9,11 @@
 pub mod config;
 pub mod context;
 pub mod pending;
+pub mod sessions;
+pub mod tail;
 
 pub use config::RoomConfig;
 pub use context::{MAX_CATCHUPS, RoomContext, Roster, RouterError, StartError, depth_down};
 pub use pending::PendingJoin;
+pub use sessions::{FanOut, Sessions};
+pub use tail::{Tail, page_size};

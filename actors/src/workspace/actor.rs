@@ -6,7 +6,7 @@
 //! supervisor from snapshot + journal; the connections it had (kept in the shared roster) are
 //! re-attached and told to `resync`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -22,10 +22,9 @@ use tokio::task::JoinHandle;
 
 use super::catchup::CatchUp;
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
-use super::presence::Sessions;
 use super::state::WorkspaceState;
 use crate::conn::{Class, ConflationKey, ConnHandle, ConnId, WireFrame};
-use crate::room::{PendingJoin, RoomContext, Roster, StartError, depth_down};
+use crate::room::{PendingJoin, RoomContext, Roster, Sessions, StartError, Tail, depth_down};
 
 /// The actor. Holds nothing: all mutable state is [`Room`].
 pub struct WorkspaceRoom;
@@ -51,11 +50,7 @@ pub struct Room {
     board: WorkspaceState,
     sessions: Sessions,
     /// The latest durable frames, for replaying to reconnecting clients without a database read.
-    recent: VecDeque<(u64, WireFrame)>,
-    /// The `snapshot` frame of the board at the offset it carries, built on the first join
-    /// that needs it and shared by every later one until the board moves on (a reconnect storm
-    /// serializes the board once, not once per client).
-    snapshot_frame: Option<(u64, WireFrame)>,
+    tail: Tail,
     snapshot_offset: u64,
     last_snapshot: Instant,
     last_activity: Instant,
@@ -201,8 +196,7 @@ impl Room {
             epoch,
             board,
             sessions: Sessions::default(),
-            recent: VecDeque::new(),
-            snapshot_frame: None,
+            tail: Tail::new(ctx.config.replay_buffer),
             snapshot_offset,
             last_snapshot: Instant::now(),
             last_activity: Instant::now(),
@@ -380,7 +374,7 @@ impl Room {
             Some(n) if replayed + (head - n) > self.ctx.config.replay_limit => {
                 self.send_snapshot(&conn)
             }
-            Some(n) => match self.recent_since(n, &conn) {
+            Some(n) => match self.tail.since(head, n, &conn) {
                 Some(frames) => {
                     let count = frames.len() as u64;
                     for f in frames {
@@ -436,40 +430,12 @@ impl Room {
     }
 
     fn send_snapshot(&mut self, conn: &ConnHandle) -> (JoinMode, u64) {
-        let offset = self.board.offset;
-        let frame = match &self.snapshot_frame {
-            Some((at, frame)) if *at == offset => frame.clone(),
-            _ => {
-                let frame = WireFrame::text(ServerMsg::Snapshot(self.board.view()).to_json());
-                self.snapshot_frame = Some((offset, frame.clone()));
-                frame
-            }
-        };
+        let board = &self.board;
+        let frame = self.tail.snapshot(board.offset, || {
+            WireFrame::text(ServerMsg::Snapshot(board.view()).to_json())
+        });
         conn.push(frame, Class::MustDeliver);
         (JoinMode::Snapshot, 0)
-    }
-
-    /// The durable frames after offset `after`, when the room still holds them in memory and
-    /// they fit in the connection's outbox now as one page; `None` when they have to be paged
-    /// from the journal.
-    fn recent_since(&self, after: u64, conn: &ConnHandle) -> Option<Vec<WireFrame>> {
-        let gap = self.board.offset - after;
-        if gap == 0 {
-            return Some(Vec::new());
-        }
-        let fits = gap <= CatchUp::page_size(conn.capacity()) as u64
-            && conn.free_slots() >= conn.capacity() / 2;
-        let held = self
-            .recent
-            .front()
-            .is_some_and(|(first, _)| *first <= after + 1);
-        (fits && held).then(|| {
-            self.recent
-                .iter()
-                .filter(|(o, _)| *o > after)
-                .map(|(_, f)| f.clone())
-                .collect()
-        })
     }
 
     /// Runs an operation shared by REST and WebSocket.
@@ -618,12 +584,8 @@ impl Room {
             }
         }
         self.board.apply(offset, &event);
-        self.snapshot_frame = None;
         let frame = WireFrame::text(durable_frame(self.board.id, offset, &json));
-        self.recent.push_back((offset, frame.clone()));
-        while self.recent.len() > self.ctx.config.replay_buffer {
-            self.recent.pop_front();
-        }
+        self.tail.record(offset, frame.clone());
         self.fan_out(frame, Class::MustDeliver, None);
         if offset - self.snapshot_offset >= self.ctx.config.snapshot_every {
             self.snapshot().await;

@@ -54,11 +54,6 @@ pub struct CatchUp {
 }
 
 impl CatchUp {
-    /// How many events one page holds for a connection with this outbox capacity.
-    pub fn page_size(capacity: usize) -> usize {
-        (capacity / 4).max(1)
-    }
-
     /// Replays the journal from `after` to `target`, then gives the join back to the room.
     pub async fn run(self) {
         let conn = self.reply.conn().clone();
@@ -66,7 +61,7 @@ impl CatchUp {
             return;
         };
         let cap = conn.capacity();
-        let page = Self::page_size(cap);
+        let page = crate::room::page_size(cap);
         let mut after = self.after;
         let mut replayed = self.replayed;
         let mut reached = true;

@@ -1,7 +1,6 @@
 //! The workspace room: a team's members, their presence and the live task board.
 //!
 //! - [`state`]: the durable state and its rules (pure, unit-tested).
-//! - [`presence`]: who is connected and how they show (pure, unit-tested).
 //! - [`messages`]: what the room is sent and answers.
 //! - [`actor`]: wires messages to the state, the journal and the members' outboxes.
 //! - [`catchup`]: replays a long gap to a rejoining client, a page at a time, off the room.
@@ -9,7 +8,6 @@
 pub mod actor;
 pub mod catchup;
 pub mod messages;
-pub mod presence;
 pub mod state;
 
 pub use actor::{RoomArgs, WorkspaceRoom};
