@@ -1,13 +1,15 @@
 //! What every room kind shares, whatever its rules: the tunables, the services a room is given
 //! ([`RoomContext`]), the roster of connections that outlives a crash, the mailbox depth count,
 //! the bookkeeping of a join being caught up ([`PendingJoin`]), and who is in the room with
-//! the fan-out to them ([`Sessions`]), and the recent past kept in memory ([`Tail`]).
+//! the fan-out to them ([`Sessions`]), the recent past kept in memory ([`Tail`]), and the
+//! durable side: epoch, loading, appends and snapshots ([`durable::Durable`]).
 //!
 //! A room kind (the workspace today, the conference session next) imports from here and never
 //! from the router or the supervisor, which import the room kinds: dependencies point one way.
 
 pub mod config;
 pub mod context;
+pub mod durable;
 pub mod pending;
 pub mod sessions;
 pub mod tail;

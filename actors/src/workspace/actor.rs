@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use chrono::Utc;
-use persistence::{AppendRequest, JournalEntry, SideEffect, StoreError};
+use persistence::SideEffect;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use signaling::client::ClientMsg;
 use signaling::server::{AckResult, Event, JoinMode, ServerMsg, durable_frame};
@@ -24,6 +24,7 @@ use super::catchup::CatchUp;
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 use super::state::WorkspaceState;
 use crate::conn::{Class, ConflationKey, ConnHandle, ConnId, WireFrame};
+use crate::room::durable::{AppendError, Durable};
 use crate::room::{PendingJoin, RoomContext, Roster, Sessions, StartError, Tail, depth_down};
 
 /// The actor. Holds nothing: all mutable state is [`Room`].
@@ -45,14 +46,12 @@ pub struct RoomArgs {
 
 /// A running room's state.
 pub struct Room {
-    key: String,
-    epoch: u64,
+    /// The journal key, epoch and snapshot bookkeeping.
+    durable: Durable,
     board: WorkspaceState,
     sessions: Sessions,
-    /// The latest durable frames, for replaying to reconnecting clients without a database read.
+    /// The latest durable frames and the snapshot frame, in memory.
     tail: Tail,
-    snapshot_offset: u64,
-    last_snapshot: Instant,
     last_activity: Instant,
     deleted: bool,
     restarted: bool,
@@ -159,24 +158,14 @@ impl Room {
         let store = &ctx.store;
         let key = RoomKey::Workspace(id).to_string();
         let ws = store.workspace(id).await?.ok_or(StartError::NotFound)?;
-        let epoch = store.claim_room(&key).await?;
-        let mut board = match store.snapshot(&key).await? {
-            Some(s) => serde_json::from_str(&s.state)
-                .map_err(|e| StartError::Load(format!("snapshot: {e}")))?,
-            None => WorkspaceState::new(id, ws.name.clone()),
-        };
-        let snapshot_offset = board.offset;
-        loop {
-            let records = store.journal_since(&key, board.offset, 1000).await?;
-            if records.is_empty() {
-                break;
-            }
-            for r in records {
-                let event: Event = serde_json::from_str(&r.event)
-                    .map_err(|e| StartError::Load(format!("journal {}: {e}", r.seq)))?;
-                board.apply(u64::try_from(r.seq).unwrap_or(0), &event);
-            }
-        }
+        let (durable, mut board) = Durable::open(
+            &ctx,
+            key,
+            || WorkspaceState::new(id, ws.name.clone()),
+            |b: &WorkspaceState| b.offset,
+            |b: &mut WorkspaceState, offset, e: &Event| b.apply(offset, e),
+        )
+        .await?;
         board.name = ws.name;
         board.members = store
             .members(id)
@@ -185,20 +174,17 @@ impl Room {
             .map(|m| (m.user_id, m))
             .collect();
         tracing::info!(
-            epoch,
+            epoch = durable.epoch(),
             offset = board.offset,
             tasks = board.tasks.len(),
             restarted,
             "room loaded"
         );
         Ok(Room {
-            key,
-            epoch,
+            durable,
             board,
             sessions: Sessions::default(),
             tail: Tail::new(ctx.config.replay_buffer),
-            snapshot_offset,
-            last_snapshot: Instant::now(),
             last_activity: Instant::now(),
             deleted: false,
             restarted,
@@ -396,7 +382,7 @@ impl Room {
                         depth: self.depth.clone(),
                         store: self.ctx.store.clone(),
                         permits: self.ctx.catchups.clone(),
-                        key: self.key.clone(),
+                        key: self.durable.key().to_owned(),
                         workspace: self.board.id,
                         reply,
                         pending,
@@ -562,23 +548,18 @@ impl Room {
     async fn commit(&mut self, event: Event, effect: Option<SideEffect>) -> Result<u64, RoomError> {
         let offset = self.board.offset + 1;
         let json = serde_json::to_string(&event).map_err(|_| RoomError::Unavailable)?;
-        let request = AppendRequest {
-            room: self.key.clone(),
-            epoch: self.epoch,
-            entries: vec![JournalEntry {
-                seq: offset,
-                event: json.clone(),
-            }],
-            effect,
-        };
-        match self.ctx.journal.append(request).await {
+        match self
+            .durable
+            .append(&self.ctx, offset, json.clone(), effect)
+            .await
+        {
             Ok(()) => {}
-            Err(StoreError::StaleEpoch) => {
-                tracing::error!(room = %self.board.id, epoch = self.epoch, "room fenced off by a newer owner; stopping");
+            Err(AppendError::Fenced) => {
+                tracing::error!(room = %self.board.id, epoch = self.durable.epoch(), "room fenced off by a newer owner; stopping");
                 self.deleted = true; // no final snapshot: it would be refused too
                 return Err(RoomError::Unavailable);
             }
-            Err(e) => {
+            Err(AppendError::Failed(e)) => {
                 tracing::error!(room = %self.board.id, error = %e, "journal append failed");
                 return Err(RoomError::Unavailable);
             }
@@ -587,7 +568,10 @@ impl Room {
         let frame = WireFrame::text(durable_frame(self.board.id, offset, &json));
         self.tail.record(offset, frame.clone());
         self.fan_out(frame, Class::MustDeliver, None);
-        if offset - self.snapshot_offset >= self.ctx.config.snapshot_every {
+        if self
+            .durable
+            .snapshot_due(offset, self.ctx.config.snapshot_every, None)
+        {
             self.snapshot().await;
         }
         Ok(offset)
@@ -644,8 +628,11 @@ impl Room {
     }
 
     async fn tick(&mut self) {
-        let due = self.last_snapshot.elapsed() >= self.ctx.config.snapshot_interval;
-        if due && self.board.offset > self.snapshot_offset {
+        let interval = Some(self.ctx.config.snapshot_interval);
+        if self
+            .durable
+            .snapshot_due(self.board.offset, u64::MAX, interval)
+        {
             self.snapshot().await;
         }
     }
@@ -658,38 +645,14 @@ impl Room {
 
     /// Stores the state at the current offset (fenced by the epoch) and trims the journal.
     async fn snapshot(&mut self) {
-        if self.board.offset == self.snapshot_offset {
-            return;
-        }
-        let state = match serde_json::to_string(&self.board) {
-            Ok(s) => s,
-            Err(e) => {
-                return tracing::error!(room = %self.board.id, error = %e, "encoding snapshot failed");
-            }
-        };
-        let cfg = &self.ctx.config;
-        // Boxed: the store's future is ~15 KiB, and inline it would be part of every message's
-        // `handle` future, which the actor builds and moves for each message.
-        let put = Box::pin(self.ctx.store.put_snapshot(
-            &self.key,
-            self.epoch,
-            self.board.offset,
-            &state,
-            cfg.journal_retain,
-        ));
-        match put.await {
-            Ok(()) => {
-                self.snapshot_offset = self.board.offset;
-                self.last_snapshot = Instant::now();
-                tracing::debug!(room = %self.board.id, offset = self.board.offset, "snapshot stored");
-            }
-            Err(StoreError::StaleEpoch) => {
-                tracing::error!(room = %self.board.id, "snapshot refused: room fenced off by a newer owner");
-                self.deleted = true;
-            }
-            Err(e) => {
-                tracing::warn!(room = %self.board.id, error = %e, "snapshot failed; will retry")
-            }
+        let offset = self.board.offset;
+        if self
+            .durable
+            .snapshot(&self.ctx, offset, &self.board)
+            .await
+            .is_err()
+        {
+            self.deleted = true; // fenced off: nothing more may be written
         }
     }
 }
