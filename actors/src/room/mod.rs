@@ -2,11 +2,13 @@
 //! ([`RoomContext`]), the roster of connections that outlives a crash, the mailbox depth count,
 //! the bookkeeping of a join being caught up ([`PendingJoin`]), and who is in the room with
 //! the fan-out to them ([`Sessions`]), the recent past kept in memory ([`Tail`]), and the
-//! durable side: epoch, loading, appends and snapshots ([`durable::Durable`]).
+//! durable side: epoch, loading, appends and snapshots ([`durable::Durable`]), and the task that
+//! brings a far-behind client up to date off the room ([`catchup::CatchUp`]).
 //!
 //! A room kind (the workspace today, the conference session next) imports from here and never
 //! from the router or the supervisor, which import the room kinds: dependencies point one way.
 
+pub mod catchup;
 pub mod config;
 pub mod context;
 pub mod durable;

@@ -20,10 +20,10 @@ use signaling::workspace::PresenceStatus;
 use signaling::{RoomKey, UserId, WorkspaceId};
 use tokio::task::JoinHandle;
 
-use super::catchup::CatchUp;
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 use super::state::WorkspaceState;
 use crate::conn::{Class, ConflationKey, ConnHandle, ConnId, WireFrame};
+use crate::room::catchup::CatchUp;
 use crate::room::durable::{AppendError, Durable};
 use crate::room::{PendingJoin, RoomContext, Roster, Sessions, StartError, Tail, depth_down};
 
@@ -377,15 +377,23 @@ impl Room {
                             None => return reply.error(&RoomError::JoinInProgress),
                         },
                     };
+                    let workspace = self.board.id;
                     let catch_up = CatchUp {
                         room: myself.clone(),
                         depth: self.depth.clone(),
                         store: self.ctx.store.clone(),
                         permits: self.ctx.catchups.clone(),
                         key: self.durable.key().to_owned(),
-                        workspace: self.board.id,
-                        reply,
-                        pending,
+                        conn: conn.clone(),
+                        frame: Box::new(move |seq, event| {
+                            WireFrame::text(durable_frame(workspace, seq, event))
+                        }),
+                        resume: Box::new(move |after, replayed| WorkspaceMsg::Resume {
+                            reply,
+                            pending,
+                            after,
+                            replayed,
+                        }),
                         after: n,
                         target: head,
                         replayed,

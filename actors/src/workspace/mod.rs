@@ -2,11 +2,10 @@
 //!
 //! - [`state`]: the durable state and its rules (pure, unit-tested).
 //! - [`messages`]: what the room is sent and answers.
-//! - [`actor`]: wires messages to the state, the journal and the members' outboxes.
-//! - [`catchup`]: replays a long gap to a rejoining client, a page at a time, off the room.
+//! - [`actor`]: wires messages to the state, the journal and the members' outboxes, with what
+//!   every room kind shares from `crate::room`.
 
 pub mod actor;
-pub mod catchup;
 pub mod messages;
 pub mod state;
 

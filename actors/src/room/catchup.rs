@@ -6,31 +6,38 @@
 //! other rooms meanwhile), then reads one page of the journal and queues it, and so on: however
 //! long the gap, the outbox never overflows, the client is never mistaken for a slow consumer,
 //! and a client that stops reading costs at most the page it is not reading. When the task
-//! reaches the offset the room had when it started, it gives the join back to the room
-//! ([`WorkspaceMsg::Resume`]), which sends whatever happened meanwhile (or hands it out again if
-//! that is still a lot) and only then joins the connection and acks. If the journal no longer
-//! reaches back, the room sends a snapshot instead.
+//! reaches the offset the room had when it started, it gives the join back to the room (the
+//! message [`CatchUp::resume`] builds), which sends whatever happened meanwhile (or hands it out
+//! again if that is still a lot) and only then joins the connection and acks. If the journal no
+//! longer reaches back, the room sends a snapshot instead.
 //!
-//! A connection has at most one catch-up per room ([`PendingJoin`]); at most
+//! The task knows nothing of the room's kind: the room gives it the frame for a journal entry
+//! ([`CatchUp::frame`]) and the message that hands the join back.
+//!
+//! A connection has at most one catch-up per room ([`super::PendingJoin`]); at most
 //! [`MAX_CATCHUPS`](crate::room::MAX_CATCHUPS) run at once in the hub, the others wait their turn without reading anything.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use persistence::Store;
-use ractor::ActorRef;
-use signaling::WorkspaceId;
-use signaling::server::durable_frame;
+use ractor::{ActorRef, Message};
 use tokio::sync::Semaphore;
 
-use super::messages::{ReplyTo, WorkspaceMsg};
-use crate::conn::WireFrame;
-use crate::room::PendingJoin;
+use crate::conn::{ConnHandle, WireFrame};
+
+/// The frame a client gets for the journal entry `event` (JSON) at `offset`.
+pub type FrameOf = Box<dyn Fn(u64, &str) -> WireFrame + Send>;
+/// The message that gives the join back to the room: given the offset the client now has
+/// (`None`: the journal no longer reached back, send a snapshot) and the events replayed. It
+/// holds the join's answer and its place ([`super::PendingJoin`]); dropped unsent, they answer
+/// and free themselves.
+pub type ResumeWith<M> = Box<dyn FnOnce(Option<u64>, u64) -> M + Send>;
 
 /// A join being caught up.
-pub struct CatchUp {
+pub struct CatchUp<M: Message> {
     /// The room to give the join back to.
-    pub room: ActorRef<WorkspaceMsg>,
+    pub room: ActorRef<M>,
     /// The room's mailbox depth counter (every message sent to it is counted).
     pub depth: Arc<AtomicUsize>,
     /// Where the journal is.
@@ -39,12 +46,12 @@ pub struct CatchUp {
     pub permits: Arc<Semaphore>,
     /// The room's journal key.
     pub key: String,
-    /// The workspace.
-    pub workspace: WorkspaceId,
-    /// The join's answer.
-    pub reply: ReplyTo,
-    /// The join's place, held until it is done.
-    pub pending: PendingJoin,
+    /// The joining connection.
+    pub conn: ConnHandle,
+    /// A journal entry's frame.
+    pub frame: FrameOf,
+    /// The message that gives the join back.
+    pub resume: ResumeWith<M>,
     /// The client has every event up to here.
     pub after: u64,
     /// Replay up to here (the room's offset when it handed the join out).
@@ -53,10 +60,10 @@ pub struct CatchUp {
     pub replayed: u64,
 }
 
-impl CatchUp {
+impl<M: Message> CatchUp<M> {
     /// Replays the journal from `after` to `target`, then gives the join back to the room.
     pub async fn run(self) {
-        let conn = self.reply.conn().clone();
+        let conn = self.conn.clone();
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
         };
@@ -74,7 +81,7 @@ impl CatchUp {
             let records = match self.store.journal_since(&self.key, after, want).await {
                 Ok(records) => records,
                 Err(e) => {
-                    tracing::warn!(room = %self.workspace, error = %e, "journal read failed; sending a snapshot instead");
+                    tracing::warn!(room = %self.key, error = %e, "journal read failed; sending a snapshot instead");
                     reached = false;
                     break;
                 }
@@ -92,7 +99,7 @@ impl CatchUp {
             let frames: Vec<WireFrame> = records
                 .iter()
                 .zip(after + 1..)
-                .map(|(r, seq)| WireFrame::text(durable_frame(self.workspace, seq, &r.event)))
+                .map(|(r, seq)| (self.frame)(seq, &r.event))
                 .collect();
             let n = frames.len() as u64;
             if !conn.push_waiting(frames).await {
@@ -106,12 +113,7 @@ impl CatchUp {
             return;
         }
         self.depth.fetch_add(1, Ordering::Relaxed);
-        let resume = WorkspaceMsg::Resume {
-            reply: self.reply,
-            pending: self.pending,
-            after: reached.then_some(after),
-            replayed,
-        };
+        let resume = (self.resume)(reached.then_some(after), replayed);
         if self.room.cast(resume).is_err() {
             // The room stopped meanwhile: the reply, dropped with the message, says so.
             crate::room::depth_down(&self.depth);
