@@ -15,9 +15,11 @@
 //!   [`hasher`]: the argon2 thread pool; [`accounts`]: disabling and deleting accounts.
 //! - [`limits`]: every abuse throttle (rates, caps, quotas) in one place.
 //! - [`error`]: REST errors and their codes; [`metrics`]: the Prometheus registry.
-//! - [`turn`]: STUN/TURN servers for conference peers, with time-limited TURN credentials.
+//! - [`turn`]: STUN/TURN servers for conference peers, with time-limited TURN credentials;
+//!   [`analytics`]: session attendance and CSV exports, from the tables.
 
 pub mod accounts;
+pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod config;
