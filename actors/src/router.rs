@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use persistence::{Journal, Store};
-use ractor::{Actor, ActorRef, MessagingErr, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorRef, MessagingErr, RpcReplyPort};
 use signaling::{RoomKey, UserId, WorkspaceId};
 use tokio::sync::oneshot;
 
 use crate::conn::ConnId;
 use crate::metrics::RoomMetrics;
 use crate::room::{MAX_CATCHUPS, RoomConfig, RoomContext, RouterError, depth_down};
-use crate::supervisor::{RoomEntry, RoomSupervisor, Shared, SupervisorMsg};
+use crate::supervisor::{RoomEntry, RoomRef, RoomSupervisor, Shared, SupervisorMsg};
 use crate::workspace::{Op, Reply, RoomError, WorkspaceMsg};
 
 /// Finds, starts and messages rooms. Cheap to clone.
@@ -65,27 +65,29 @@ impl Router {
         id: WorkspaceId,
         mut msg: WorkspaceMsg,
     ) -> Result<(), (RouterError, Option<WorkspaceMsg>)> {
+        let key = RoomKey::Workspace(id);
         for _ in 0..3 {
-            let entry = match self.shared.rooms.get(&id).map(|e| e.clone()) {
+            let entry = match self.shared.rooms.get(&key).map(|e| e.clone()) {
                 Some(e) => e,
                 // Boxed: starting a room is rare, and its state would otherwise sit in every
                 // connection's reader (this future is part of it) for the connection's life.
-                None => match Box::pin(self.start_room(id)).await {
+                None => match Box::pin(self.start_room(key)).await {
                     Ok(e) => e,
                     Err(e) => return Err((e, Some(msg))),
                 },
             };
+            let RoomRef::Workspace(actor) = &entry.actor;
             entry.depth.fetch_add(1, Ordering::Relaxed);
-            match entry.actor.cast(msg) {
+            match actor.cast(msg) {
                 Ok(()) => return Ok(()),
                 Err(MessagingErr::SendErr(back)) => {
                     depth_down(&entry.depth);
                     msg = back;
                     // It stopped between lookup and send; forget it unless already replaced.
-                    let stale = entry.actor.get_id();
+                    let stale = actor.get_id();
                     self.shared
                         .rooms
-                        .remove_if(&id, |_, e| e.actor.get_id() == stale);
+                        .remove_if(&key, |_, e| e.actor.cell().get_id() == stale);
                 }
                 // The message was consumed; a `ReplyTo` inside answered for itself as it dropped.
                 Err(MessagingErr::ChannelClosed) => {
@@ -121,14 +123,12 @@ impl Router {
     /// Tells a running room that a connection closed. A room that is not running has nothing to
     /// forget, so this never starts one.
     pub fn disconnected(&self, room: RoomKey, conn: ConnId) {
-        let id = match room {
-            RoomKey::Workspace(id) => id,
-            // No session room runs yet (issue 7 brings them).
-            RoomKey::Session(_) => return,
-        };
-        if let Some(e) = self.shared.rooms.get(&id) {
+        if let Some(e) = self.shared.rooms.get(&room) {
             e.depth.fetch_add(1, Ordering::Relaxed);
-            if e.actor.cast(WorkspaceMsg::Disconnected(conn)).is_err() {
+            let sent = match &e.actor {
+                RoomRef::Workspace(a) => a.cast(WorkspaceMsg::Disconnected(conn)).is_ok(),
+            };
+            if !sent {
                 depth_down(&e.depth);
             }
         }
@@ -141,8 +141,7 @@ impl Router {
 
     /// Stops every room, each writing its final snapshot, then the supervisor.
     pub async fn shutdown(&self, timeout: Duration) {
-        let actors: Vec<ActorRef<WorkspaceMsg>> =
-            self.shared.rooms.iter().map(|e| e.actor.clone()).collect();
+        let actors: Vec<ActorCell> = self.shared.rooms.iter().map(|e| e.actor.cell()).collect();
         let mut stopping = tokio::task::JoinSet::new();
         for actor in actors {
             stopping.spawn(async move {
@@ -156,11 +155,11 @@ impl Router {
         self.shared.rooms.clear();
     }
 
-    async fn start_room(&self, id: WorkspaceId) -> Result<RoomEntry, RouterError> {
+    async fn start_room(&self, key: RoomKey) -> Result<RoomEntry, RouterError> {
         let (tx, rx) = oneshot::channel();
         self.supervisor
             .cast(SupervisorMsg::Start {
-                id,
+                key,
                 reply: RpcReplyPort::from(tx),
             })
             .map_err(|e| RouterError::Unavailable(e.to_string()))?;

@@ -9,8 +9,10 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use signaling::WorkspaceId;
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use signaling::RoomKey;
 
 use crate::room::{RoomContext, Roster, RouterError, StartError};
 use crate::workspace::actor::RoomArgs;
@@ -21,11 +23,27 @@ pub const MAX_RESTARTS: usize = 5;
 /// The window restarts are counted in.
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
+/// A running room's actor, whatever its kind.
+#[derive(Clone)]
+pub enum RoomRef {
+    /// A workspace room.
+    Workspace(ActorRef<WorkspaceMsg>),
+}
+
+impl RoomRef {
+    /// The actor, untyped: its id, and stopping it.
+    pub fn cell(&self) -> ActorCell {
+        match self {
+            RoomRef::Workspace(a) => a.get_cell(),
+        }
+    }
+}
+
 /// A running room as the router knows it.
 #[derive(Clone)]
 pub struct RoomEntry {
     /// The actor.
-    pub actor: ActorRef<WorkspaceMsg>,
+    pub actor: RoomRef,
     /// Its joined connections (survives restarts).
     pub roster: Roster,
     /// Messages sent to it and not yet handled.
@@ -34,7 +52,7 @@ pub struct RoomEntry {
 
 /// What the router and the supervisor share: the running rooms and the rooms' services.
 pub struct Shared {
-    pub(crate) rooms: DashMap<WorkspaceId, RoomEntry>,
+    pub(crate) rooms: DashMap<RoomKey, RoomEntry>,
     pub(crate) ctx: Arc<RoomContext>,
 }
 
@@ -42,8 +60,8 @@ pub struct Shared {
 pub enum SupervisorMsg {
     /// Return the room's entry, starting the room if it is not running.
     Start {
-        /// The workspace.
-        id: WorkspaceId,
+        /// The room.
+        key: RoomKey,
         /// The entry, or why the room cannot run.
         reply: RpcReplyPort<Result<RoomEntry, RouterError>>,
     },
@@ -55,8 +73,8 @@ pub struct RoomSupervisor;
 /// Which room each child actor is, and when each room last crashed.
 pub struct SupervisorState {
     shared: Arc<Shared>,
-    children: HashMap<ActorId, WorkspaceId>,
-    crashes: HashMap<WorkspaceId, Vec<Instant>>,
+    children: HashMap<ActorId, RoomKey>,
+    crashes: HashMap<RoomKey, Vec<Instant>>,
 }
 
 impl Actor for RoomSupervisor {
@@ -83,7 +101,7 @@ impl Actor for RoomSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Start { id, reply } => {
+            SupervisorMsg::Start { key: id, reply } => {
                 let result = match state.shared.rooms.get(&id).map(|e| e.clone()) {
                     Some(entry) => Ok(entry),
                     None => {
@@ -117,7 +135,7 @@ impl Actor for RoomSupervisor {
                     state
                         .shared
                         .rooms
-                        .remove_if(&id, |_, e| e.actor.get_id() == cell.get_id());
+                        .remove_if(&id, |_, e| e.actor.cell().get_id() == cell.get_id());
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) => {
@@ -137,22 +155,30 @@ impl SupervisorState {
     async fn spawn(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
-        id: WorkspaceId,
+        id: RoomKey,
         roster: Roster,
         depth: Arc<AtomicUsize>,
         restarted: bool,
     ) -> Result<RoomEntry, RouterError> {
-        let args = RoomArgs {
-            id,
-            ctx: self.shared.ctx.clone(),
-            roster: roster.clone(),
-            depth: depth.clone(),
-            restarted,
+        let spawned = match id {
+            RoomKey::Workspace(workspace) => {
+                let args = RoomArgs {
+                    id: workspace,
+                    ctx: self.shared.ctx.clone(),
+                    roster: roster.clone(),
+                    depth: depth.clone(),
+                    restarted,
+                };
+                Actor::spawn_linked(None, WorkspaceRoom, args, myself.get_cell())
+                    .await
+                    .map(|(actor, _)| RoomRef::Workspace(actor))
+            }
+            // No session room runs yet (issue 7 brings them).
+            RoomKey::Session(_) => return Err(RouterError::NotFound),
         };
-        let spawned = Actor::spawn_linked(None, WorkspaceRoom, args, myself.get_cell()).await;
         let result = match spawned {
-            Ok((actor, _)) => {
-                self.children.insert(actor.get_id(), id);
+            Ok(actor) => {
+                self.children.insert(actor.cell().get_id(), id);
                 let entry = RoomEntry {
                     actor,
                     roster,
@@ -175,11 +201,11 @@ impl SupervisorState {
     }
 
     /// Restarts a crashed room with its roster, unless it crashes too often.
-    async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, id: WorkspaceId, dead: ActorId) {
+    async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, id: RoomKey, dead: ActorId) {
         let Some((_, entry)) = self
             .shared
             .rooms
-            .remove_if(&id, |_, e| e.actor.get_id() == dead)
+            .remove_if(&id, |_, e| e.actor.cell().get_id() == dead)
         else {
             return;
         };
