@@ -9,7 +9,7 @@ use std::time::Duration;
 use actors::RoomConfig;
 use clap::{Args, Parser};
 
-use crate::limits::Rate;
+use crate::limits::rate::Rate;
 
 /// Everything the hub can be told.
 #[derive(Debug, Clone, Parser)]

@@ -141,8 +141,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<signaling::task::FieldError> for ApiError {
-    fn from(e: signaling::task::FieldError) -> Self {
+impl From<signaling::text::FieldError> for ApiError {
+    fn from(e: signaling::text::FieldError) -> Self {
         ApiError::invalid(e.to_string())
     }
 }

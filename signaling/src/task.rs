@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ids::{TaskId, UserId};
 use crate::text;
+pub use crate::text::FieldError;
 
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 500;
@@ -68,16 +69,6 @@ pub struct Task {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
-}
-
-/// A field that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct FieldError {
-    /// The field's name on the wire.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub problem: &'static str,
 }
 
 /// What a client sends to create a task.

@@ -23,7 +23,15 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-use crate::task::FieldError;
+/// A field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    /// The field's name on the wire.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
 
 /// The `problem` texts these functions put in a [`FieldError`]. Public so that a caller can match
 /// one without repeating it, e.g. to add its own limit to a [`problem::TOO_LONG`] message (a

@@ -389,7 +389,7 @@ impl SessionState {
 
 /// `info` with its text normalized, if every field is in range.
 fn checked_info(info: SessionInfo) -> Result<SessionInfo, SessionError> {
-    let invalid = |e: signaling::task::FieldError| SessionError::Invalid(e.to_string());
+    let invalid = |e: signaling::text::FieldError| SessionError::Invalid(e.to_string());
     let title = clean_line(&info.title, "title", MAX_TITLE_CHARS).map_err(invalid)?;
     let description =
         clean_text(&info.description, "description", MAX_DESCRIPTION_CHARS).map_err(invalid)?;
