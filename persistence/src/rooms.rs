@@ -9,6 +9,14 @@ use chrono::{DateTime, Utc};
 use crate::db::{Store, on_pool};
 use crate::error::StoreError;
 
+/// Deletes everything stored for one room (bind its key as `$1`), in this order, inside the
+/// transaction that deletes what the room belonged to.
+pub(crate) const DELETE_ROOM: [&str; 3] = [
+    "DELETE FROM room_journal WHERE room_key = $1",
+    "DELETE FROM room_snapshots WHERE room_key = $1",
+    "DELETE FROM rooms WHERE room_key = $1",
+];
+
 /// A journal entry as read back.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct JournalRecord {

@@ -298,11 +298,7 @@ impl Store {
         let key = signaling::RoomKey::Session(id).to_string();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            for sql in [
-                "DELETE FROM room_journal WHERE room_key = $1",
-                "DELETE FROM room_snapshots WHERE room_key = $1",
-                "DELETE FROM rooms WHERE room_key = $1",
-            ] {
+            for sql in crate::rooms::DELETE_ROOM {
                 sqlx::query(sql).bind(&key).execute(&mut *tx).await?;
             }
             for sql in [
