@@ -1,9 +1,11 @@
 //! What disabling or deleting an account does, wherever it is asked (the user deleting their own
 //! account, or an operator).
 //!
-//! Disabling: the account's refresh tokens are revoked, its open WebSocket connections close with
-//! 4001, and every authenticated request with one of its access tokens is refused from now on
-//! (each request checks the account, see `auth::Authenticated`).
+//! Disabling: its open WebSocket connections close with 4001 and new ones are refused (first,
+//! before the store changes, so that no open connection can vouch for a new one afterwards),
+//! the account's refresh tokens are revoked, and every authenticated request with one of its
+//! access tokens is refused from now on (each request checks the account, see
+//! `auth::Authenticated`).
 //!
 //! Deleting: first the account must not be the only owner of a workspace that has other members
 //! (`409 last_owner`, naming them: ownership has to be handed over first). Then it is disabled
@@ -41,14 +43,31 @@ pub async fn set_disabled(
     user: UserId,
     disabled: bool,
 ) -> Result<bool, ApiError> {
-    let found = state.store.set_disabled(user, disabled).await?;
-    if found && disabled {
-        let closed = state.registry.close_user(user, CloseReason::ACCESS_REVOKED);
-        tracing::info!(%user, closed, "account disabled");
-    } else if found {
-        state.registry.reopen_user(user);
+    if !disabled {
+        let found = state.store.set_disabled(user, false).await?;
+        if found {
+            state.registry.reopen_user(user);
+        }
+        return Ok(found);
     }
-    Ok(found)
+    // Closed (and refused for a while) before the store says so: a connection vouched for by
+    // an open one (`Registry::vouches_for`) can never outlive the disabling, even if this
+    // request is cancelled between the two steps.
+    let closed = state.registry.close_user(user, CloseReason::ACCESS_REVOKED);
+    match state.store.set_disabled(user, true).await {
+        Ok(true) => {
+            tracing::info!(%user, closed, "account disabled");
+            Ok(true)
+        }
+        Ok(false) => {
+            state.registry.reopen_user(user);
+            Ok(false)
+        }
+        Err(e) => {
+            state.registry.reopen_user(user);
+            Err(e.into())
+        }
+    }
 }
 
 /// Deletes an account (see the module docs). The work runs in a task of its own, so that it

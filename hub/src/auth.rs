@@ -5,15 +5,18 @@
 //!
 //! A token alone is not enough: every authenticated request also checks that its account still
 //! exists and is not disabled ([`Authenticated::check`], one primary-key read), so deleting or
-//! disabling an account takes effect at once, not when its tokens expire.
+//! disabling an account takes effect at once, not when its tokens expire. A WebSocket upgrade
+//! skips the read when an open connection of the same user, whose account was read less than a
+//! minute ago, vouches for it (`ws::registry::Registry::vouches_for`): disabling closes those
+//! connections first.
 //!
 //! A guest of a conference session has no account: its token ([`Auth::issue_guest`]) names one
 //! session and carries its own audience, so it is refused wherever an access token is asked for,
 //! and an access token is refused where a guest token is.
 //!
 //! [`AuthUser`] is the extractor REST handlers use (it also charges the user's request
-//! allowance); the WebSocket gateway calls [`Authenticated::check`] itself (a browser cannot set
-//! headers on a WebSocket, so it also accepts `?token=`). [`Operator`] guards the admin routes.
+//! allowance); the WebSocket gateway checks the token and [`Authenticated::active`] itself (a
+//! browser cannot set headers on a WebSocket, so it also accepts `?token=`). [`Operator`] guards the admin routes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -177,8 +180,8 @@ impl Auth {
     /// names this session.
     ///
     /// # Errors
-    /// `unauthorized` for any failure, the same words as [`Auth::verify_access`]; `forbidden`
-    /// when it is a good token for another session.
+    /// `unauthorized` for any failure ("guest token expired" when that is all that is wrong);
+    /// `forbidden` when it is a good token for another session.
     pub fn verify_guest(&self, token: &str, session: SessionId) -> Result<AttendeeId, ApiError> {
         let claims =
             jsonwebtoken::decode::<GuestClaims>(token, &self.decoding, &self.guest_validation)

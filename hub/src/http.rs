@@ -119,6 +119,8 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
+    // Unix only: on Windows the option lets another process take the port.
+    #[cfg(unix)]
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
@@ -368,6 +370,21 @@ mod tests {
         if somaxconn < burst {
             eprintln!(
                 "net.core.somaxconn is {somaxconn}: the kernel caps every backlog below {burst}; not testable here"
+            );
+            return;
+        }
+        let mut files = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` only writes the struct given to it.
+        let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut files) };
+        // One descriptor per client socket (the queued server sides are the kernel's), plus
+        // room for the other tests running in this process.
+        if got != 0 || files.rlim_cur < burst as u64 + 1024 {
+            eprintln!(
+                "the open-file limit is {}: too low for a burst of {burst}; not testable here",
+                files.rlim_cur
             );
             return;
         }

@@ -520,7 +520,7 @@ impl Room {
             }
             Op::Delete => {
                 self.board.check_delete(user)?;
-                // Boxed for the reason given in `Room::snapshot`.
+                // Boxed for the reason given in `Durable::snapshot`.
                 Box::pin(self.ctx.store.delete_workspace(ws))
                     .await
                     .map_err(|e| {

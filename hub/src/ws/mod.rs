@@ -83,9 +83,8 @@ pub async fn upgrade(
     };
     // A user already connected here was found enabled then, and would have been closed since
     // if not (see `Registry::vouches_for`); anyone else is read from the store.
-    if !state.registry.vouches_for(user)
-        && let Err(e) = Authenticated::active(&state, user).await
-    {
+    let vouched = state.registry.vouches_for(user);
+    if !vouched && let Err(e) = Authenticated::active(&state, user).await {
         return e.into_response();
     }
     if state.shutdown.is_cancelled() {
@@ -100,6 +99,9 @@ pub async fn upgrade(
         Ok(a) => a,
         Err(refused) => return refused_connection(&state, refused).into_response(),
     };
+    if !vouched {
+        state.registry.account_read(user);
+    }
     let Ok((response, fut)) = ws.upgrade() else {
         return ApiError::invalid("websocket upgrade failed").into_response();
     };

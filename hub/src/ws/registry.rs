@@ -30,6 +30,10 @@ pub enum CapExceeded {
 /// How long a closed user's new connections are refused without asking the database: far
 /// longer than an upgrade takes between its account check and its admission.
 const REVOKED_FOR: Duration = Duration::from_secs(60);
+/// How long an account read at an upgrade vouches for the user's next upgrades (while one of
+/// their connections is open): bounds how late a change made outside this process (by hand in
+/// the database, or by another node) is seen.
+const VOUCH_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct UserConns {
@@ -39,6 +43,8 @@ struct UserConns {
     /// attached after it is closed too.
     generation: u64,
     conns: Vec<ConnHandle>,
+    /// When the account was last read and found enabled.
+    checked_at: Option<Instant>,
 }
 
 struct Inner {
@@ -140,22 +146,30 @@ impl Registry {
         conns.count
     }
 
-    /// Whether `user` has an open connection here and was not closed since: their account was
-    /// found enabled when that connection was admitted, and disabling or deleting it closes
-    /// every connection of theirs through [`Registry::close_user`] (after the account is
-    /// changed in the store). A new connection of such a user needs no second account read: if
-    /// the account is being disabled at this moment, the closing catches the new connection too
-    /// (see [`Admission::attach`]). This spares the store one read per connection when clients
+    /// Whether `user` has an open connection here, was not closed since, and had their account
+    /// read less than [`VOUCH_FOR`] ago: it was found enabled then, and disabling or deleting it
+    /// closes every connection of theirs through [`Registry::close_user`] (before the store
+    /// changes). A new connection of such a user needs no second account read: if the account
+    /// is being disabled at this moment, the closing catches the new connection too (see
+    /// [`Admission::attach`]). This spares the store one read per connection when clients
     /// reconnect in a storm, or a user opens tabs.
     pub fn vouches_for(&self, user: UserId) -> bool {
         let inner = &self.inner;
         if inner.revoked.contains_key(&user) {
             return false;
         }
-        inner
-            .users
-            .get(&user)
-            .is_some_and(|u| u.conns.iter().any(|c| !c.is_closed()))
+        inner.users.get(&user).is_some_and(|u| {
+            u.checked_at.is_some_and(|t| t.elapsed() < VOUCH_FOR)
+                && u.conns.iter().any(|c| !c.is_closed())
+        })
+    }
+
+    /// Notes that `user`'s account was just read and found enabled (by an upgrade admitted
+    /// here): it vouches for their next upgrades for [`VOUCH_FOR`].
+    pub fn account_read(&self, user: UserId) {
+        if let Some(mut u) = self.inner.users.get_mut(&user) {
+            u.checked_at = Some(Instant::now());
+        }
     }
 
     /// Lets `user` connect again at once (their account was enabled again).
@@ -276,6 +290,11 @@ mod tests {
         assert!(!r.vouches_for(ada), "admitted, not connected yet");
         let (c1, _o1) = ConnHandle::new(1, ada, 4);
         assert!(pending.attach(&c1));
+        assert!(
+            !r.vouches_for(ada),
+            "connected, but its account was not read here"
+        );
+        r.account_read(ada);
         assert!(r.vouches_for(ada));
         assert!(
             !r.vouches_for(bob),
@@ -289,14 +308,22 @@ mod tests {
         let (c2, _o2) = ConnHandle::new(2, ada, 4);
         let mut second = r.admit(ada, ip(1)).unwrap();
         assert!(second.attach(&c2));
-        assert!(r.vouches_for(ada));
+        assert!(r.vouches_for(ada), "the read still counts for a while");
         r.close_user(ada, CloseReason::ACCESS_REVOKED);
         assert!(!r.vouches_for(ada), "disabled: the store is asked again");
         r.reopen_user(ada);
         let (c3, _o3) = ConnHandle::new(3, ada, 4);
         let mut third = r.admit(ada, ip(1)).unwrap();
         assert!(third.attach(&c3));
-        assert!(r.vouches_for(ada), "enabled again and connected");
+        r.account_read(ada);
+        assert!(r.vouches_for(ada), "enabled again, read and connected");
+        r.inner.users.get_mut(&ada).unwrap().checked_at =
+            Some(Instant::now().checked_sub(VOUCH_FOR).unwrap());
+        assert!(
+            !r.vouches_for(ada),
+            "a read too long ago vouches for nothing"
+        );
+        r.account_read(ada);
         drop((pending, second, third));
         assert!(!r.vouches_for(ada), "all gone");
     }
