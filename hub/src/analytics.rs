@@ -3,6 +3,8 @@
 //!
 //! Pure functions over records, so that the REST route only reads and formats.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use persistence::AttendeeRecord;
 use serde::Serialize;
@@ -14,11 +16,11 @@ pub struct Attendance {
     pub joins: usize,
     /// Distinct people: accounts by account, guests by attendee id.
     pub unique: usize,
-    /// Most present at once.
+    /// Most people present at once (one person with two tabs is one).
     pub peak: usize,
     /// When that peak was first reached.
     pub peak_at: Option<DateTime<Utc>>,
-    /// Present now (joined, not left).
+    /// People present now (joined, not left).
     pub current: usize,
     /// Mean time present per join, in seconds (those still present count until `now`).
     pub mean_seconds: f64,
@@ -26,33 +28,41 @@ pub struct Attendance {
 
 /// Attendance at `now` from the attendees' join and leave times.
 pub fn attendance(records: &[AttendeeRecord], now: DateTime<Utc>) -> Attendance {
+    // A person: an account by its id, a guest by its attendee id.
+    let person = |r: &AttendeeRecord| r.user.map_or(r.id.as_uuid(), |u| u.as_uuid());
     // +1 at each join, -1 at each leave; at equal times a leave comes first, so that someone
     // who rejoins at the second they left is not counted twice.
-    let mut steps: Vec<(DateTime<Utc>, i8)> = Vec::with_capacity(records.len() * 2);
+    let mut steps: Vec<(DateTime<Utc>, i8, uuid::Uuid)> = Vec::with_capacity(records.len() * 2);
     let mut total_seconds = 0.0;
-    let mut people = std::collections::HashSet::new();
     for r in records {
-        steps.push((r.joined_at, 1));
-        let end = r.left_at.unwrap_or(now).max(r.joined_at);
+        steps.push((r.joined_at, 1, person(r)));
         if let Some(left) = r.left_at {
-            steps.push((left.max(r.joined_at), -1));
+            steps.push((left.max(r.joined_at), -1, person(r)));
         }
+        let end = r.left_at.unwrap_or(now).max(r.joined_at);
         #[allow(clippy::cast_precision_loss)]
         let seconds = (end - r.joined_at).num_milliseconds() as f64 / 1000.0;
         total_seconds += seconds;
-        people.insert(r.user.map_or(r.id.as_uuid(), |u| u.as_uuid()));
     }
-    steps.sort_by_key(|(at, delta)| (*at, *delta));
+    steps.sort_by_key(|(at, delta, _)| (*at, *delta));
+    let mut open: HashMap<uuid::Uuid, u32> = HashMap::new();
     let (mut present, mut peak, mut peak_at) = (0usize, 0usize, None);
-    for (at, delta) in steps {
+    for (at, delta, who) in steps {
+        let rows = open.entry(who).or_insert(0);
         if delta > 0 {
-            present += 1;
-            if present > peak {
-                peak = present;
-                peak_at = Some(at);
+            *rows += 1;
+            if *rows == 1 {
+                present += 1;
+                if present > peak {
+                    peak = present;
+                    peak_at = Some(at);
+                }
             }
-        } else {
-            present = present.saturating_sub(1);
+        } else if *rows > 0 {
+            *rows -= 1;
+            if *rows == 0 {
+                present -= 1;
+            }
         }
     }
     #[allow(clippy::cast_precision_loss)]
@@ -63,18 +73,18 @@ pub fn attendance(records: &[AttendeeRecord], now: DateTime<Utc>) -> Attendance 
     };
     Attendance {
         joins: records.len(),
-        unique: people.len(),
+        unique: open.len(),
         peak,
         peak_at,
-        current: records.iter().filter(|r| r.left_at.is_none()).count(),
+        current: present,
         mean_seconds,
     }
 }
 
 /// One CSV line (RFC 4180: fields with a comma, quote or line break are quoted, quotes
 /// doubled), ending in CRLF. A field that a spreadsheet would run as a formula (starting with
-/// `=`, `+`, `-`, `@`, a tab or a carriage return) is prefixed with `'`, since exports carry text
-/// that attendees typed.
+/// `=`, `+`, `-`, `@`, a tab or a carriage return, and not a plain number) is prefixed with `'`,
+/// since exports carry text that attendees typed.
 pub fn csv_line<S: AsRef<str>>(fields: &[S]) -> String {
     let mut line = String::new();
     for (i, field) in fields.iter().enumerate() {
@@ -83,7 +93,9 @@ pub fn csv_line<S: AsRef<str>>(fields: &[S]) -> String {
         }
         let raw = field.as_ref();
         let guarded;
-        let text = if raw.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        let formula =
+            raw.starts_with(['=', '+', '-', '@', '\t', '\r']) && raw.parse::<f64>().is_err();
+        let text = if formula {
             guarded = format!("'{raw}");
             guarded.as_str()
         } else {
@@ -133,14 +145,16 @@ mod tests {
             joined(8, Some(9), None),
             // Ada again, the minute she left: not two of her at once.
             joined(10, None, Some(ada)),
+            // And in a second tab: still one Ada.
+            joined(12, None, Some(ada)),
         ];
         let a = attendance(&records, at(20));
-        assert_eq!(a.joins, 4);
+        assert_eq!(a.joins, 5);
         assert_eq!(a.unique, 3, "ada counted once");
         assert_eq!((a.peak, a.peak_at), (3, Some(at(8))));
-        assert_eq!(a.current, 2);
-        // 10 + 15 + 1 + 10 minutes over 4 joins.
-        assert!((a.mean_seconds - 36.0 * 60.0 / 4.0).abs() < 1e-6);
+        assert_eq!(a.current, 2, "ada (two tabs) and the first guest");
+        // 10 + 15 + 1 + 10 + 8 minutes over 5 joins.
+        assert!((a.mean_seconds - 44.0 * 60.0 / 5.0).abs() < 1e-6);
         let none = attendance(&[], at(0));
         assert_eq!((none.peak, none.peak_at, none.mean_seconds), (0, None, 0.0));
     }
@@ -153,8 +167,14 @@ mod tests {
             "\"say \"\"hi\"\"\",\"x,y\",\"two\nlines\"\r\n"
         );
         assert_eq!(
-            csv_line(&["=HYPERLINK(\"http://evil\")", "-1", "@SUM(A1)", "ok"]),
-            "\"'=HYPERLINK(\"\"http://evil\"\")\",'-1,'@SUM(A1),ok\r\n"
+            csv_line(&[
+                "=HYPERLINK(\"http://evil\")",
+                "-2+3",
+                "@SUM(A1)",
+                "-1.5",
+                "ok"
+            ]),
+            "\"'=HYPERLINK(\"\"http://evil\"\")\",'-2+3,'@SUM(A1),-1.5,ok\r\n"
         );
         assert_eq!(csv_line::<&str>(&[]), "\r\n");
     }

@@ -17,13 +17,16 @@
 //! **Moderation.** With moderation on, a new question is `pending` and only presenters and
 //! moderators see it until one approves it. Presenters and moderators can dismiss, mark
 //! answered, pin, unpin and delete any question; an author can edit their own question only
-//! while it has no votes, and delete it.
+//! while it is pending or open and has no votes (under moderation, an edited question waits for
+//! approval again), and delete it.
 //!
 //! **Spam.** Each refusal has its own code ([`QaError::code`]): too many questions from one
 //! attendee within the rate window, the same text (ignoring case and spacing) asked twice by the
-//! same attendee, a blocked word, too many links.
+//! same attendee, a blocked word, too many links. What an author asked is remembered when their
+//! question is deleted, so deleting and asking again passes neither the rate nor the duplicate
+//! rule.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -173,6 +176,9 @@ pub enum QaEvent {
         id: QuestionId,
         /// The new text.
         text: String,
+        /// Back to `pending` (moderation is on: an edited question is approved again).
+        #[serde(default)]
+        pending: bool,
     },
     /// An attendee's vote on a question is now `vote` (`None`: cleared).
     VoteSet {
@@ -269,6 +275,30 @@ pub struct Ask {
     pub anonymous: bool,
 }
 
+/// Most recent question times kept per author (for the rate); more than any sane window needs.
+const KEPT_ASKS: usize = 32;
+/// Most texts kept per author (for duplicates).
+const KEPT_TEXTS: usize = 64;
+
+/// What an author asked, kept when their questions are deleted, so that deleting and asking
+/// again passes neither the rate nor the duplicate rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct AuthorHistory {
+    /// When they asked, oldest first (the latest [`KEPT_ASKS`]).
+    asked: VecDeque<DateTime<Utc>>,
+    /// Their texts, normalized (the latest [`KEPT_TEXTS`]).
+    texts: VecDeque<String>,
+}
+
+impl AuthorHistory {
+    fn wrote(&mut self, text: &str) {
+        self.texts.push_back(normalized(text));
+        if self.texts.len() > KEPT_TEXTS {
+            self.texts.pop_front();
+        }
+    }
+}
+
 /// A session's Q&A: its questions and every attendee's votes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Qa {
@@ -276,6 +306,9 @@ pub struct Qa {
     pub questions: HashMap<QuestionId, Question>,
     /// Each attendee's vote on each question.
     votes: HashMap<QuestionId, HashMap<AttendeeId, Vote>>,
+    /// What each author asked.
+    #[serde(default)]
+    authors: HashMap<AttendeeId, AuthorHistory>,
 }
 
 impl Qa {
@@ -300,20 +333,16 @@ impl Qa {
             return Err(QaError::AlreadyExists);
         }
         let text = checked_text(settings, &ask.text)?;
-        let window = Duration::seconds(i64::from(settings.rate_window_secs));
-        let mine = self.questions.values().filter(|q| q.author == author);
-        let key = normalized(&text);
-        let mut recent = 0;
-        for q in mine {
-            if normalized(&q.text) == key {
+        if let Some(history) = self.authors.get(&author) {
+            let key = normalized(&text);
+            if history.texts.contains(&key) {
                 return Err(QaError::Duplicate);
             }
-            if q.asked_at > now - window {
-                recent += 1;
+            let window = Duration::seconds(i64::from(settings.rate_window_secs));
+            let recent = history.asked.iter().filter(|t| **t > now - window).count();
+            if recent >= settings.max_questions_per_window {
+                return Err(QaError::RateLimited);
             }
-        }
-        if recent >= settings.max_questions_per_window {
-            return Err(QaError::RateLimited);
         }
         let status = if settings.moderation {
             QuestionStatus::Pending
@@ -335,10 +364,13 @@ impl Qa {
         })
     }
 
-    /// Checks an edit by the question's author.
+    /// Checks an edit by the question's author: while Q&A is open, of a question pending or
+    /// open that has no votes yet. Under moderation an open question goes back to `pending`, so
+    /// that an approved question cannot be edited into something else.
     ///
     /// # Errors
-    /// Not found, not the author, votes already cast, or bad text.
+    /// Closed, not found, not the author, answered or dismissed, votes already cast, bad text,
+    /// or a text the author asked already.
     pub fn decide_edit(
         &self,
         settings: &QaSettings,
@@ -346,15 +378,33 @@ impl Qa {
         id: QuestionId,
         text: &str,
     ) -> Result<QaEvent, QaError> {
+        if !settings.open {
+            return Err(QaError::Closed);
+        }
         let q = self.questions.get(&id).ok_or(QaError::NotFound)?;
         if q.author != editor {
             return Err(QaError::Forbidden("only its author can edit a question"));
+        }
+        if !matches!(q.status, QuestionStatus::Pending | QuestionStatus::Open) {
+            return Err(QaError::Forbidden(
+                "an answered or dismissed question cannot be edited",
+            ));
         }
         if q.up + q.down > 0 {
             return Err(QaError::HasVotes);
         }
         let text = checked_text(settings, text)?;
-        Ok(QaEvent::QuestionEdited { id, text })
+        let key = normalized(&text);
+        let unchanged = key == normalized(&q.text);
+        let asked_before = self
+            .authors
+            .get(&editor)
+            .is_some_and(|h| h.texts.contains(&key));
+        if asked_before && !unchanged {
+            return Err(QaError::Duplicate);
+        }
+        let pending = settings.moderation && q.status == QuestionStatus::Open && !unchanged;
+        Ok(QaEvent::QuestionEdited { id, text, pending })
     }
 
     /// Checks a vote (`None` clears the voter's vote). `Ok(None)`: the vote is already so,
@@ -428,11 +478,21 @@ impl Qa {
     pub fn apply(&mut self, event: &QaEvent) {
         match event {
             QaEvent::QuestionAsked { question } => {
+                let history = self.authors.entry(question.author).or_default();
+                history.asked.push_back(question.asked_at);
+                if history.asked.len() > KEPT_ASKS {
+                    history.asked.pop_front();
+                }
+                history.wrote(&question.text);
                 self.questions.insert(question.id, question.clone());
             }
-            QaEvent::QuestionEdited { id, text } => {
+            QaEvent::QuestionEdited { id, text, pending } => {
                 if let Some(q) = self.questions.get_mut(id) {
                     q.text.clone_from(text);
+                    if *pending {
+                        q.status = QuestionStatus::Pending;
+                    }
+                    self.authors.entry(q.author).or_default().wrote(text);
                 }
             }
             QaEvent::VoteSet { id, voter, vote } => self.set_vote(*id, *voter, *vote),
@@ -689,6 +749,65 @@ mod tests {
         qa.apply(&gone);
         assert_eq!(qa.decide_vote(bob, q, None), Err(QaError::NotFound));
         assert_eq!(qa.vote_of(q, bob), None, "its votes went with it");
+    }
+
+    #[test]
+    fn deleting_and_asking_again_passes_neither_spam_rule() {
+        let s = QaSettings::default();
+        let mut qa = Qa::default();
+        let ada = AttendeeId::new();
+        let first = asked(&mut qa, &s, ada, "Buy my course", 0);
+        let gone = qa.decide_delete(ada, SessionRole::Attendee, first).unwrap();
+        qa.apply(&gone);
+        let again = qa.decide_ask(&s, ada, ask("buy my  COURSE"), at(1));
+        assert_eq!(again.unwrap_err().code(), "duplicate_question");
+        for (n, t) in [(2, 2), (3, 3)] {
+            let id = asked(&mut qa, &s, ada, &format!("question {n}"), t);
+            let gone = qa.decide_delete(ada, SessionRole::Attendee, id).unwrap();
+            qa.apply(&gone);
+        }
+        let fourth = qa.decide_ask(&s, ada, ask("question 4"), at(4));
+        assert_eq!(fourth.unwrap_err().code(), "question_rate_limited");
+    }
+
+    #[test]
+    fn an_edit_is_checked_like_a_question_and_approved_again_under_moderation() {
+        let s = QaSettings {
+            moderation: true,
+            ..QaSettings::default()
+        };
+        let mut qa = Qa::default();
+        let ada = AttendeeId::new();
+        let q = asked(&mut qa, &s, ada, "Harmless question", 0);
+        moderate(&mut qa, SessionRole::Moderator, q, Moderation::Approve);
+        let e = qa
+            .decide_edit(&s, ada, q, "Something else entirely")
+            .unwrap();
+        qa.apply(&e);
+        assert_eq!(qa.questions[&q].status, QuestionStatus::Pending);
+        assert!(
+            qa.ranked(SessionRole::Attendee).is_empty(),
+            "hidden until approved"
+        );
+        let other = asked(&mut qa, &s, ada, "Second one", 1);
+        assert_eq!(
+            qa.decide_edit(&s, ada, other, "harmless  question")
+                .unwrap_err()
+                .code(),
+            "duplicate_question",
+            "a text asked before"
+        );
+        moderate(&mut qa, SessionRole::Moderator, other, Moderation::Approve);
+        moderate(&mut qa, SessionRole::Moderator, other, Moderation::Answer);
+        assert!(matches!(
+            qa.decide_edit(&s, ada, other, "late change"),
+            Err(QaError::Forbidden(_))
+        ));
+        let closed = QaSettings {
+            open: false,
+            ..s.clone()
+        };
+        assert_eq!(qa.decide_edit(&closed, ada, q, "x"), Err(QaError::Closed));
     }
 
     #[test]

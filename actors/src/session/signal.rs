@@ -35,6 +35,8 @@ pub type PeerId = signaling::AttendeeId;
 pub const SIGNAL_GRACE: Duration = Duration::from_secs(15);
 /// Most signals held for one (sender, target) pair.
 pub const MAX_HELD_PER_PAIR: usize = 128;
+/// Most bytes of signals held for one absent target, from all senders together.
+pub const MAX_HELD_BYTES_PER_TARGET: usize = 256 * 1024;
 /// Largest SDP, in bytes.
 pub const MAX_SDP_BYTES: usize = 32 * 1024;
 /// Largest ICE candidate line, in bytes.
@@ -144,6 +146,11 @@ pub fn check_sdp(sdp: &str) -> Result<(), SignalError> {
     Ok(())
 }
 
+/// Whether `s` is a plain decimal number (no sign: `str::parse` takes a leading `+`).
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// `<media> <port>[/<count>] <proto> <fmt> ...`.
 fn check_media(value: &str) -> Result<(), SignalError> {
     let bad = SignalError::InvalidSdp;
@@ -154,7 +161,7 @@ fn check_media(value: &str) -> Result<(), SignalError> {
     }
     let port = words.next().unwrap_or("");
     let port = port.split_once('/').map_or(port, |(p, _)| p);
-    if port.parse::<u16>().is_err() {
+    if !is_number(port) || port.parse::<u16>().is_err() {
         return Err(bad("bad media port"));
     }
     let proto = words.next().unwrap_or("");
@@ -211,20 +218,20 @@ pub fn check_candidate(line: &str) -> Result<(), SignalError> {
     if foundation.is_empty() || foundation.len() > 32 || !foundation.bytes().all(ice_char) {
         return Err(bad("bad foundation"));
     }
-    if !matches!(component.parse::<u16>(), Ok(1..=256)) {
+    if !is_number(component) || !matches!(component.parse::<u16>(), Ok(1..=256)) {
         return Err(bad("bad component id"));
     }
     if !transport.eq_ignore_ascii_case("udp") && !transport.eq_ignore_ascii_case("tcp") {
         return Err(bad("bad transport"));
     }
-    if priority.parse::<u32>().is_err() {
+    if !is_number(priority) || priority.parse::<u32>().is_err() {
         return Err(bad("bad priority"));
     }
     let host_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-');
     if address.is_empty() || address.len() > 255 || !address.bytes().all(host_char) {
         return Err(bad("bad address"));
     }
-    if port.parse::<u16>().is_err() {
+    if !is_number(port) || port.parse::<u16>().is_err() {
         return Err(bad("bad port"));
     }
     if *typ != "typ" || !matches!(*kind, "host" | "srflx" | "prflx" | "relay") {
@@ -279,6 +286,8 @@ pub struct Relay<S> {
     peers: HashMap<PeerId, Option<Instant>>,
     /// Keyed (sender, target).
     pairs: HashMap<(PeerId, PeerId), Pair<S>>,
+    /// Bytes held for each absent target.
+    held_bytes: HashMap<PeerId, usize>,
 }
 
 impl<S> Default for Relay<S> {
@@ -286,16 +295,18 @@ impl<S> Default for Relay<S> {
         Self {
             peers: HashMap::new(),
             pairs: HashMap::new(),
+            held_bytes: HashMap::new(),
         }
     }
 }
 
 impl<S> Relay<S> {
     /// A peer arrives, or comes back. Returns the signals held for it, pair by pair in sequence
-    /// order; they leave the hold (each is handed over once). A peer back after the grace
-    /// window was already forgotten ([`Relay::expire`]) and gets nothing.
+    /// order; they leave the hold (each is handed over once). A peer that [`Relay::expire`]
+    /// already forgot (back after the grace window) gets nothing.
     pub fn arrive(&mut self, peer: PeerId) -> Vec<HeldSignal<S>> {
         self.peers.insert(peer, None);
+        self.held_bytes.remove(&peer);
         let mut from: BTreeMap<PeerId, VecDeque<(u64, S)>> = BTreeMap::new();
         for ((sender, target), pair) in &mut self.pairs {
             if *target == peer && !pair.held.is_empty() {
@@ -310,7 +321,9 @@ impl<S> Relay<S> {
             .collect()
     }
 
-    /// A peer's connection went away at `now`: it is away for [`SIGNAL_GRACE`].
+    /// A peer's last connection went away at `now`: it is away for [`SIGNAL_GRACE`]. (A peer
+    /// is an attendee, who may have several connections: the room calls this when the last
+    /// one goes.)
     pub fn away(&mut self, peer: PeerId, now: Instant) {
         if let Some(state) = self.peers.get_mut(&peer) {
             *state = Some(now);
@@ -344,15 +357,17 @@ impl<S> Relay<S> {
         matches!(self.peers.get(&peer), Some(None))
     }
 
-    /// Takes a checked signal from `from` to `to` at `now`.
+    /// Takes a checked signal of `bytes` bytes from `from` to `to` at `now`.
     ///
     /// # Errors
-    /// The target is unknown or gone, the sender signals itself, or too many are held.
+    /// The target is unknown or gone, the sender signals itself, or too many signals (or
+    /// bytes) are held for it.
     pub fn send(
         &mut self,
         from: PeerId,
         to: PeerId,
         signal: S,
+        bytes: usize,
         now: Instant,
     ) -> Result<Relayed<S>, SignalError> {
         if from == to {
@@ -369,6 +384,10 @@ impl<S> Relay<S> {
             }
             Some(Some(_)) => true,
         };
+        let held_bytes = self.held_bytes.get(&to).copied().unwrap_or(0);
+        if away && held_bytes + bytes > MAX_HELD_BYTES_PER_TARGET {
+            return Err(SignalError::Backlog);
+        }
         let pair = self.pairs.entry((from, to)).or_default();
         if away && pair.held.len() >= MAX_HELD_PER_PAIR {
             return Err(SignalError::Backlog);
@@ -377,6 +396,7 @@ impl<S> Relay<S> {
         let seq = pair.last_seq;
         if away {
             pair.held.push_back((seq, signal));
+            self.held_bytes.insert(to, held_bytes + bytes);
             Ok(Relayed::Held(seq))
         } else {
             Ok(Relayed::Deliver(seq, signal))
@@ -385,6 +405,7 @@ impl<S> Relay<S> {
 
     fn forget(&mut self, peer: PeerId) {
         self.peers.remove(&peer);
+        self.held_bytes.remove(&peer);
         self.pairs.retain(|(a, b), _| *a != peer && *b != peer);
     }
 }
@@ -459,6 +480,11 @@ mod tests {
             ("candidate:1 1 sctp 1 10.0.0.1 9 typ host", "bad transport"),
             ("candidate:1 1 udp -5 10.0.0.1 9 typ host", "bad priority"),
             ("candidate:1 1 udp 1 10.0.0.1 70000 typ host", "bad port"),
+            ("candidate:1 1 udp 1 10.0.0.1 +9 typ host", "bad port"),
+            (
+                "candidate:1 +1 udp 1 10.0.0.1 9 typ host",
+                "bad component id",
+            ),
             (
                 "candidate:1 1 udp 1 10.0.0.1 9 typ magic",
                 "bad candidate type",
@@ -516,15 +542,15 @@ mod tests {
             assert!(relay.arrive(peer).is_empty());
         }
         assert_eq!(
-            relay.send(p, a, "offer", t0),
+            relay.send(p, a, "offer", 10, t0),
             Ok(Relayed::Deliver(1, "offer"))
         );
         relay.away(a, t0);
-        assert_eq!(relay.send(p, a, "ice-1", t0), Ok(Relayed::Held(2)));
-        assert_eq!(relay.send(b, a, "hello", t0), Ok(Relayed::Held(1)));
-        assert_eq!(relay.send(p, a, "ice-2", t0), Ok(Relayed::Held(3)));
+        assert_eq!(relay.send(p, a, "ice-1", 10, t0), Ok(Relayed::Held(2)));
+        assert_eq!(relay.send(b, a, "hello", 10, t0), Ok(Relayed::Held(1)));
+        assert_eq!(relay.send(p, a, "ice-2", 10, t0), Ok(Relayed::Held(3)));
         assert_eq!(
-            relay.send(a, p, "from away", t0),
+            relay.send(a, p, "from away", 10, t0),
             Err(SignalError::UnknownPeer)
         );
         let back: Vec<(PeerId, u64, &str)> = relay
@@ -543,13 +569,13 @@ mod tests {
         assert_eq!(back.len(), 3);
         assert!(relay.arrive(a).is_empty(), "handed over once");
         assert_eq!(
-            relay.send(p, a, "answer", t0),
+            relay.send(p, a, "answer", 10, t0),
             Ok(Relayed::Deliver(4, "answer")),
             "the numbering goes on"
         );
-        assert_eq!(relay.send(p, p, "me", t0), Err(SignalError::SelfSignal));
+        assert_eq!(relay.send(p, p, "me", 10, t0), Err(SignalError::SelfSignal));
         assert_eq!(
-            relay.send(p, PeerId::new(), "x", t0),
+            relay.send(p, PeerId::new(), "x", 10, t0),
             Err(SignalError::UnknownPeer)
         );
     }
@@ -564,22 +590,34 @@ mod tests {
         relay.away(a, t0);
         for i in 0..MAX_HELD_PER_PAIR {
             assert!(
-                matches!(relay.send(p, a, 0, t0), Ok(Relayed::Held(_))),
+                matches!(relay.send(p, a, 0, 10, t0), Ok(Relayed::Held(_))),
                 "{i}"
             );
         }
-        assert_eq!(relay.send(p, a, 0, t0), Err(SignalError::Backlog));
+        assert_eq!(relay.send(p, a, 0, 10, t0), Err(SignalError::Backlog));
+        let other = PeerId::new();
+        relay.arrive(other);
+        let big = MAX_HELD_BYTES_PER_TARGET - 10 * MAX_HELD_PER_PAIR;
+        assert_eq!(
+            relay.send(other, a, 0, big + 1, t0),
+            Err(SignalError::Backlog),
+            "bytes held for a, from everyone"
+        );
+        assert!(matches!(
+            relay.send(other, a, 0, big, t0),
+            Ok(Relayed::Held(_))
+        ));
         assert!(relay.expire(t0 + SIGNAL_GRACE / 2).is_empty());
         let late = t0 + SIGNAL_GRACE;
-        assert_eq!(relay.send(p, a, 0, late), Err(SignalError::UnknownPeer));
+        assert_eq!(relay.send(p, a, 0, 10, late), Err(SignalError::UnknownPeer));
         assert_eq!(relay.expire(late), vec![a]);
         assert!(relay.arrive(a).is_empty(), "back too late: nothing held");
         assert_eq!(
-            relay.send(p, a, 7, late),
+            relay.send(p, a, 7, 10, late),
             Ok(Relayed::Deliver(1, 7)),
             "a new start"
         );
         relay.leave(p);
-        assert_eq!(relay.send(p, a, 0, late), Err(SignalError::UnknownPeer));
+        assert_eq!(relay.send(p, a, 0, 10, late), Err(SignalError::UnknownPeer));
     }
 }

@@ -7,7 +7,8 @@
 //! the journal through `apply` rebuilds the same state.
 //!
 //! **Lifecycle.** `scheduled -> live -> ended`, each step once, by a presenter. An ended session
-//! changes no more: no settings, no staff, no questions, no votes, and nobody joins.
+//! changes no more: no settings, no staff, no Q&A command ([`SessionState::decide_qa`]), and
+//! nobody joins.
 //!
 //! **Who may do what.** The creator is the presenter; presenters add and remove co-presenters
 //! and moderators. Presenters and co-presenters start and end the session and edit it;
@@ -243,6 +244,20 @@ impl SessionState {
             anonymous_allowed: self.settings.anonymous_questions,
             ..spam.clone()
         }
+    }
+
+    /// Checks a Q&A command (ask, vote, edit, moderate, delete: `decide` calls the matching
+    /// [`Qa`] rule) while the session has not ended, and wraps what it decides. Every Q&A
+    /// command goes through here, so that an ended session takes none.
+    ///
+    /// # Errors
+    /// [`SessionError::Ended`], or the Q&A rule's refusal.
+    pub fn decide_qa(
+        &self,
+        decide: impl FnOnce(&Qa) -> Result<Option<QaEvent>, QaError>,
+    ) -> Result<Option<SessionEvent>, SessionError> {
+        self.not_ended()?;
+        Ok(decide(&self.qa)?.map(SessionEvent::Qa))
     }
 
     /// Checks an edit of the info or settings.
@@ -616,5 +631,7 @@ mod tests {
             !s.qa_settings(&QaSettings::default()).open,
             "no questions once it ended"
         );
+        let late_vote = s.decide_qa(|qa| qa.decide_vote(guest, q, Some(Vote::Down)));
+        assert_eq!(late_vote, Err(SessionError::Ended), "no votes either");
     }
 }
