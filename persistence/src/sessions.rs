@@ -177,12 +177,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<(SessionRecord, Staff)>, StoreError> {
         // Ids are time-ordered (UUIDv7) and compare as bytes on both backends, so the id alone
-        // is a stable cursor.
+        // is a stable cursor; on the staff row's id, the (user_id, session_id) index serves both
+        // the filter and the order.
         let sql = format!(
             "SELECT {SESSION_COLUMNS}, m.role FROM sessions s \
              JOIN session_staff m ON m.session_id = s.id \
-             WHERE m.user_id = $1 AND ($2 IS NULL OR s.id < $2) \
-             ORDER BY s.id DESC LIMIT $3"
+             WHERE m.user_id = $1 AND ($2 IS NULL OR m.session_id < $2) \
+             ORDER BY m.session_id DESC LIMIT $3"
         );
         let rows: Vec<MySessionRow> = on_pool!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
