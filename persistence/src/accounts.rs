@@ -69,6 +69,9 @@ pub struct RefreshToken {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// The name a deleted account's past session attendance keeps.
+pub const DELETED_ATTENDEE: &str = "Deleted account";
+
 impl Store {
     /// Stores a new account.
     ///
@@ -172,7 +175,8 @@ impl Store {
         })
     }
 
-    /// Deletes an account and its refresh tokens. It must belong to no workspace any more (the
+    /// Deletes an account and its refresh tokens; its past session attendance keeps no name or
+    /// email ([`DELETED_ATTENDEE`]). It must belong to no workspace any more (the
     /// hub removes it from each, through their rooms, first): returns
     /// [`StoreError::Conflict`] if a membership remains, `Ok(false)` if there is no such
     /// account.
@@ -194,6 +198,14 @@ impl Store {
                 .bind(id.as_uuid())
                 .execute(&mut *tx)
                 .await?;
+            // Their attendance stays counted in sessions' analytics, without who they were.
+            sqlx::query(
+                "UPDATE session_attendees SET display_name = $2, email = NULL WHERE user_id = $1",
+            )
+            .bind(id.as_uuid())
+            .bind(DELETED_ATTENDEE)
+            .execute(&mut *tx)
+            .await?;
             let done = sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(id.as_uuid())
                 .execute(&mut *tx)

@@ -18,7 +18,7 @@ mod rooms;
 mod sessions;
 mod workspaces;
 
-pub use accounts::{AccountStatus, NewUser, RefreshToken, UserRecord};
+pub use accounts::{AccountStatus, DELETED_ATTENDEE, NewUser, RefreshToken, UserRecord};
 pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use journal::{AppendRequest, Journal, JournalEntry, SideEffect};

@@ -345,11 +345,32 @@ async fn attendees_keep_only_what_they_gave_and_go_with_their_session(db: Db) {
     let orphan = persistence::AttendeeRecord {
         id: signaling::AttendeeId::new(),
         session: signaling::SessionId::new(),
-        ..guest
+        ..guest.clone()
     };
     assert!(
         db.store.add_attendee(&orphan).await.is_err(),
         "no attendee of a session that does not exist"
+    );
+    let bob = user(&db, "bob@example.com").await;
+    let bobs = persistence::AttendeeRecord {
+        id: signaling::AttendeeId::new(),
+        user: Some(bob),
+        display_name: "Bob".into(),
+        email: Some("bob@example.com".into()),
+        ..guest.clone()
+    };
+    db.store.add_attendee(&bobs).await.unwrap();
+    assert!(db.store.delete_user(bob).await.unwrap());
+    let kept = db.store.attendees(s.id).await.unwrap();
+    let after = kept.iter().find(|a| a.id == bobs.id).unwrap();
+    assert_eq!(
+        (
+            after.user,
+            after.display_name.as_str(),
+            after.email.as_deref()
+        ),
+        (None, persistence::DELETED_ATTENDEE, None),
+        "counted, but no longer who it was"
     );
     db.store.delete_session(s.id).await.unwrap();
     assert_eq!(db.store.session(s.id).await.unwrap(), None);
