@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use signaling::frame::{self, OpCode};
-use signaling::{RoomKey, UserId};
+use signaling::{AttendeeId, RoomKey, SessionId, UserId};
 use tokio::sync::Notify;
 
 /// A complete WebSocket frame (FIN set, unmasked), ready for the socket. Cheap to clone.
@@ -313,11 +313,37 @@ struct Rooms {
     pending: HashSet<RoomKey>,
 }
 
+/// Who sent a command, by ids that mean the same on any node: the connection, the account (a
+/// guest's attendee id, for a guest) and, for a guest, the one session it may be in. Rooms decide
+/// by these; the [`ConnHandle`] that rides alongside only delivers frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    /// The connection.
+    pub conn: ConnId,
+    /// The account, or a guest's attendee id.
+    pub user: UserId,
+    /// A guest's session.
+    pub guest: Option<SessionId>,
+}
+
+impl Member {
+    /// Who this member is in `session`: its attendee id, and its account unless a guest.
+    pub fn attendee_in(&self, session: SessionId) -> (AttendeeId, Option<UserId>) {
+        match self.guest {
+            Some(_) => (AttendeeId::from_uuid(self.user.as_uuid()), None),
+            None => (AttendeeId::of_user(session, self.user), Some(self.user)),
+        }
+    }
+}
+
 /// The room side of a connection. Cheap to clone.
 #[derive(Clone)]
 pub struct ConnHandle {
     id: ConnId,
     user: UserId,
+    /// A guest's connection: good for this one conference session only (`user` is then the
+    /// guest's attendee id).
+    guest: Option<SessionId>,
     shared: Arc<Shared>,
     /// The rooms this connection is joined to (or joining), kept by the rooms themselves (they
     /// mark a join when they accept it and unmark it whenever they drop the session), so that
@@ -344,6 +370,30 @@ impl Drop for Outbox {
 impl ConnHandle {
     /// A connection for `user` with an outbox of `capacity` frames.
     pub fn new(id: ConnId, user: UserId, capacity: usize) -> (ConnHandle, Outbox) {
+        Self::build(id, user, None, capacity)
+    }
+
+    /// A guest's connection to one conference session, as `attendee`.
+    pub fn guest(
+        id: ConnId,
+        session: SessionId,
+        attendee: AttendeeId,
+        capacity: usize,
+    ) -> (ConnHandle, Outbox) {
+        Self::build(
+            id,
+            UserId::from_uuid(attendee.as_uuid()),
+            Some(session),
+            capacity,
+        )
+    }
+
+    fn build(
+        id: ConnId,
+        user: UserId,
+        guest: Option<SessionId>,
+        capacity: usize,
+    ) -> (ConnHandle, Outbox) {
         let shared = Arc::new(Shared {
             queue: Mutex::default(),
             capacity: capacity.max(1),
@@ -362,6 +412,7 @@ impl ConnHandle {
             ConnHandle {
                 id,
                 user,
+                guest,
                 shared: shared.clone(),
                 rooms: Arc::default(),
             },
@@ -374,9 +425,28 @@ impl ConnHandle {
         self.id
     }
 
-    /// The authenticated user.
+    /// The authenticated user (a guest's attendee id, as a user id, for a guest).
     pub fn user(&self) -> UserId {
         self.user
+    }
+
+    /// For a guest's connection, the one session it may join.
+    pub fn guest_session(&self) -> Option<SessionId> {
+        self.guest
+    }
+
+    /// Who is on this connection, by ids alone.
+    pub fn member(&self) -> Member {
+        Member {
+            conn: self.id,
+            user: self.user,
+            guest: self.guest,
+        }
+    }
+
+    /// Who this connection is in `session`: its attendee id, and its account unless a guest.
+    pub fn attendee_in(&self, session: SessionId) -> (AttendeeId, Option<UserId>) {
+        self.member().attendee_in(session)
     }
 
     /// Queues a frame without waiting, as its class says (see [`Class`]): a room never waits

@@ -22,7 +22,7 @@ pub mod session;
 pub mod supervisor;
 pub mod workspace;
 
-pub use conn::{Class, CloseReason, ConflationKey, ConnHandle, ConnId, Outbox, WireFrame};
+pub use conn::{Class, CloseReason, ConflationKey, ConnHandle, ConnId, Member, Outbox, WireFrame};
 pub use metrics::RoomMetrics;
 pub use room::{RoomConfig, RouterError};
 pub use router::Router;

@@ -12,12 +12,17 @@ use std::time::Duration;
 use dashmap::DashMap;
 use persistence::{Journal, Store};
 use ractor::{Actor, ActorCell, ActorRef, MessagingErr, RpcReplyPort};
-use signaling::{RoomKey, UserId, WorkspaceId};
+use signaling::client::ClientMsg;
+use signaling::{RoomKey, SessionId, UserId, WorkspaceId};
 use tokio::sync::oneshot;
 
 use crate::conn::ConnId;
 use crate::metrics::RoomMetrics;
+use crate::room::ReplyTo;
+use crate::room::core::RoomMsg;
 use crate::room::{MAX_CATCHUPS, RoomConfig, RoomContext, RouterError, depth_down};
+use crate::session::state::SessionError;
+use crate::session::{Caller, SessionMsg, SessionOp, SessionReply};
 use crate::supervisor::{RoomEntry, RoomRef, RoomSupervisor, Shared, SupervisorMsg};
 use crate::workspace::{Op, Reply, RoomError, WorkspaceMsg};
 
@@ -63,9 +68,105 @@ impl Router {
     pub async fn send(
         &self,
         id: WorkspaceId,
-        mut msg: WorkspaceMsg,
+        msg: WorkspaceMsg,
     ) -> Result<(), (RouterError, Option<WorkspaceMsg>)> {
-        let key = RoomKey::Workspace(id);
+        let sent = self.deliver(RoomKey::Workspace(id), RoomMsg::Kind(msg), |r| match r {
+            RoomRef::Workspace(a) => Some(a),
+            RoomRef::Session(_) => None,
+        });
+        kind_back(sent.await)
+    }
+
+    /// Delivers a message to a conference session's room, starting the room if needed.
+    ///
+    /// # Errors
+    /// As [`Router::send`].
+    pub async fn send_session(
+        &self,
+        id: SessionId,
+        msg: SessionMsg,
+    ) -> Result<(), (RouterError, Option<SessionMsg>)> {
+        let sent = self.deliver(RoomKey::Session(id), RoomMsg::Kind(msg), |r| match r {
+            RoomRef::Session(a) => Some(a),
+            RoomRef::Workspace(_) => None,
+        });
+        kind_back(sent.await)
+    }
+
+    /// Hands a WebSocket command to the room it names, whatever its kind; the room answers on
+    /// the connection (and so does this, when the room cannot be reached).
+    pub async fn client(&self, reply: ReplyTo, cmd: ClientMsg) {
+        match cmd.room() {
+            RoomKey::Workspace(id) => {
+                let sent = self.send(id, WorkspaceMsg::Client { reply, cmd }).await;
+                // Answer with the real reason (the `ReplyTo` would otherwise say `unavailable`).
+                if let Err((err, Some(WorkspaceMsg::Client { reply, .. }))) = sent {
+                    reply.error(&RoomError::from(err));
+                }
+            }
+            RoomKey::Session(id) => {
+                let sent = self
+                    .send_session(id, SessionMsg::Client { reply, cmd })
+                    .await;
+                if let Err((err, Some(SessionMsg::Client { reply, .. }))) = sent {
+                    reply.error(&SessionError::from(err));
+                }
+            }
+        }
+    }
+
+    /// Runs a REST operation in a session's room and waits for the answer.
+    ///
+    /// # Errors
+    /// The room's refusal; [`SessionError::NotFound`] for no such session;
+    /// [`SessionError::Unavailable`] when it cannot be reached in time.
+    pub async fn call_session(
+        &self,
+        id: SessionId,
+        caller: Caller,
+        op: SessionOp,
+    ) -> Result<SessionReply, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = RpcReplyPort::from(tx);
+        self.send_session(id, SessionMsg::Call { caller, op, reply })
+            .await
+            .map_err(|(e, _)| SessionError::from(e))?;
+        match tokio::time::timeout(self.shared.ctx.config.call_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            _ => Err(SessionError::Unavailable),
+        }
+    }
+
+    /// Tells a room to panic (fault injection, when the config allows it), starting it first
+    /// if needed.
+    ///
+    /// # Errors
+    /// The room does not exist or cannot be started.
+    pub async fn crash(&self, key: RoomKey) -> Result<(), RouterError> {
+        match key {
+            RoomKey::Workspace(_) => self
+                .deliver(key, RoomMsg::<WorkspaceMsg>::Crash, |r| match r {
+                    RoomRef::Workspace(a) => Some(a),
+                    RoomRef::Session(_) => None,
+                })
+                .await
+                .map_err(|(e, _)| e),
+            RoomKey::Session(_) => self
+                .deliver(key, RoomMsg::<SessionMsg>::Crash, |r| match r {
+                    RoomRef::Session(a) => Some(a),
+                    RoomRef::Workspace(_) => None,
+                })
+                .await
+                .map_err(|(e, _)| e),
+        }
+    }
+
+    async fn deliver<M: ractor::Message>(
+        &self,
+        key: RoomKey,
+        mut msg: M,
+        actor_of: impl Fn(&RoomRef) -> Option<&ActorRef<M>>,
+    ) -> Result<(), (RouterError, Option<M>)> {
         for _ in 0..3 {
             let entry = match self.shared.rooms.get(&key).map(|e| e.clone()) {
                 Some(e) => e,
@@ -76,7 +177,9 @@ impl Router {
                     Err(e) => return Err((e, Some(msg))),
                 },
             };
-            let RoomRef::Workspace(actor) = &entry.actor;
+            let Some(actor) = actor_of(&entry.actor) else {
+                return Err((RouterError::NotFound, Some(msg)));
+            };
             entry.depth.fetch_add(1, Ordering::Relaxed);
             match actor.cast(msg) {
                 Ok(()) => return Ok(()),
@@ -126,7 +229,8 @@ impl Router {
         if let Some(e) = self.shared.rooms.get(&room) {
             e.depth.fetch_add(1, Ordering::Relaxed);
             let sent = match &e.actor {
-                RoomRef::Workspace(a) => a.cast(WorkspaceMsg::Disconnected(conn)).is_ok(),
+                RoomRef::Workspace(a) => a.cast(RoomMsg::Disconnected(conn)).is_ok(),
+                RoomRef::Session(a) => a.cast(RoomMsg::Disconnected(conn)).is_ok(),
             };
             if !sent {
                 depth_down(&e.depth);
@@ -170,4 +274,14 @@ impl Router {
             )),
         }
     }
+}
+
+/// A delivery's result with the kind's own message back (when it was not consumed).
+fn kind_back<M>(
+    sent: Result<(), (RouterError, Option<RoomMsg<M>>)>,
+) -> Result<(), (RouterError, Option<M>)> {
+    sent.map_err(|(e, back)| match back {
+        Some(RoomMsg::Kind(m)) => (e, Some(m)),
+        _ => (e, None),
+    })
 }

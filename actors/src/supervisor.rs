@@ -14,8 +14,9 @@ use ractor::{
 };
 use signaling::RoomKey;
 
+use crate::room::core::{RoomActor, RoomArgs, RoomKind, RoomMsg};
 use crate::room::{RoomContext, Roster, RouterError, StartError};
-use crate::workspace::actor::RoomArgs;
+use crate::session::{SessionMsg, SessionRoom};
 use crate::workspace::{WorkspaceMsg, WorkspaceRoom};
 
 /// Restarts allowed within [`RESTART_WINDOW`].
@@ -27,7 +28,9 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub enum RoomRef {
     /// A workspace room.
-    Workspace(ActorRef<WorkspaceMsg>),
+    Workspace(ActorRef<RoomMsg<WorkspaceMsg>>),
+    /// A conference session room.
+    Session(ActorRef<RoomMsg<SessionMsg>>),
 }
 
 impl RoomRef {
@@ -35,6 +38,7 @@ impl RoomRef {
     pub fn cell(&self) -> ActorCell {
         match self {
             RoomRef::Workspace(a) => a.get_cell(),
+            RoomRef::Session(a) => a.get_cell(),
         }
     }
 }
@@ -151,6 +155,17 @@ impl Actor for RoomSupervisor {
     }
 }
 
+/// Starts a room of kind `K`, linked to the supervisor.
+async fn spawn_kind<K: RoomKind>(
+    supervisor: &ActorRef<SupervisorMsg>,
+    args: RoomArgs,
+) -> Result<ActorRef<RoomMsg<K::Msg>>, ractor::SpawnErr> {
+    let actor = RoomActor::<K>::default();
+    Actor::spawn_linked(None, actor, args, supervisor.get_cell())
+        .await
+        .map(|(actor, _)| actor)
+}
+
 impl SupervisorState {
     async fn spawn(
         &mut self,
@@ -160,21 +175,20 @@ impl SupervisorState {
         depth: Arc<AtomicUsize>,
         restarted: bool,
     ) -> Result<RoomEntry, RouterError> {
+        let args = RoomArgs {
+            key: id,
+            ctx: self.shared.ctx.clone(),
+            roster: roster.clone(),
+            depth: depth.clone(),
+            restarted,
+        };
         let spawned = match id {
-            RoomKey::Workspace(workspace) => {
-                let args = RoomArgs {
-                    id: workspace,
-                    ctx: self.shared.ctx.clone(),
-                    roster: roster.clone(),
-                    depth: depth.clone(),
-                    restarted,
-                };
-                Actor::spawn_linked(None, WorkspaceRoom, args, myself.get_cell())
-                    .await
-                    .map(|(actor, _)| RoomRef::Workspace(actor))
-            }
-            // No session room runs yet (issue 7 brings them).
-            RoomKey::Session(_) => return Err(RouterError::NotFound),
+            RoomKey::Workspace(_) => spawn_kind::<WorkspaceRoom>(myself, args)
+                .await
+                .map(RoomRef::Workspace),
+            RoomKey::Session(_) => spawn_kind::<SessionRoom>(myself, args)
+                .await
+                .map(RoomRef::Session),
         };
         let result = match spawned {
             Ok(actor) => {

@@ -202,6 +202,22 @@ impl Auth {
         Ok(claims.sub)
     }
 
+    /// Checks a guest's token for whatever session it names (the WebSocket upgrade, which then
+    /// lets the connection into that session only).
+    ///
+    /// # Errors
+    /// `unauthorized` for any failure.
+    pub fn verify_guest_any(&self, token: &str) -> Result<(SessionId, AttendeeId), ApiError> {
+        jsonwebtoken::decode::<GuestClaims>(token, &self.decoding, &self.guest_validation)
+            .map(|data| (data.claims.sid, data.claims.sub))
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::unauthorized("guest token expired")
+                }
+                _ => ApiError::unauthorized("invalid guest token"),
+            })
+    }
+
     /// Checks an access token: signature (HS256 only), expiry, audience, issuer.
     ///
     /// # Errors

@@ -99,6 +99,14 @@ pub struct WsConfig {
     /// Burst allowance per connection.
     #[arg(long, env = "HUB_RATE_BURST", default_value_t = 20)]
     pub rate_burst: u32,
+    /// WebRTC `signal` commands per second per connection beyond the message rate: a presenter
+    /// negotiates with every attendee over one connection (an offer, candidates, an end marker
+    /// each).
+    #[arg(long, env = "HUB_SIGNAL_RATE_PER_SEC", default_value_t = 100)]
+    pub signal_rate_per_sec: u32,
+    /// Burst allowance of `signal` commands per connection.
+    #[arg(long, env = "HUB_SIGNAL_BURST", default_value_t = 500)]
+    pub signal_burst: u32,
     /// Seconds a write to a client may stall (the client not reading) before the connection is
     /// closed as a slow consumer and its socket shut down.
     #[arg(long, env = "HUB_WRITE_TIMEOUT_SECS", default_value_t = 10)]
@@ -192,6 +200,12 @@ pub struct LimitsConfig {
     /// Workspaces one user may create per hour.
     #[arg(long, env = "HUB_QUOTA_WORKSPACES_PER_HOUR", default_value_t = 20)]
     pub workspaces_per_hour: u32,
+    /// Conference sessions one user may create per hour.
+    #[arg(long, env = "HUB_QUOTA_SESSIONS_PER_HOUR", default_value_t = 50)]
+    pub sessions_per_hour: u32,
+    /// Guest joins (`POST /api/v1/sessions/{id}/join`) per client address.
+    #[arg(long, env = "HUB_LIMIT_GUEST_JOINS_PER_IP", default_value = "60/m+200")]
+    pub guest_joins_per_ip: Rate,
 }
 
 /// Room lifecycle and durability.
@@ -213,6 +227,19 @@ pub struct RoomSettings {
     /// gets a snapshot instead.
     #[arg(long, env = "HUB_REPLAY_MAX_EVENTS", default_value_t = 10_000)]
     pub replay_max_events: u64,
+    /// Conference Q&A: questions one attendee may ask per window.
+    #[arg(long, env = "HUB_QA_MAX_QUESTIONS", default_value_t = 3)]
+    pub qa_max_questions: usize,
+    /// Conference Q&A: the window of that rate, in seconds.
+    #[arg(long, env = "HUB_QA_WINDOW_SECS", default_value_t = 60)]
+    pub qa_window_secs: u64,
+    /// Conference Q&A: most links in one question.
+    #[arg(long, env = "HUB_QA_MAX_LINKS", default_value_t = 1)]
+    pub qa_max_links: usize,
+    /// Conference Q&A: words or phrases refused in questions, comma-separated (matched anywhere
+    /// in the text, ignoring case).
+    #[arg(long, env = "HUB_QA_BLOCKLIST", value_delimiter = ',')]
+    pub qa_blocklist: Vec<String>,
 }
 
 impl Config {
@@ -239,6 +266,18 @@ impl Config {
             replay_limit: self.rooms.replay_max_events,
             replay_buffer: actors::room::page_size(self.ws.outbox_frames),
             fault_injection: self.fault_injection,
+            spam: actors::room::SpamRules {
+                questions_per_window: self.rooms.qa_max_questions.max(1),
+                window: Duration::from_secs(self.rooms.qa_window_secs.max(1)),
+                max_links: self.rooms.qa_max_links,
+                blocklist: self
+                    .rooms
+                    .qa_blocklist
+                    .iter()
+                    .map(|w| w.trim().to_owned())
+                    .filter(|w| !w.is_empty())
+                    .collect(),
+            },
             ..RoomConfig::default()
         }
     }

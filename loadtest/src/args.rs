@@ -17,6 +17,10 @@ pub const DEFAULT_MAX_ACCOUNTS: usize = 50;
 pub const MAX_RATE_PER_CONNECTION: f64 = 1000.0;
 /// Longest load phase (and longest `--hold`) accepted.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Questions one attendee may ask per minute (the hub's Q&A spam rule).
+pub const MAX_QUESTIONS_PER_ASKER: usize = 3;
+/// Questions a session holds at most.
+pub const MAX_QUESTIONS: usize = 5000;
 /// Highest `--storm` rate accepted: beyond it the schedule's step is under 10 µs, finer than
 /// the timer that drives it.
 pub const MAX_STORM_RATE: f64 = 100_000.0;
@@ -43,6 +47,13 @@ pub struct Args {
     /// What each connection sends.
     #[arg(long, value_enum, default_value_t = Op::Broadcast)]
     pub op: Op,
+    /// What to load: workspace rooms (the default), Q&A votes in conference sessions, or
+    /// WebRTC negotiations through a session's signaling.
+    #[arg(long, value_enum, default_value_t = Scenario::Rooms)]
+    pub scenario: Scenario,
+    /// `--scenario votes`: questions asked in each session before the votes start (Q).
+    #[arg(long, value_name = "Q", default_value_t = 10)]
+    pub questions: usize,
     /// Accounts to register (K; default min(N, 50)); connection i uses account i % K.
     #[arg(long)]
     pub accounts: Option<usize>,
@@ -127,6 +138,10 @@ pub struct Config {
     pub duration: Duration,
     /// What to send.
     pub op: Op,
+    /// What to load.
+    pub scenario: Scenario,
+    /// Questions per session (`--scenario votes`).
+    pub questions: usize,
     /// Connections opened at once.
     pub connect_concurrency: usize,
     /// JSON report instead of a table.
@@ -141,6 +156,17 @@ pub struct Config {
     pub slow_readers: usize,
     /// The connection storm, if any.
     pub storm: Option<StormConfig>,
+}
+
+/// `--scenario`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Workspace rooms: members broadcast or update tasks (`--op`).
+    Rooms,
+    /// Conference sessions: guests ask questions and vote.
+    Votes,
+    /// Real WebRTC peers negotiate with a presenter peer through the hub.
+    Webrtc,
 }
 
 /// `--storm` and `--storm-count`.
@@ -222,6 +248,9 @@ impl Args {
             );
         }
         let storm = storm_config(self.storm, self.storm_count)?;
+        if self.scenario == Scenario::Votes {
+            votes_questions(self.questions, self.users / self.rooms)?;
+        }
         Ok(Config {
             target,
             users: self.users,
@@ -230,6 +259,8 @@ impl Args {
             rate: self.rate,
             duration,
             op: self.op,
+            scenario: self.scenario,
+            questions: self.questions,
             connect_concurrency: self.connect_concurrency,
             json: self.json,
             source_addrs: self.source_addrs,
@@ -259,6 +290,21 @@ fn storm_config(rate: Option<f64>, count: Option<usize>) -> anyhow::Result<Optio
             Ok(Some(StormConfig { rate, count }))
         }
     }
+}
+
+/// `--questions` against the hub's Q&A rules: each question is asked by one of its session's
+/// voters (the smallest session has `voters` of them), and an attendee may ask at most
+/// [`MAX_QUESTIONS_PER_ASKER`] per minute; a session holds at most [`MAX_QUESTIONS`].
+fn votes_questions(questions: usize, voters: usize) -> anyhow::Result<()> {
+    let most = MAX_QUESTIONS.min(voters * MAX_QUESTIONS_PER_ASKER);
+    if questions == 0 || questions > most {
+        bail!(
+            "--questions must be between 1 and {most}: each session's voters ({voters} in the \
+             smallest) ask them, at most {MAX_QUESTIONS_PER_ASKER} each, and a session holds at \
+             most {MAX_QUESTIONS}"
+        );
+    }
+    Ok(())
 }
 
 impl Config {
@@ -388,6 +434,20 @@ mod tests {
         let remote = ["--url", "http://192.0.2.1:8080", "--allow-remote"];
         assert!(parse(&[&remote[..], &["--source-addrs", "2"]].concat()).is_err());
         assert!(parse(&[&remote[..], &["--source-addrs", "0"]].concat()).is_ok());
+    }
+
+    #[test]
+    fn questions_are_bounded_by_the_askers_of_the_smallest_session() {
+        let votes = ["--scenario", "votes", "--users", "13", "--rooms", "3"];
+        assert_eq!(parse(&votes).unwrap().questions, 10);
+        // 4 voters in the smallest session (5, 4, 4) ask at most 3 each.
+        assert!(parse(&[&votes[..], &["--questions", "12"]].concat()).is_ok());
+        assert!(parse(&[&votes[..], &["--questions", "13"]].concat()).is_err());
+        assert!(parse(&[&votes[..], &["--questions", "0"]].concat()).is_err());
+        let one = ["--scenario", "votes", "--users", "2", "--rooms", "2"];
+        assert!(parse(&[&one[..], &["--questions", "4"]].concat()).is_err());
+        // Other scenarios do not look at it.
+        assert!(parse(&["--questions", "0"]).is_ok());
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub async fn scrape(target: &Target) -> Option<HubCounters> {
     })
 }
 
-async fn page(target: &Target) -> Option<String> {
+/// The metrics page as text (no timeout of its own: callers bound it).
+pub(crate) async fn page(target: &Target) -> Option<String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let req = Request::get(target.http_uri("/metrics"))
         .body(Empty::new())
@@ -85,7 +86,7 @@ async fn page(target: &Target) -> Option<String> {
 }
 
 /// The value of the unlabelled sample `name` in a Prometheus text page.
-fn sample(text: &str, name: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))

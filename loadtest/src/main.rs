@@ -7,7 +7,7 @@
 //!     [--storm RATE --storm-count N]
 //! ```
 //!
-//! Three kinds of run besides the plain load test:
+//! Other kinds of run besides the plain load test:
 //!
 //! - **Memory** (`--rate 0 --hold 10 --duration 1 --hub-pid $(pgrep -x hub)`): N idle
 //!   connections; the hub's RSS before, after connecting and after the hold, and per connection.
@@ -25,6 +25,11 @@
 //!   raised, and `HUB_LIMIT_READ_PER_IP` (default `100/s+1000`, charged by every upgrade)
 //!   above the storm's rate per source address; refusals are counted as `HTTP 429` with the
 //!   hub's code.
+//! - **WebRTC setup** (`--scenario webrtc --users M`, see [`webrtc`]): one presenter and M
+//!   guests in a live conference session, each pair with real `webrtc` crate peer connections
+//!   negotiating through the hub's `signal` relay; the setup time from the attendee's
+//!   `join_session` ack to the presenter's first data-channel message (p50/p95/p99/max), the
+//!   share of pairs that got it, and `seq` gaps. `--duration` bounds the whole run.
 //!
 //! How a run flows, one file per step:
 //!
@@ -40,6 +45,10 @@
 //!   [`hubproc`]: the hub's RSS and CPU from `/proc`; [`hubmetrics`]: the hub's own counters.
 //! - [`stats`]: counters and percentiles; [`report`]: the figures at the end, as JSON or as a
 //!   [`table`].
+//! - [`webrtc`]: the WebRTC scenario, with its own connection, peer, pair and report modules.
+//!
+//! `--scenario votes` ([`votes`]) is a vote storm in conference sessions instead: guests vote
+//! on questions and the hub's totals are checked against the acknowledged votes.
 //!
 //! Exits 0 after a completed run, 1 if the setup failed or no member was held at the end,
 //! 2 for a bad command line.
@@ -63,11 +72,15 @@ mod stats;
 mod storm;
 mod table;
 mod target;
+mod votes;
+mod webrtc;
 mod ws;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+use crate::report::Printed;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -91,6 +104,12 @@ async fn main() -> ExitCode {
             None
         }
     };
+    match config.scenario {
+        args::Scenario::Rooms => {}
+        args::Scenario::Webrtc => return webrtc::main(&config).await,
+        // Each scenario of a conference session lives in its own module and prints its report.
+        args::Scenario::Votes => return votes::main(&config).await,
+    }
     let report = match run::run(&config, files).await {
         Ok(report) => report,
         Err(e) => {
@@ -98,14 +117,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if config.json {
-        match report.to_json() {
-            Ok(json) => println!("{json}"),
-            Err(e) => eprintln!("loadtest: writing the report: {e}"),
-        }
-    } else {
-        print!("{}", report.table());
-    }
+    report.print(config.json);
     if report.connections.held_at_end == 0 {
         eprintln!("loadtest: no connection was held to the end");
         return ExitCode::FAILURE;

@@ -236,13 +236,37 @@ impl Report {
             hub_counted: m.hub_counted,
         }
     }
+}
+
+/// A scenario's final report: one line of JSON with `--json`, else a table.
+pub trait Printed: Serialize {
+    /// The human-readable table.
+    fn render(&self) -> String;
 
     /// One line of JSON.
     ///
     /// # Errors
     /// Only if serde_json fails, which these types cannot make it do.
-    pub fn to_json(&self) -> serde_json::Result<String> {
+    fn to_json(&self) -> serde_json::Result<String> {
         serde_json::to_string(self)
+    }
+
+    /// Prints it to stdout.
+    fn print(&self, json: bool) {
+        if json {
+            match self.to_json() {
+                Ok(json) => println!("{json}"),
+                Err(e) => eprintln!("loadtest: writing the report: {e}"),
+            }
+        } else {
+            print!("{}", self.render());
+        }
+    }
+}
+
+impl Printed for Report {
+    fn render(&self) -> String {
+        self.table()
     }
 }
 

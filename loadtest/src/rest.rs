@@ -99,7 +99,7 @@ struct ErrorDetail {
 
 /// Why a request failed.
 #[derive(Debug)]
-enum CallError {
+pub(crate) enum CallError {
     /// The hub answered with an error status.
     Status {
         status: StatusCode,
@@ -122,14 +122,14 @@ impl fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// The REST client.
-struct Api {
+/// The REST client (also used by the conference scenarios' own setup).
+pub(crate) struct Api {
     client: Client<HttpConnector, Full<Bytes>>,
     target: Target,
 }
 
 impl Api {
-    fn new(target: Target) -> Api {
+    pub(crate) fn new(target: Target) -> Api {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Api {
@@ -139,7 +139,7 @@ impl Api {
     }
 
     /// `POST`s JSON and reads the JSON answer.
-    async fn post<B: Serialize, R: DeserializeOwned>(
+    pub(crate) async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         token: Option<&str>,
@@ -156,7 +156,7 @@ impl Api {
 
     /// `POST`s JSON, retrying while the hub says to come back later; the success status and
     /// body.
-    async fn post_raw<B: Serialize>(
+    pub(crate) async fn post_raw<B: Serialize>(
         &self,
         path: &str,
         token: Option<&str>,
@@ -167,7 +167,10 @@ impl Api {
             .map_err(|e| CallError::Transport(e.into()))?;
         let mut attempt = 1;
         loop {
-            match self.post_once(path, token, body.clone()).await {
+            match self
+                .call_once(Method::POST, path, token, body.clone())
+                .await
+            {
                 Err(CallError::Status {
                     status,
                     retry_after,
@@ -189,15 +192,33 @@ impl Api {
         }
     }
 
-    async fn post_once(
+    /// `GET`s and reads the JSON answer (no retry: reads are not throttled away in setup).
+    pub(crate) async fn get<R: DeserializeOwned>(
         &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<R, CallError> {
+        let (status, bytes) = self
+            .call_once(Method::GET, path, token, Bytes::new())
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            CallError::Transport(anyhow::anyhow!(
+                "unexpected {status} body ({e}): {}",
+                shown(&bytes)
+            ))
+        })
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
         path: &str,
         token: Option<&str>,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), CallError> {
         let transport = |e: anyhow::Error| CallError::Transport(e);
         let mut req = Request::builder()
-            .method(Method::POST)
+            .method(method)
             .uri(self.target.http_uri(path))
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json");
@@ -304,7 +325,9 @@ pub async fn setup(config: &Config, run_id: &str) -> anyhow::Result<Fixture> {
     })
 }
 
-async fn register(
+/// Registers account `i` of the run (`lt-{run_id}-{i}@example.com`); the account and its
+/// token's lifetime as the hub announced it.
+pub(crate) async fn register(
     api: &Api,
     run_id: &str,
     password: &str,

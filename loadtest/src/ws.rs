@@ -2,7 +2,8 @@
 //! upgrade (hyper's HTTP/1 client, then fastwebsockets over the upgraded stream), the hub's
 //! `hello`, `join_workspace` and, for `--op task_update`, the connection's own task. The result
 //! is a [`Session`] ready for the load loop in `client.rs` (or held unread, `slow.rs`, or held
-//! by a storm, `storm.rs`).
+//! by a storm, `storm.rs`). [`Dialer::open_bare`] stops after `hello`, for the conference
+//! scenarios, which join a session with their own commands (`webrtc.rs`).
 //!
 //! The upgrade is done here rather than by `fastwebsockets::handshake::client` so that a refusal
 //! keeps the hub's error code from its body: `HTTP 429 too_many_connections` (a connection cap)
@@ -151,7 +152,32 @@ impl Dialer {
         .map_err(|_| fail("timeout", format!("not joined within {SETUP_TIMEOUT:?}")))?
     }
 
-    async fn upgrade(&self, token: &str, conn: usize) -> Result<Socket, OpenError> {
+    /// Opens connection `conn` as the holder of `token` as far as the hub's `hello`, for a
+    /// caller that sends its own commands (the conference scenarios join a session, not a
+    /// workspace).
+    ///
+    /// # Errors
+    /// An [`OpenError`] naming the step that failed.
+    pub async fn open_bare(
+        &self,
+        token: &str,
+        conn: usize,
+    ) -> Result<(Socket, Option<Limits>), OpenError> {
+        tokio::time::timeout(SETUP_TIMEOUT, async {
+            let mut ws = self.upgrade(token, conn).await?;
+            let limits = read_hello(&mut ws).await?;
+            Ok((ws, limits))
+        })
+        .await
+        .map_err(|_| fail("timeout", format!("no hello within {SETUP_TIMEOUT:?}")))?
+    }
+
+    /// The TCP connect and the WebSocket upgrade of connection `conn` as the holder of `token`
+    /// (no `hello` read yet): the session scenarios join their own rooms.
+    ///
+    /// # Errors
+    /// An [`OpenError`] of step `tcp` or `handshake`.
+    pub async fn upgrade(&self, token: &str, conn: usize) -> Result<Socket, OpenError> {
         let tcp = self.tcp(conn).await?;
         let req = Request::builder()
             .method("GET")
@@ -337,7 +363,11 @@ async fn next_text(ws: &mut Socket, step: &'static str) -> Result<Frame<'static>
     }
 }
 
-async fn read_hello(ws: &mut Socket) -> Result<Option<Limits>, OpenError> {
+/// Reads the `hello` frame and its limits.
+///
+/// # Errors
+/// An [`OpenError`] of step `hello`.
+pub async fn read_hello(ws: &mut Socket) -> Result<Option<Limits>, OpenError> {
     let frame = next_text(ws, "hello").await?;
     let f = Incoming::parse(&frame.payload).map_err(|e| fail("hello", e))?;
     match &*f.kind {
@@ -347,8 +377,12 @@ async fn read_hello(ws: &mut Socket) -> Result<Option<Limits>, OpenError> {
     }
 }
 
-/// Sends a command and waits for its `ack`; the acked task, if the ack carries one.
-async fn request(
+/// Sends a command and waits for its `ack`; the acked task, if the ack carries one. Frames
+/// that are not its answer are dropped.
+///
+/// # Errors
+/// An [`OpenError`] of step `step`: the socket failed, or the hub answered with an `error`.
+pub async fn request(
     ws: &mut Socket,
     reference: u64,
     msg: &ClientMsg,

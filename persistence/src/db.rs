@@ -51,6 +51,15 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_account_status.sql"),
     ),
     (3, include_str!("../migrations/postgres/0003_sessions.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_session_questions.sql"),
+    ),
+    (5, include_str!("../migrations/postgres/0005_room_head.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_session_analytics.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
@@ -59,6 +68,15 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0002_account_status.sql"),
     ),
     (3, include_str!("../migrations/sqlite/0003_sessions.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_session_questions.sql"),
+    ),
+    (5, include_str!("../migrations/sqlite/0005_room_head.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_session_analytics.sql"),
+    ),
 ];
 
 impl Store {
@@ -156,5 +174,35 @@ impl Store {
             }
             Ok::<(), StoreError>(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `NNNN_*.sql` files of one backend's migrations folder, by number.
+    fn files(backend: &str) -> Vec<i64> {
+        let dir = format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR"));
+        let mut numbers: Vec<i64> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".sql")?.get(..4)?.parse().ok()
+            })
+            .collect();
+        numbers.sort_unstable();
+        numbers
+    }
+
+    #[test]
+    fn every_migration_file_is_applied_in_order() {
+        for (backend, list) in [
+            ("postgres", POSTGRES_MIGRATIONS),
+            ("sqlite", SQLITE_MIGRATIONS),
+        ] {
+            let registered: Vec<i64> = list.iter().map(|(v, _)| *v).collect();
+            assert_eq!(registered, files(backend), "{backend}");
+        }
     }
 }

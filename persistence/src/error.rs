@@ -15,6 +15,10 @@ pub enum StoreError {
     /// stop writing.
     #[error("stale room epoch: the room is owned by a newer writer")]
     StaleEpoch,
+    /// An append does not follow the room's last journaled offset (an earlier append of the
+    /// room failed): nothing was written.
+    #[error("append out of order: an earlier append of this room failed")]
+    OutOfOrder,
     /// The journal writer has stopped (the hub is shutting down).
     #[error("journal writer closed")]
     Closed,

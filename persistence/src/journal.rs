@@ -9,8 +9,9 @@
 use std::time::Instant;
 
 use chrono::Utc;
+use signaling::session::Staff;
 use signaling::workspace::Role;
-use signaling::{UserId, WorkspaceId};
+use signaling::{SessionId, UserId, WorkspaceId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Store, on_pool};
@@ -59,6 +60,36 @@ pub enum SideEffect {
         /// The new name.
         name: String,
     },
+    /// A conference session's indexed fields changed (info, or where it stands).
+    UpdateSession {
+        /// The session's row as it now is (`created_by` and `created_at` are not touched).
+        session: Box<crate::SessionRecord>,
+    },
+    /// Someone joined a session's staff or changed role in it.
+    SetSessionStaff {
+        /// The session.
+        session: SessionId,
+        /// The account.
+        user: UserId,
+        /// Their role.
+        role: Staff,
+    },
+    /// A question was asked in a session (indexes it for lookups by id).
+    IndexQuestion {
+        /// The session.
+        session: SessionId,
+        /// The question.
+        question: uuid::Uuid,
+        /// When.
+        at: chrono::DateTime<Utc>,
+    },
+    /// Someone left a session's staff.
+    RemoveSessionStaff {
+        /// The session.
+        session: SessionId,
+        /// The account.
+        user: UserId,
+    },
 }
 
 /// A room's events (and an optional side effect) to append atomically.
@@ -101,6 +132,16 @@ impl Journal {
     /// [`StoreError::StaleEpoch`] when the room has a newer owner (nothing was written);
     /// [`StoreError::Closed`] when the writer has stopped; or the database failed.
     pub async fn append(&self, request: AppendRequest) -> Result<(), StoreError> {
+        self.submit(request).await?.await
+    }
+
+    /// Queues an append and returns at once with its outcome to come: appends are committed in
+    /// the order they are queued, so a room can keep deciding while its earlier appends are in
+    /// flight (each append must follow the previous one: see [`StoreError::OutOfOrder`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] when the writer has stopped.
+    pub async fn submit(&self, request: AppendRequest) -> Result<Committed, StoreError> {
         let (reply, done) = oneshot::channel();
         let queued = Queued {
             request,
@@ -108,7 +149,24 @@ impl Journal {
             reply,
         };
         self.tx.send(queued).await.map_err(|_| StoreError::Closed)?;
-        done.await.map_err(|_| StoreError::Closed)?
+        Ok(Committed(done))
+    }
+}
+
+/// The outcome of a submitted append, once it is committed (or refused).
+#[derive(Debug)]
+pub struct Committed(oneshot::Receiver<Result<(), StoreError>>);
+
+impl std::future::Future for Committed {
+    type Output = Result<(), StoreError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(StoreError::Closed)))
     }
 }
 
@@ -152,11 +210,39 @@ async fn commit_batch(
         let mut results = Vec::with_capacity(batch.len());
         for q in batch {
             let r = &q.request;
-            let mut fenced = false;
+            let (Some(first), Some(last)) = (r.entries.first(), r.entries.last()) else {
+                results.push(Ok(()));
+                continue;
+            };
+            // The head guard: this append follows the last one journaled, under this epoch.
+            let moved = sqlx::query(
+                "UPDATE rooms SET last_seq = $3 WHERE room_key = $1 AND epoch = $2 \
+                 AND last_seq = $4",
+            )
+            .bind(&r.room)
+            .bind(to_i64(r.epoch))
+            .bind(to_i64(last.seq))
+            .bind(to_i64(first.seq.saturating_sub(1)))
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() == 0 {
+                let (epoch,): (i64,) =
+                    sqlx::query_as("SELECT epoch FROM rooms WHERE room_key = $1")
+                        .bind(&r.room)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .unwrap_or((0,));
+                results.push(Err(if epoch == to_i64(r.epoch) {
+                    StoreError::OutOfOrder
+                } else {
+                    StoreError::StaleEpoch
+                }));
+                continue;
+            }
             for entry in &r.entries {
-                let done = sqlx::query(
+                sqlx::query(
                     "INSERT INTO room_journal (room_key, seq, epoch, event, recorded_at) \
-                     SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM rooms WHERE room_key = $1 AND epoch = $3)",
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(&r.room)
                 .bind(to_i64(entry.seq))
@@ -165,14 +251,6 @@ async fn commit_batch(
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                if done.rows_affected() == 0 {
-                    fenced = true;
-                    break;
-                }
-            }
-            if fenced {
-                results.push(Err(StoreError::StaleEpoch));
-                continue;
             }
             match &r.effect {
                 None => {}
@@ -207,6 +285,59 @@ async fn commit_batch(
                     sqlx::query("UPDATE workspaces SET name = $1 WHERE id = $2")
                         .bind(name)
                         .bind(workspace.as_uuid())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(SideEffect::UpdateSession { session: s }) => {
+                    sqlx::query(
+                        "UPDATE sessions SET title = $1, description = $2, status = $3, \
+                         scheduled_at = $4, capacity = $5 WHERE id = $6",
+                    )
+                    .bind(&s.title)
+                    .bind(&s.description)
+                    .bind(s.status.as_str())
+                    .bind(s.scheduled_at)
+                    .bind(i64::from(s.capacity))
+                    .bind(s.id.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(SideEffect::SetSessionStaff {
+                    session,
+                    user,
+                    role,
+                }) => {
+                    sqlx::query(
+                        "INSERT INTO session_staff (session_id, user_id, role, added_at) \
+                         VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (session_id, user_id) DO UPDATE SET role = excluded.role",
+                    )
+                    .bind(session.as_uuid())
+                    .bind(user.as_uuid())
+                    .bind(role.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(SideEffect::IndexQuestion {
+                    session,
+                    question,
+                    at,
+                }) => {
+                    sqlx::query(
+                        "INSERT INTO session_questions (id, session_id, asked_at) \
+                         VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(question)
+                    .bind(session.as_uuid())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(SideEffect::RemoveSessionStaff { session, user }) => {
+                    sqlx::query("DELETE FROM session_staff WHERE session_id = $1 AND user_id = $2")
+                        .bind(session.as_uuid())
+                        .bind(user.as_uuid())
                         .execute(&mut *tx)
                         .await?;
                 }

@@ -11,6 +11,7 @@
 //! directly; room actors use the journal and snapshots.
 
 mod accounts;
+mod analytics;
 mod db;
 mod error;
 mod journal;
@@ -19,9 +20,10 @@ mod sessions;
 mod workspaces;
 
 pub use accounts::{AccountStatus, DELETED_ATTENDEE, NewUser, RefreshToken, UserRecord};
+pub use analytics::{Activity, QualitySample, SessionFact, Visit};
 pub use db::{Backend, Store};
 pub use error::StoreError;
-pub use journal::{AppendRequest, Journal, JournalEntry, SideEffect};
+pub use journal::{AppendRequest, Committed, Journal, JournalEntry, SideEffect};
 pub use rooms::{JournalRecord, Snapshot};
 pub use sessions::{AttendeeRecord, SessionRecord};
 pub use workspaces::WorkspaceRecord;

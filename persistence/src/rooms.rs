@@ -116,6 +116,27 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::StaleEpoch`] when the room has a newer owner; or the database failed.
+    /// Declares the room's journaled head after its owner loaded it (see the `rooms.last_seq`
+    /// migration): appends continue from `head`.
+    ///
+    /// # Errors
+    /// [`StoreError::StaleEpoch`] when a newer owner took the room; or the database failed.
+    pub async fn set_room_head(&self, room: &str, epoch: u64, head: u64) -> Result<(), StoreError> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query("UPDATE rooms SET last_seq = $3 WHERE room_key = $1 AND epoch = $2")
+                .bind(room)
+                .bind(to_i64(epoch))
+                .bind(to_i64(head))
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if done == 0 {
+            return Err(StoreError::StaleEpoch);
+        }
+        Ok(())
+    }
+
     pub async fn put_snapshot(
         &self,
         room: &str,
@@ -128,7 +149,8 @@ impl Store {
             let mut tx = pool.begin().await?;
             let done = sqlx::query(
                 "INSERT INTO room_snapshots (room_key, epoch, seq, state, taken_at) \
-                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM rooms WHERE room_key = $1 AND epoch = $2) \
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS \
+                 (SELECT 1 FROM rooms WHERE room_key = $1 AND epoch = $2 AND last_seq >= $3) \
                  ON CONFLICT (room_key) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, \
                  state = excluded.state, taken_at = excluded.taken_at",
             )

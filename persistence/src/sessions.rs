@@ -102,6 +102,20 @@ struct AttendeeRow {
     left_at: Option<DateTime<Utc>>,
 }
 
+impl AttendeeRow {
+    fn into_record(self) -> AttendeeRecord {
+        AttendeeRecord {
+            id: self.id.into(),
+            session: self.session_id.into(),
+            user: self.user_id.map(UserId::from),
+            display_name: self.display_name,
+            email: self.email,
+            joined_at: self.joined_at,
+            left_at: self.left_at,
+        }
+    }
+}
+
 const SESSION_COLUMNS: &str = "s.id, s.created_by, s.title, s.description, s.status, \
                                s.scheduled_at, s.capacity, s.created_at";
 
@@ -241,26 +255,35 @@ impl Store {
         Ok(())
     }
 
-    /// Records that an attendee left (once: a later call keeps the first time).
+    /// The session a question was asked in.
     ///
     /// # Errors
     /// The database failed.
-    pub async fn attendee_left(
-        &self,
-        id: AttendeeId,
-        at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let done = on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE session_attendees SET left_at = $2 WHERE id = $1 AND left_at IS NULL",
+    pub async fn question_session(&self, question: Uuid) -> Result<Option<SessionId>, StoreError> {
+        let row: Option<(Uuid,)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT session_id FROM session_questions WHERE id = $1")
+                .bind(question)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(|(s,)| SessionId::from_uuid(s)))
+    }
+
+    /// One attendee.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn attendee(&self, id: AttendeeId) -> Result<Option<AttendeeRecord>, StoreError> {
+        let row: Option<AttendeeRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, session_id, user_id, display_name, email, joined_at, left_at \
+                 FROM session_attendees WHERE id = $1",
             )
             .bind(id.as_uuid())
-            .bind(at)
-            .execute(pool)
+            .fetch_optional(pool)
             .await
-            .map(|r| r.rows_affected())
         })?;
-        Ok(done == 1)
+        Ok(row.map(AttendeeRow::into_record))
     }
 
     /// A session's attendees in the order they joined.
@@ -277,18 +300,7 @@ impl Store {
             .fetch_all(pool)
             .await
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AttendeeRecord {
-                id: r.id.into(),
-                session: r.session_id.into(),
-                user: r.user_id.map(UserId::from),
-                display_name: r.display_name,
-                email: r.email,
-                joined_at: r.joined_at,
-                left_at: r.left_at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(AttendeeRow::into_record).collect())
     }
 
     /// Deletes a session with its staff, attendees, journal, snapshot and epoch.
@@ -303,7 +315,11 @@ impl Store {
                 sqlx::query(sql).bind(&key).execute(&mut *tx).await?;
             }
             for sql in [
+                "DELETE FROM session_visits WHERE session_id = $1",
+                "DELETE FROM session_activity WHERE session_id = $1",
+                "DELETE FROM session_quality WHERE session_id = $1",
                 "DELETE FROM session_attendees WHERE session_id = $1",
+                "DELETE FROM session_questions WHERE session_id = $1",
                 "DELETE FROM session_staff WHERE session_id = $1",
                 "DELETE FROM sessions WHERE id = $1",
             ] {

@@ -109,6 +109,47 @@ async fn a_stale_epoch_cannot_write(db: Db) {
     db.drop_db().await;
 }
 
+async fn pipelined_appends_commit_in_order_and_never_leave_a_hole(db: Db) {
+    let journal = Journal::spawn(db.store.clone(), metrics::Histogram::noop());
+    let epoch = db.store.claim_room("r").await.unwrap();
+    // Submitted back to back, committed in order.
+    let mut pending = Vec::new();
+    for n in 1..=20 {
+        pending.push(journal.submit(request("r", epoch, n..=n)).await.unwrap());
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    // An append that does not follow the head writes nothing, and neither does the one after.
+    let skipped = journal.submit(request("r", epoch, 22..=22)).await.unwrap();
+    let after = journal.submit(request("r", epoch, 23..=23)).await.unwrap();
+    assert!(matches!(skipped.await, Err(StoreError::OutOfOrder)));
+    assert!(matches!(after.await, Err(StoreError::OutOfOrder)));
+    // A snapshot ahead of the journal is refused too.
+    assert!(
+        db.store
+            .put_snapshot("r", epoch, 25, "{}", 0)
+            .await
+            .is_err()
+    );
+    journal.append(request("r", epoch, 21..=21)).await.unwrap();
+    let seqs: Vec<i64> = db
+        .store
+        .journal_since("r", 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, (1..=21).collect::<Vec<i64>>());
+    // A new owner declares the head it loaded and continues from it.
+    let next = db.store.claim_room("r").await.unwrap();
+    db.store.set_room_head("r", next, 21).await.unwrap();
+    journal.append(request("r", next, 22..=22)).await.unwrap();
+    drop(journal);
+    db.drop_db().await;
+}
+
 async fn concurrent_appends_from_many_rooms_all_commit(db: Db) {
     let journal = Journal::spawn(db.store.clone(), metrics::Histogram::noop());
     let mut rooms = Vec::new();
@@ -328,14 +369,16 @@ async fn attendees_keep_only_what_they_gave_and_go_with_their_session(db: Db) {
     db.store.add_attendee(&guest).await.unwrap();
     db.store.add_attendee(&member).await.unwrap();
     let left = at + chrono::Duration::seconds(60);
-    assert!(db.store.attendee_left(guest.id, left).await.unwrap());
-    assert!(
-        !db.store
-            .attendee_left(guest.id, left + chrono::Duration::seconds(5))
-            .await
-            .unwrap(),
-        "the first leave time stays"
-    );
+    let leave = |at| persistence::SessionFact::Left {
+        attendee: guest.id,
+        at,
+    };
+    db.store.record_facts(&[leave(left)]).await.unwrap();
+    // The first leave time stays.
+    db.store
+        .record_facts(&[leave(left + chrono::Duration::seconds(5))])
+        .await
+        .unwrap();
     let stored = db.store.attendees(s.id).await.unwrap();
     let gone = persistence::AttendeeRecord {
         left_at: Some(left),
@@ -394,6 +437,7 @@ macro_rules! both {
 
 both!(
     a_stale_epoch_cannot_write,
+    pipelined_appends_commit_in_order_and_never_leave_a_hole,
     concurrent_appends_from_many_rooms_all_commit,
     snapshots_trim_the_journal_but_keep_the_retained_tail,
     membership_side_effects_commit_with_their_event,

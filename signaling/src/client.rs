@@ -11,8 +11,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::conference::{
+    BandwidthHint, JoinSession, QualityReport, QuestionAsk, QuestionDelete, QuestionEdit,
+    QuestionModerate, QuestionVote, ScreenShare, SessionRef, Signal,
+};
 use crate::error::ErrorCode;
-use crate::ids::{TaskId, WorkspaceId};
+use crate::ids::{RoomKey, TaskId, WorkspaceId};
 use crate::json;
 use crate::task::{TaskChanges, TaskDraft};
 use crate::text;
@@ -53,6 +57,28 @@ pub enum ClientMsg {
     TaskDelete(TaskDelete),
     /// Relay an app-defined event to every member of the room (sender included); not journaled.
     Broadcast(Broadcast),
+    /// Enter a conference session's room; with `last_offset`, receive what was missed since.
+    JoinSession(JoinSession),
+    /// Leave a conference session.
+    LeaveSession(SessionRef),
+    /// Ask a question.
+    QuestionAsk(QuestionAsk),
+    /// Change one's own question's text.
+    QuestionEdit(QuestionEdit),
+    /// Vote on a question, or clear one's vote.
+    QuestionVote(QuestionVote),
+    /// Approve, dismiss, answer, pin or unpin a question (presenters and moderators).
+    QuestionModerate(QuestionModerate),
+    /// Delete a question (its author, presenters and moderators).
+    QuestionDelete(QuestionDelete),
+    /// Relay a WebRTC signal to one peer.
+    Signal(Signal),
+    /// Report one's connection quality.
+    QualityReport(QualityReport),
+    /// Ask a peer to cap its sending bitrate.
+    BandwidthHint(BandwidthHint),
+    /// The presenter started or stopped a screen share.
+    ScreenShare(ScreenShare),
 }
 
 /// `join_workspace`.
@@ -148,18 +174,39 @@ impl PartialEq for Broadcast {
 }
 
 impl ClientMsg {
-    /// The workspace the command is for (every command names one).
-    pub fn workspace_id(&self) -> WorkspaceId {
+    /// The room the command is for (every command names one).
+    pub fn room(&self) -> RoomKey {
+        let ws = RoomKey::Workspace;
+        let session = RoomKey::Session;
         match self {
-            ClientMsg::JoinWorkspace(m) => m.workspace_id,
-            ClientMsg::LeaveWorkspace(m) => m.workspace_id,
-            ClientMsg::PresenceUpdate(m) => m.workspace_id,
-            ClientMsg::Typing(m) => m.workspace_id,
-            ClientMsg::TaskCreate(m) => m.workspace_id,
-            ClientMsg::TaskUpdate(m) => m.workspace_id,
-            ClientMsg::TaskDelete(m) => m.workspace_id,
-            ClientMsg::Broadcast(m) => m.workspace_id,
+            ClientMsg::JoinWorkspace(m) => ws(m.workspace_id),
+            ClientMsg::LeaveWorkspace(m) => ws(m.workspace_id),
+            ClientMsg::PresenceUpdate(m) => ws(m.workspace_id),
+            ClientMsg::Typing(m) => ws(m.workspace_id),
+            ClientMsg::TaskCreate(m) => ws(m.workspace_id),
+            ClientMsg::TaskUpdate(m) => ws(m.workspace_id),
+            ClientMsg::TaskDelete(m) => ws(m.workspace_id),
+            ClientMsg::Broadcast(m) => ws(m.workspace_id),
+            ClientMsg::JoinSession(m) => session(m.session_id),
+            ClientMsg::LeaveSession(m) => session(m.session_id),
+            ClientMsg::QuestionAsk(m) => session(m.session_id),
+            ClientMsg::QuestionEdit(m) => session(m.session_id),
+            ClientMsg::QuestionVote(m) => session(m.session_id),
+            ClientMsg::QuestionModerate(m) => session(m.session_id),
+            ClientMsg::QuestionDelete(m) => session(m.session_id),
+            ClientMsg::Signal(m) => session(m.session_id),
+            ClientMsg::QualityReport(m) => session(m.session_id),
+            ClientMsg::BandwidthHint(m) => session(m.session_id),
+            ClientMsg::ScreenShare(m) => session(m.session_id),
         }
+    }
+
+    /// Whether this command enters a room (the one command allowed before joining it).
+    pub fn is_join(&self) -> bool {
+        matches!(
+            self,
+            ClientMsg::JoinWorkspace(_) | ClientMsg::JoinSession(_)
+        )
     }
 }
 
@@ -261,6 +308,51 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
             })?;
             ClientMsg::Broadcast(m)
         }
+        "join_session" => ClientMsg::JoinSession(payload(frame, &fail)?),
+        "leave_session" => ClientMsg::LeaveSession(payload(frame, &fail)?),
+        "question_ask" => ClientMsg::QuestionAsk(payload(frame, &fail)?),
+        "question_edit" => ClientMsg::QuestionEdit(payload(frame, &fail)?),
+        "question_vote" => ClientMsg::QuestionVote(payload(frame, &fail)?),
+        "question_moderate" => ClientMsg::QuestionModerate(payload(frame, &fail)?),
+        "question_delete" => ClientMsg::QuestionDelete(payload(frame, &fail)?),
+        "signal" => {
+            let m: Signal = payload(frame, &fail)?;
+            m.signal
+                .check()
+                .map_err(|e| fail(ErrorCode::InvalidPayload, format!("signal.{e}")))?;
+            ClientMsg::Signal(m)
+        }
+        "quality_report" => {
+            let m: QualityReport = payload(frame, &fail)?;
+            m.check().map_err(|e| fail(ErrorCode::InvalidPayload, e))?;
+            ClientMsg::QualityReport(m)
+        }
+        "bandwidth_hint" => {
+            let m: BandwidthHint = payload(frame, &fail)?;
+            if m.max_bitrate_kbps > crate::conference::MAX_BITRATE_KBPS {
+                return Err(fail(
+                    ErrorCode::InvalidPayload,
+                    format!(
+                        "max_bitrate_kbps: at most {}",
+                        crate::conference::MAX_BITRATE_KBPS
+                    ),
+                ));
+            }
+            ClientMsg::BandwidthHint(m)
+        }
+        "screen_share" => {
+            let m: ScreenShare = payload(frame, &fail)?;
+            if m.stream_id
+                .as_ref()
+                .is_some_and(|s| s.is_empty() || s.len() > crate::conference::MAX_STREAM_ID_BYTES)
+            {
+                return Err(fail(
+                    ErrorCode::InvalidPayload,
+                    "stream_id: must be 1-64 bytes".into(),
+                ));
+            }
+            ClientMsg::ScreenShare(m)
+        }
         other => {
             let shown: String = other.chars().take(40).collect();
             return Err(fail(
@@ -278,6 +370,18 @@ pub fn peek_ref(frame: &[u8]) -> Option<Ref> {
     json::check_object(frame, ErrorCode::BadEnvelope, NOT_AN_OBJECT).ok()?;
     let envelope: Envelope<'_> = serde_json::from_slice(frame).ok()?;
     parse_ref(envelope.reference?).ok()
+}
+
+/// Whether a frame is a command of type `kind` (for charging it to its own budget before it is
+/// decoded); false for anything unreadable.
+pub fn peek_type_is(frame: &[u8], kind: &str) -> bool {
+    if json::check_object(frame, ErrorCode::BadEnvelope, NOT_AN_OBJECT).is_err() {
+        return false;
+    }
+    serde_json::from_slice::<Envelope<'_>>(frame)
+        .ok()
+        .and_then(|e| e.kind)
+        .is_some_and(|k| k == kind)
 }
 
 /// `changes.title: ...`, but not `changes.changes: ...`.
@@ -397,7 +501,7 @@ mod tests {
         let (r, back) = decode(text.as_bytes()).unwrap();
         assert_eq!(r, None);
         assert_eq!(back, msg);
-        assert_eq!(back.workspace_id(), ws);
+        assert_eq!(back.room(), RoomKey::Workspace(ws));
     }
 
     #[test]
@@ -434,5 +538,52 @@ mod tests {
             r#"{{"type":"broadcast","workspace_id":"{ws}","event":"cursor","data":1,"droppable":"yes"}}"#
         );
         assert_eq!(code(&frame), ErrorCode::InvalidPayload);
+    }
+}
+
+#[cfg(test)]
+mod session_commands {
+    use super::*;
+    use crate::ids::{AttendeeId, SessionId};
+
+    fn code(frame: &str) -> ErrorCode {
+        decode(frame.as_bytes()).unwrap_err().code
+    }
+
+    #[test]
+    fn session_commands_name_their_session_room() {
+        let s = SessionId::new();
+        let to = AttendeeId::new();
+        let frame = format!(
+            r#"{{"type":"signal","session_id":"{s}","to":"{to}","signal":{{"kind":"candidate","candidate":""}}}}"#
+        );
+        let (_, msg) = decode(frame.as_bytes()).unwrap();
+        assert_eq!(msg.room(), RoomKey::Session(s));
+        assert!(!msg.is_join());
+        let join = format!(r#"{{"type":"join_session","session_id":"{s}","last_offset":3}}"#);
+        let (_, msg) = decode(join.as_bytes()).unwrap();
+        assert!(msg.is_join());
+    }
+
+    #[test]
+    fn out_of_range_reports_and_signals_are_invalid_payload() {
+        let s = SessionId::new();
+        let to = AttendeeId::new();
+        let loss = format!(
+            r#"{{"type":"quality_report","session_id":"{s}","rtt_ms":20,"packet_loss":1.5,"bitrate_kbps":900}}"#
+        );
+        assert_eq!(code(&loss), ErrorCode::InvalidPayload);
+        let streams: Vec<String> = (0..9)
+            .map(|i| format!(r#"{{"id":"s{i}","kind":"camera"}}"#))
+            .collect();
+        let offer = format!(
+            r#"{{"type":"signal","session_id":"{s}","to":"{to}","signal":{{"kind":"offer","sdp":"v=0","streams":[{}]}}}}"#,
+            streams.join(",")
+        );
+        assert_eq!(code(&offer), ErrorCode::InvalidPayload);
+        let vote = format!(
+            r#"{{"type":"question_vote","session_id":"{s}","question_id":"{to}","vote":"sideways"}}"#
+        );
+        assert_eq!(code(&vote), ErrorCode::InvalidPayload);
     }
 }

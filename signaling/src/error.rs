@@ -66,6 +66,38 @@ pub enum ErrorCode {
     RequestTimeout,
     /// A join of this room is still catching up on this connection.
     JoinInProgress,
+    /// The session's lifecycle does not allow this step (start a live session, end a scheduled one).
+    InvalidTransition,
+    /// The conference session has ended: no joins, questions or votes.
+    SessionEnded,
+    /// The conference session holds as many attendees as its capacity.
+    SessionFull,
+    /// Questions are closed in this session.
+    QaClosed,
+    /// This session does not take anonymous questions.
+    AnonymousNotAllowed,
+    /// Too many questions from this attendee within the session's window.
+    QuestionRateLimited,
+    /// This attendee asked the same question already.
+    DuplicateQuestion,
+    /// The text holds a word on the session's blocklist.
+    BlockedContent,
+    /// The text holds more links than the session allows.
+    TooManyLinks,
+    /// No such question (or not visible to the caller).
+    QuestionNotFound,
+    /// A question can only be edited before it has votes.
+    QuestionHasVotes,
+    /// The question takes no votes in its state (answered).
+    QuestionNotVotable,
+    /// The SDP of a signal is malformed or too large; nothing was relayed.
+    InvalidSdp,
+    /// The ICE candidate of a signal is malformed or too large; nothing was relayed.
+    InvalidCandidate,
+    /// The target peer is not in this session (or left for good).
+    PeerNotFound,
+    /// Too many signals are held for a peer that is away.
+    SignalBacklogFull,
 }
 
 impl ErrorCode {
@@ -100,7 +132,29 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::JoinInProgress => "join_in_progress",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::SessionEnded => "session_ended",
+            ErrorCode::SessionFull => "session_full",
+            ErrorCode::QaClosed => "qa_closed",
+            ErrorCode::AnonymousNotAllowed => "anonymous_not_allowed",
+            ErrorCode::QuestionRateLimited => "question_rate_limited",
+            ErrorCode::DuplicateQuestion => "duplicate_question",
+            ErrorCode::BlockedContent => "blocked_content",
+            ErrorCode::TooManyLinks => "too_many_links",
+            ErrorCode::QuestionNotFound => "question_not_found",
+            ErrorCode::QuestionHasVotes => "question_has_votes",
+            ErrorCode::QuestionNotVotable => "question_not_votable",
+            ErrorCode::InvalidSdp => "invalid_sdp",
+            ErrorCode::InvalidCandidate => "invalid_candidate",
+            ErrorCode::PeerNotFound => "peer_not_found",
+            ErrorCode::SignalBacklogFull => "signal_backlog_full",
         }
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -129,6 +183,22 @@ mod tests {
             ErrorCode::PayloadTooLarge,
             ErrorCode::RequestTimeout,
             ErrorCode::JoinInProgress,
+            ErrorCode::InvalidTransition,
+            ErrorCode::SessionEnded,
+            ErrorCode::SessionFull,
+            ErrorCode::QaClosed,
+            ErrorCode::AnonymousNotAllowed,
+            ErrorCode::QuestionRateLimited,
+            ErrorCode::DuplicateQuestion,
+            ErrorCode::BlockedContent,
+            ErrorCode::TooManyLinks,
+            ErrorCode::QuestionNotFound,
+            ErrorCode::QuestionHasVotes,
+            ErrorCode::QuestionNotVotable,
+            ErrorCode::InvalidSdp,
+            ErrorCode::InvalidCandidate,
+            ErrorCode::PeerNotFound,
+            ErrorCode::SignalBacklogFull,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),

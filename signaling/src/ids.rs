@@ -110,8 +110,17 @@ uuid_id!(
     "task"
 );
 
+impl AttendeeId {
+    /// A registered user's attendee id in `session`: the same every time they join it, and
+    /// different in every session (a name-based UUID of the pair), so that attendance, votes and
+    /// signaling know them as one attendee across tabs and reconnects.
+    pub fn of_user(session: SessionId, user: UserId) -> AttendeeId {
+        AttendeeId::from_uuid(Uuid::new_v5(&session.as_uuid(), user.as_uuid().as_bytes()))
+    }
+}
+
 /// Names a room across all room kinds: the journal, the snapshots and the registry are keyed by
-/// it. Conference sessions will add a variant.
+/// it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum RoomKey {
     /// The room of a team workspace.

@@ -17,6 +17,7 @@
 //! - [`error`]: the stable error codes every client can match on.
 
 pub mod client;
+pub mod conference;
 pub mod error;
 pub mod frame;
 pub mod ids;

@@ -166,6 +166,12 @@ pub struct Limits {
     pub messages_per_second: u32,
     /// Burst allowance.
     pub burst: u32,
+    /// `signal` commands per second on top of `messages_per_second` (a presenter's signaling).
+    #[serde(default)]
+    pub signals_per_second: u32,
+    /// Their burst allowance.
+    #[serde(default)]
+    pub signal_burst: u32,
 }
 
 /// A frame from the hub that is not a durable event.

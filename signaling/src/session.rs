@@ -64,6 +64,32 @@ impl Staff {
     }
 }
 
+/// One vote on a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vote {
+    /// +1.
+    Up,
+    /// -1.
+    Down,
+}
+
+/// What a presenter or moderator does to a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Moderation {
+    /// Publishes a pending question.
+    Approve,
+    /// Hides it from attendees.
+    Dismiss,
+    /// Marks it answered.
+    Answer,
+    /// Pins it to the top.
+    Pin,
+    /// Unpins it.
+    Unpin,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

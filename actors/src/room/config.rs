@@ -25,6 +25,32 @@ pub struct RoomConfig {
     pub call_timeout: Duration,
     /// Lets `WorkspaceMsg::Crash` panic a room (tests only).
     pub fault_injection: bool,
+    /// Conference Q&A: the spam rules every session applies.
+    pub spam: SpamRules,
+}
+
+/// The spam rules of conference Q&A (the presenter's switches come on top).
+#[derive(Debug, Clone)]
+pub struct SpamRules {
+    /// Questions one attendee may ask within `window`.
+    pub questions_per_window: usize,
+    /// The window of the question rate.
+    pub window: Duration,
+    /// Most links in one question.
+    pub max_links: usize,
+    /// Words and phrases refused in questions (anywhere in the text, ignoring case).
+    pub blocklist: Vec<String>,
+}
+
+impl Default for SpamRules {
+    fn default() -> Self {
+        Self {
+            questions_per_window: 3,
+            window: Duration::from_secs(60),
+            max_links: 1,
+            blocklist: Vec::new(),
+        }
+    }
 }
 
 impl Default for RoomConfig {
@@ -39,6 +65,7 @@ impl Default for RoomConfig {
             tick: Duration::from_secs(1),
             call_timeout: Duration::from_secs(10),
             fault_injection: false,
+            spam: SpamRules::default(),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use persistence::{AppendRequest, JournalEntry, SideEffect, StoreError};
+use persistence::{AppendRequest, Committed, JournalEntry, SideEffect, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -72,6 +72,8 @@ impl Durable {
                 apply(&mut state, u64::try_from(r.seq).unwrap_or(0), &event);
             }
         }
+        // After the claim, what was just read is the whole journal: appends continue from it.
+        store.set_room_head(&key, epoch, offset(&state)).await?;
         let durable = Durable {
             key,
             epoch,
@@ -91,19 +93,18 @@ impl Durable {
         self.epoch
     }
 
-    /// Appends the event `json` at `offset` (with its relational side effect) under this
-    /// room's epoch, through the group-committing journal.
+    /// Queues an append of the event at `offset` without waiting for its commit (see
+    /// [`persistence::Journal::submit`]).
     ///
     /// # Errors
-    /// [`AppendError::Fenced`] when a newer owner holds the room; [`AppendError::Failed`] when
-    /// storage failed. Nothing was written either way.
-    pub async fn append(
+    /// The journal writer has stopped.
+    pub async fn submit(
         &self,
         ctx: &RoomContext,
         offset: u64,
         json: String,
         effect: Option<SideEffect>,
-    ) -> Result<(), AppendError> {
+    ) -> Result<Committed, AppendError> {
         let request = AppendRequest {
             room: self.key.clone(),
             epoch: self.epoch,
@@ -113,11 +114,10 @@ impl Durable {
             }],
             effect,
         };
-        match ctx.journal.append(request).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::StaleEpoch) => Err(AppendError::Fenced),
-            Err(e) => Err(AppendError::Failed(e)),
-        }
+        ctx.journal
+            .submit(request)
+            .await
+            .map_err(AppendError::Failed)
     }
 
     /// Whether a snapshot is due at `offset`: `every` events since the last, or `interval`

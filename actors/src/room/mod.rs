@@ -11,13 +11,16 @@
 pub mod catchup;
 pub mod config;
 pub mod context;
+pub mod core;
 pub mod durable;
 pub mod pending;
+pub mod reply;
 pub mod sessions;
 pub mod tail;
 
-pub use config::RoomConfig;
+pub use config::{RoomConfig, SpamRules};
 pub use context::{MAX_CATCHUPS, RoomContext, Roster, RouterError, StartError, depth_down};
 pub use pending::PendingJoin;
+pub use reply::{Refusal, ReplyTo};
 pub use sessions::{FanOut, Sessions};
 pub use tail::{Tail, page_size};

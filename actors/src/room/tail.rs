@@ -19,6 +19,10 @@ pub struct Tail {
     frames: VecDeque<(u64, WireFrame)>,
     capacity: usize,
     snapshot: Option<(u64, WireFrame)>,
+    /// Every offset after this one is either held or was skipped on purpose (a room kind that
+    /// shows some events to some members only keeps a tail per audience; an event an audience
+    /// does not see is skipped in its tail).
+    covered_after: Option<u64>,
 }
 
 impl Tail {
@@ -28,7 +32,22 @@ impl Tail {
             frames: VecDeque::new(),
             capacity,
             snapshot: None,
+            covered_after: None,
         }
+    }
+
+    /// A tail that covers every offset after `head` (the room's offset when it loaded): for a
+    /// tail that [`Tail::skip`]s events.
+    pub fn from_head(capacity: usize, head: u64) -> Self {
+        Self {
+            covered_after: Some(head),
+            ..Self::new(capacity)
+        }
+    }
+
+    /// The state moved to `offset` with an event this tail's audience does not see.
+    pub fn skip(&mut self, _offset: u64) {
+        self.snapshot = None;
     }
 
     /// Records the frame of the event at `offset`; the snapshot frame, now stale, is dropped.
@@ -36,7 +55,9 @@ impl Tail {
         self.snapshot = None;
         self.frames.push_back((offset, frame));
         while self.frames.len() > self.capacity {
-            self.frames.pop_front();
+            if let Some((o, _)) = self.frames.pop_front() {
+                self.covered_after = Some(o);
+            }
         }
     }
 
@@ -49,10 +70,11 @@ impl Tail {
         }
         let fits =
             gap <= page_size(conn.capacity()) as u64 && conn.free_slots() >= conn.capacity() / 2;
-        let held = self
-            .frames
-            .front()
-            .is_some_and(|(first, _)| *first <= after + 1);
+        let held = self.covered_after.is_some_and(|c| c <= after)
+            || self
+                .frames
+                .front()
+                .is_some_and(|(first, _)| *first <= after + 1);
         (fits && held).then(|| {
             self.frames
                 .iter()

@@ -30,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use signaling::ErrorCode;
 use signaling::text::clean_text;
 use uuid::Uuid;
 
@@ -39,6 +40,7 @@ pub const MAX_QUESTION_CHARS: usize = 500;
 /// A question's id.
 pub type QuestionId = Uuid;
 pub use signaling::AttendeeId;
+pub use signaling::session::{Moderation, Vote};
 
 /// What an attendee may do in the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,16 +107,6 @@ pub enum QuestionStatus {
     Dismissed,
 }
 
-/// One vote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Vote {
-    /// +1.
-    Up,
-    /// -1.
-    Down,
-}
-
 /// A question.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Question {
@@ -124,6 +116,9 @@ pub struct Question {
     pub author: AttendeeId,
     /// Whether the author is hidden from others.
     pub anonymous: bool,
+    /// The author's display name when they asked (never kept for an anonymous question).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_name: Option<String>,
     /// The text, trimmed.
     pub text: String,
     /// Where it stands.
@@ -143,22 +138,6 @@ impl Question {
     pub fn score(&self) -> i64 {
         i64::from(self.up) - i64::from(self.down)
     }
-}
-
-/// What a moderator does to a question.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Moderation {
-    /// Publishes a pending question.
-    Approve,
-    /// Hides it from attendees.
-    Dismiss,
-    /// Marks it answered.
-    Answer,
-    /// Pins it to the top.
-    Pin,
-    /// Unpins it.
-    Unpin,
 }
 
 /// A durable Q&A change.
@@ -246,20 +225,20 @@ pub enum QaError {
 
 impl QaError {
     /// The stable code clients see.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            QaError::Closed => "qa_closed",
-            QaError::InvalidText(_) => "invalid",
-            QaError::AnonymousNotAllowed => "anonymous_not_allowed",
-            QaError::RateLimited => "question_rate_limited",
-            QaError::Duplicate => "duplicate_question",
-            QaError::Blocked => "blocked_content",
-            QaError::TooManyLinks => "too_many_links",
-            QaError::NotFound => "question_not_found",
-            QaError::Forbidden(_) => "forbidden",
-            QaError::HasVotes => "question_has_votes",
-            QaError::NotVotable => "question_not_votable",
-            QaError::AlreadyExists => "already_exists",
+            QaError::Closed => ErrorCode::QaClosed,
+            QaError::InvalidText(_) => ErrorCode::InvalidPayload,
+            QaError::AnonymousNotAllowed => ErrorCode::AnonymousNotAllowed,
+            QaError::RateLimited => ErrorCode::QuestionRateLimited,
+            QaError::Duplicate => ErrorCode::DuplicateQuestion,
+            QaError::Blocked => ErrorCode::BlockedContent,
+            QaError::TooManyLinks => ErrorCode::TooManyLinks,
+            QaError::NotFound => ErrorCode::QuestionNotFound,
+            QaError::Forbidden(_) => ErrorCode::Forbidden,
+            QaError::HasVotes => ErrorCode::QuestionHasVotes,
+            QaError::NotVotable => ErrorCode::QuestionNotVotable,
+            QaError::AlreadyExists => ErrorCode::AlreadyExists,
         }
     }
 }
@@ -273,6 +252,8 @@ pub struct Ask {
     pub text: String,
     /// Hide the author.
     pub anonymous: bool,
+    /// The author's display name, shown with the question unless it is anonymous.
+    pub author_name: Option<String>,
 }
 
 /// Most recent question times kept per author (for the rate); more than any sane window needs.
@@ -354,6 +335,7 @@ impl Qa {
                 id: ask.id,
                 author,
                 anonymous: ask.anonymous,
+                author_name: if ask.anonymous { None } else { ask.author_name },
                 text,
                 status,
                 pinned: false,
@@ -519,6 +501,14 @@ impl Qa {
         self.votes.get(&id)?.get(&voter).copied()
     }
 
+    /// Every vote `voter` holds, by question.
+    pub fn votes_of(&self, voter: AttendeeId) -> HashMap<QuestionId, Vote> {
+        self.votes
+            .iter()
+            .filter_map(|(q, votes)| votes.get(&voter).map(|v| (*q, *v)))
+            .collect()
+    }
+
     /// The questions `role` sees, in priority order (see the module docs): moderators see
     /// pending and dismissed ones too.
     pub fn ranked(&self, role: SessionRole) -> Vec<&Question> {
@@ -612,6 +602,7 @@ mod tests {
             id: Uuid::now_v7(),
             text: text.into(),
             anonymous: false,
+            author_name: None,
         }
     }
 
@@ -821,9 +812,9 @@ mod tests {
         let refused = |qa: &Qa, text: &str, t: i64| {
             qa.decide_ask(&s, ada, ask(text), at(t)).unwrap_err().code()
         };
-        assert_eq!(refused(&qa, "   ", 0), "invalid");
-        assert_eq!(refused(&qa, &"x".repeat(501), 0), "invalid");
-        assert_eq!(refused(&qa, "hidden\u{202e}txet", 0), "invalid");
+        assert_eq!(refused(&qa, "   ", 0), "invalid_payload");
+        assert_eq!(refused(&qa, &"x".repeat(501), 0), "invalid_payload");
+        assert_eq!(refused(&qa, "hidden\u{202e}txet", 0), "invalid_payload");
         assert!(qa.decide_ask(&s, ada, ask(&"é".repeat(500)), at(0)).is_ok());
         assert_eq!(refused(&qa, "Best CASINO bonus", 0), "blocked_content");
         assert_eq!(
@@ -868,6 +859,7 @@ mod tests {
         };
         let hidden = Ask {
             anonymous: true,
+            author_name: None,
             ..ask("who am I")
         };
         assert_eq!(

@@ -26,6 +26,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use signaling::ErrorCode;
+
 use super::qa::SessionRole;
 
 /// A peer: an attendee of the session.
@@ -68,13 +70,13 @@ pub enum SignalError {
 
 impl SignalError {
     /// The stable code clients see.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            SignalError::InvalidSdp(_) => "invalid_sdp",
-            SignalError::InvalidCandidate(_) => "invalid_candidate",
-            SignalError::UnknownPeer => "peer_not_found",
-            SignalError::SelfSignal => "invalid",
-            SignalError::Backlog => "signal_backlog_full",
+            SignalError::InvalidSdp(_) => ErrorCode::InvalidSdp,
+            SignalError::InvalidCandidate(_) => ErrorCode::InvalidCandidate,
+            SignalError::UnknownPeer => ErrorCode::PeerNotFound,
+            SignalError::SelfSignal => ErrorCode::InvalidPayload,
+            SignalError::Backlog => ErrorCode::SignalBacklogFull,
         }
     }
 }

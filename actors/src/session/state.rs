@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use signaling::session::{SessionStatus, Staff};
 use signaling::text::{clean_line, clean_text};
-use signaling::{SessionId, UserId};
+use signaling::{ErrorCode, SessionId, UserId};
 
 use super::qa::{Qa, QaError, QaEvent, QaSettings, SessionRole};
 
@@ -116,7 +116,8 @@ pub enum SessionEvent {
         /// The account.
         user: UserId,
     },
-    /// A Q&A change.
+    /// A Q&A change, journaled as the Q&A event itself (`{"type": "question_asked", ...}`).
+    #[serde(untagged)]
     Qa(QaEvent),
 }
 
@@ -149,18 +150,38 @@ pub enum SessionError {
     /// A Q&A refusal.
     #[error(transparent)]
     Qa(#[from] QaError),
+    /// A signaling refusal.
+    #[error(transparent)]
+    Signal(#[from] super::signal::SignalError),
+    /// The connection has not joined the session.
+    #[error("join the session first")]
+    NotJoined,
+    /// No such session.
+    #[error("session not found")]
+    NotFound,
+    /// Storage failed or the room stopped before answering.
+    #[error("the session is unavailable; retry")]
+    Unavailable,
+    /// Too many of these from this peer just now.
+    #[error("too many signals; slow down")]
+    RateLimited,
 }
 
 impl SessionError {
     /// The stable code clients see.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            SessionError::Forbidden(_) | SessionError::Creator => "forbidden",
-            SessionError::InvalidTransition { .. } => "invalid_transition",
-            SessionError::Ended => "session_ended",
-            SessionError::Full => "session_full",
-            SessionError::Invalid(_) => "invalid",
+            SessionError::Forbidden(_) | SessionError::Creator => ErrorCode::Forbidden,
+            SessionError::InvalidTransition { .. } => ErrorCode::InvalidTransition,
+            SessionError::Ended => ErrorCode::SessionEnded,
+            SessionError::Full => ErrorCode::SessionFull,
+            SessionError::Invalid(_) => ErrorCode::InvalidPayload,
             SessionError::Qa(e) => e.code(),
+            SessionError::Signal(e) => e.code(),
+            SessionError::NotJoined => ErrorCode::NotJoined,
+            SessionError::NotFound => ErrorCode::NotFound,
+            SessionError::Unavailable => ErrorCode::Unavailable,
+            SessionError::RateLimited => ErrorCode::RateLimited,
         }
     }
 }
@@ -541,21 +562,21 @@ mod tests {
                 title: Some("  ".into()),
                 ..SessionPatch::default()
             }),
-            "invalid"
+            "invalid_payload"
         );
         assert_eq!(
             bad(SessionPatch {
                 title: Some("two\nlines".into()),
                 ..SessionPatch::default()
             }),
-            "invalid"
+            "invalid_payload"
         );
         assert_eq!(
             bad(SessionPatch {
                 capacity: Some(0),
                 ..SessionPatch::default()
             }),
-            "invalid"
+            "invalid_payload"
         );
         let closed = SessionSettings {
             moderation: true,
@@ -581,6 +602,7 @@ mod tests {
             id: Uuid::now_v7(),
             text: "anyone?".into(),
             anonymous: false,
+            author_name: None,
         };
         assert_eq!(
             s.qa.decide_ask(&rules, AttendeeId::new(), ask, Utc::now())
@@ -605,6 +627,7 @@ mod tests {
             id: Uuid::now_v7(),
             text: "Will the talk be recorded?".into(),
             anonymous: true,
+            author_name: None,
         };
         let q = ask.id;
         let asked = SessionEvent::Qa(s.qa.decide_ask(&rules, guest, ask, now).unwrap());
@@ -633,5 +656,38 @@ mod tests {
         );
         let late_vote = s.decide_qa(|qa| qa.decide_vote(guest, q, Some(Vote::Down)));
         assert_eq!(late_vote, Err(SessionError::Ended), "no votes either");
+    }
+}
+
+#[cfg(test)]
+mod journal_format {
+    use super::*;
+    use crate::session::qa::{Ask, AttendeeId, QaSettings};
+
+    #[test]
+    fn a_qa_event_survives_the_journal() {
+        let ada = UserId::new();
+        let info = SessionInfo {
+            title: "Talk".into(),
+            description: String::new(),
+            scheduled_at: None,
+            capacity: 10,
+        };
+        let mut s = SessionState::new(SessionId::new(), ada, info).unwrap();
+        s.apply(1, &SessionEvent::SessionStarted { at: Utc::now() });
+        let ask = Ask {
+            id: uuid::Uuid::now_v7(),
+            text: "Why?".into(),
+            anonymous: false,
+            author_name: Some("Ada".into()),
+        };
+        let rules = s.qa_settings(&QaSettings::default());
+        let event = SessionEvent::Qa(
+            s.qa.decide_ask(&rules, AttendeeId::new(), ask, Utc::now())
+                .unwrap(),
+        );
+        let json = serde_json::to_string(&event).unwrap();
+        let back: SessionEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, event);
     }
 }

@@ -1,13 +1,12 @@
 //! What a workspace room is sent, and what it answers.
 
 use ractor::RpcReplyPort;
-use signaling::client::{ClientMsg, Ref};
-use signaling::server::{AckResult, ServerMsg};
+use signaling::client::ClientMsg;
 use signaling::task::{Task, TaskChanges, TaskDraft};
 use signaling::workspace::{Member, Role};
 use signaling::{ErrorCode, TaskId, UserId};
 
-use crate::conn::{Class, ConnHandle, ConnId, WireFrame};
+pub use crate::room::ReplyTo;
 use crate::room::RouterError;
 
 /// A message to a workspace room.
@@ -31,8 +30,6 @@ pub enum WorkspaceMsg {
         /// Events replayed to it so far for this join.
         replayed: u64,
     },
-    /// A connection closed: forget its session.
-    Disconnected(ConnId),
     /// A command from the REST API (or any in-process caller).
     Call {
         /// The authenticated caller.
@@ -42,10 +39,6 @@ pub enum WorkspaceMsg {
         /// Where the result goes.
         reply: RpcReplyPort<Result<Reply, RoomError>>,
     },
-    /// Periodic housekeeping: time-based snapshots and stopping when idle.
-    Tick,
-    /// Fault injection for tests (enabled by config): panic inside the room.
-    Crash,
 }
 
 /// A room operation shared by the REST API and the WebSocket gateway.
@@ -175,65 +168,9 @@ impl RoomError {
     }
 }
 
-/// Where a WebSocket command's answer goes. Every command is answered exactly once: if the room
-/// drops the message unanswered (it crashed, or stopped with the message queued), the drop
-/// sends `unavailable` so the client is never left waiting.
-pub struct ReplyTo {
-    conn: ConnHandle,
-    reference: Option<Ref>,
-    answered: bool,
-}
-
-impl ReplyTo {
-    /// The answer to `reference` goes to `conn`.
-    pub fn new(conn: ConnHandle, reference: Option<Ref>) -> Self {
-        Self {
-            conn,
-            reference,
-            answered: false,
-        }
-    }
-
-    /// The connection.
-    pub fn conn(&self) -> &ConnHandle {
-        &self.conn
-    }
-
-    /// Sends the `ack`.
-    pub fn ack(mut self, result: Option<AckResult<'_>>) {
-        let frame = ServerMsg::Ack {
-            reference: self.reference.as_ref(),
-            result,
-        }
-        .to_json();
-        self.answered = true;
-        self.conn.push(WireFrame::text(frame), Class::MustDeliver);
-    }
-
-    /// Sends the `error`.
-    pub fn error(mut self, err: &RoomError) {
-        self.answered = true;
-        self.send_error(err);
-    }
-
-    fn send_error(&self, err: &RoomError) {
-        let message = err.to_string();
-        let frame = ServerMsg::Error {
-            reference: self.reference.as_ref(),
-            code: err.code(),
-            message: &message,
-            retry_after_ms: None,
-        }
-        .to_json();
-        self.conn.push(WireFrame::text(frame), Class::MustDeliver);
-    }
-}
-
-impl Drop for ReplyTo {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.send_error(&RoomError::Unavailable);
-        }
+impl crate::room::Refusal for RoomError {
+    fn code(&self) -> ErrorCode {
+        RoomError::code(self)
     }
 }
 

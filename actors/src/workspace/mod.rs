@@ -9,7 +9,7 @@ pub mod actor;
 pub mod messages;
 pub mod state;
 
-pub use actor::{RoomArgs, WorkspaceRoom};
+pub use actor::Room as WorkspaceRoom;
 pub use messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 pub use state::WorkspaceState;
 

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod auth;
 pub mod ops;
+pub mod sessions;
 pub mod tasks;
 pub mod workspaces;
 
@@ -142,6 +143,34 @@ pub fn app(state: AppState) -> Router {
             "/workspaces/{id}/tasks/{task_id}/complete",
             post(tasks::complete),
         )
+        .route("/sessions", get(sessions::list).post(sessions::create))
+        .route(
+            "/sessions/{id}",
+            get(sessions::get)
+                .patch(sessions::update)
+                .delete(sessions::delete),
+        )
+        .route("/sessions/{id}/start", post(sessions::start))
+        .route("/sessions/{id}/end", post(sessions::end))
+        .route("/sessions/{id}/staff", post(sessions::add_staff))
+        .route(
+            "/sessions/{id}/staff/{user_id}",
+            axum::routing::delete(sessions::remove_staff),
+        )
+        .route("/sessions/{id}/join", post(sessions::join))
+        .route("/sessions/{id}/leave", post(sessions::leave))
+        .route("/sessions/{id}/attendees", get(sessions::attendees))
+        .route("/sessions/{id}/analytics", get(sessions::analytics))
+        .route("/sessions/{id}/ice-servers", get(sessions::ice_servers))
+        .route(
+            "/sessions/{id}/questions",
+            get(sessions::questions).post(sessions::ask),
+        )
+        .route("/questions/{id}/vote", post(sessions::vote))
+        .route(
+            "/questions/{id}",
+            axum::routing::patch(sessions::patch_question).delete(sessions::delete_question),
+        )
         .route("/admin/users/{id}/disable", post(admin::disable_user))
         .route("/admin/users/{id}/enable", post(admin::enable_user))
         .route(
@@ -158,7 +187,9 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics));
     if state.config.fault_injection {
-        app = app.route("/debug/rooms/{id}/crash", post(ops::crash_room));
+        app = app
+            .route("/debug/rooms/{id}/crash", post(ops::crash_room))
+            .route("/debug/sessions/{id}/crash", post(ops::crash_session));
     }
     app.fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -1,6 +1,5 @@
 //! Operational routes: liveness, readiness, metrics, and (when enabled) fault injection.
 
-use actors::workspace::WorkspaceMsg;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -53,10 +52,19 @@ pub async fn crash_room(
 ) -> Result<StatusCode, ApiError> {
     state
         .router
-        .send(id, WorkspaceMsg::Crash)
+        .crash(signaling::RoomKey::Workspace(id))
         .await
-        .map_err(|(e, _)| ApiError::from(actors::workspace::RoomError::from(e)))?;
+        .map_err(|e| ApiError::from(actors::workspace::RoomError::from(e)))?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// `POST /debug/sessions/{id}/crash` (fault injection only): the session room panics.
+pub async fn crash_session(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<signaling::SessionId>,
+) -> StatusCode {
+    let _ = state.router.crash(signaling::RoomKey::Session(id)).await;
+    StatusCode::ACCEPTED
 }
 
 /// Any other path.

@@ -202,6 +202,19 @@ impl Limits {
         ]
     }
 
+    /// A guest joining a conference session from `ip`.
+    ///
+    /// # Errors
+    /// `rate_limited` with `Retry-After`.
+    pub async fn guest_join(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let budgets = [(format!("guestjoin:ip:{ip}"), self.config.guest_joins_per_ip)];
+        self.charge_budgets(
+            &budgets,
+            "too many guest joins from this address; slow down",
+        )
+        .await
+    }
+
     /// Takes one unit from each budget, or none: a refusal gives back what it had taken.
     async fn charge_budgets(
         &self,
@@ -230,6 +243,7 @@ impl Limits {
     pub async fn create(&self, user: UserId, quota: Quota) -> Result<(), ApiError> {
         let (what, per_hour) = match quota {
             Quota::Workspaces => ("workspaces", self.config.workspaces_per_hour.max(1)),
+            Quota::Sessions => ("sessions", self.config.sessions_per_hour.max(1)),
         };
         let rate = Rate {
             count: per_hour,
@@ -256,6 +270,8 @@ impl Limits {
 pub enum Quota {
     /// Workspaces (`HUB_QUOTA_WORKSPACES_PER_HOUR`).
     Workspaces,
+    /// Conference sessions (`HUB_QUOTA_SESSIONS_PER_HOUR`).
+    Sessions,
 }
 
 /// Whole seconds to wait, rounded up (a `Retry-After` of 0 would invite an immediate retry).

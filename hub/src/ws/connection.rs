@@ -19,14 +19,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actors::conn::Class;
-use actors::workspace::{ReplyTo, RoomError, WorkspaceMsg};
+use actors::workspace::{ReplyTo, RoomError};
 use actors::{CloseReason, ConnHandle, WireFrame};
 use bytes::Bytes;
 use bytes::BytesMut;
 use signaling::client::{self, ClientMsg, Ref};
 use signaling::frame::{self, Frame, FrameError, OpCode};
 use signaling::server::{Limits, ServerMsg};
-use signaling::{ErrorCode, RoomKey, UserId};
+use signaling::{AttendeeId, ErrorCode, RoomKey, SessionId, UserId};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -51,6 +51,7 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub async fn run(
     state: AppState,
     user: UserId,
+    guest: Option<SessionId>,
     mut admission: Admission,
     tcp: TcpStream,
     early: Bytes,
@@ -59,7 +60,15 @@ pub async fn run(
     let (sock, write) = socket::split(tcp);
     let write = WriteDeadline::new(write, Duration::from_secs(cfg.write_timeout_secs.max(1)));
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (conn, outbox) = ConnHandle::new(id, user, cfg.outbox_frames);
+    let (conn, outbox) = match guest {
+        Some(session) => ConnHandle::guest(
+            id,
+            session,
+            AttendeeId::from_uuid(user.as_uuid()),
+            cfg.outbox_frames,
+        ),
+        None => ConnHandle::new(id, user, cfg.outbox_frames),
+    };
     if !admission.attach(&conn) {
         // The account was closed between the upgrade and now.
         conn.close(CloseReason::ACCESS_REVOKED);
@@ -88,6 +97,8 @@ pub async fn run(
             max_frame_bytes: cfg.max_frame_bytes,
             messages_per_second: cfg.rate_per_sec,
             burst: cfg.rate_burst,
+            signals_per_second: cfg.signal_rate_per_sec,
+            signal_burst: cfg.signal_burst,
         },
     };
     conn.push(WireFrame::text(hello.to_json()), Class::MustDeliver);
@@ -97,6 +108,7 @@ pub async fn run(
         state: &state,
         conn: conn.clone(),
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst, Instant::now()),
+        signals: TokenBucket::new(cfg.signal_rate_per_sec, cfg.signal_burst, Instant::now()),
     };
     let hard_cap = cfg.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR);
     reader.read_loop(&sock, early, hard_cap).await;
@@ -196,6 +208,8 @@ struct Reader<'a> {
     state: &'a AppState,
     conn: ConnHandle,
     bucket: TokenBucket,
+    /// `signal` commands over the message rate draw from here.
+    signals: TokenBucket,
 }
 
 impl Reader<'_> {
@@ -314,7 +328,13 @@ impl Reader<'_> {
 
     async fn on_data(&mut self, payload: &[u8], text: bool) {
         self.state.metrics.frames_in.increment(1);
-        if let Err(wait) = self.bucket.take(Instant::now()) {
+        let now = Instant::now();
+        // Over the message rate, a `signal` may still draw from its own budget (the envelope is
+        // read only then: the accepted path costs nothing more).
+        let over = self.bucket.take(now).err().filter(|_| {
+            !(text && client::peek_type_is(payload, "signal") && self.signals.take(now).is_ok())
+        });
+        if let Some(wait) = over {
             self.state.metrics.rate_limited.increment(1);
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             // Parsing the envelope only when refusing keeps the `ref` without costing the
@@ -355,29 +375,29 @@ impl Reader<'_> {
     }
 
     async fn dispatch(&mut self, reference: Option<Ref>, msg: ClientMsg) {
-        let room = msg.workspace_id();
-        let key = RoomKey::Workspace(room);
+        let key = msg.room();
+        if let Some(session) = self.conn.guest_session()
+            && key != RoomKey::Session(session)
+        {
+            let message = "a guest token is good for its own session only";
+            return self.error(reference.as_ref(), ErrorCode::Forbidden, message, None);
+        }
         let joined = self.conn.is_joined(key);
-        if matches!(msg, ClientMsg::JoinWorkspace(_)) {
+        if msg.is_join() {
             if !joined && self.conn.joined_count() >= MAX_ROOMS_PER_CONNECTION {
                 let message =
                     format!("a connection may join at most {MAX_ROOMS_PER_CONNECTION} rooms");
                 return self.error(reference.as_ref(), ErrorCode::Forbidden, &message, None);
             }
         } else if !joined {
-            let message = RoomError::NotJoined.to_string();
+            let message = match key {
+                RoomKey::Workspace(_) => RoomError::NotJoined.to_string(),
+                RoomKey::Session(_) => "join the session first".to_owned(),
+            };
             return self.error(reference.as_ref(), ErrorCode::NotJoined, &message, None);
         }
         let reply = ReplyTo::new(self.conn.clone(), reference);
-        let sent = self
-            .state
-            .router
-            .send(room, WorkspaceMsg::Client { reply, cmd: msg })
-            .await;
-        // Answer with the real reason (the `ReplyTo` would otherwise say `unavailable`).
-        if let Err((err, Some(WorkspaceMsg::Client { reply, .. }))) = sent {
-            reply.error(&RoomError::from(err));
-        }
+        self.state.router.client(reply, msg).await;
     }
 
     fn error(

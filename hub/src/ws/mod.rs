@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use fastwebsockets::upgrade::IncomingUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use signaling::ErrorCode;
+use signaling::{ErrorCode, UserId};
 
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -77,13 +77,18 @@ pub async fn upgrade(
         )
         .into_response();
     };
-    let user = match state.auth.verify_access(&token) {
-        Ok(user) => user,
-        Err(e) => return e.into_response(),
+    // An access token, or else a guest's token for one conference session (no account to
+    // check: the token is all there is).
+    let (user, guest) = match state.auth.verify_access(&token) {
+        Ok(user) => (user, None),
+        Err(e) => match state.auth.verify_guest_any(&token) {
+            Ok((session, attendee)) => (UserId::from_uuid(attendee.as_uuid()), Some(session)),
+            Err(_) => return e.into_response(),
+        },
     };
     // A user already connected here was found enabled then, and would have been closed since
     // if not (see `Registry::vouches_for`); anyone else is read from the store.
-    let vouched = state.registry.vouches_for(user);
+    let vouched = guest.is_some() || state.registry.vouches_for(user);
     if !vouched && let Err(e) = Authenticated::active(&state, user).await {
         return e.into_response();
     }
@@ -99,7 +104,7 @@ pub async fn upgrade(
         Ok(a) => a,
         Err(refused) => return refused_connection(&state, refused).into_response(),
     };
-    if !vouched {
+    if !vouched && guest.is_none() {
         state.registry.account_read(user);
     }
     let Ok((response, fut)) = ws.upgrade() else {
@@ -116,7 +121,7 @@ pub async fn upgrade(
         match upgraded.downcast::<TokioIo<WriteDeadline>>() {
             Ok(parts) => {
                 let tcp = parts.io.into_inner().into_inner();
-                connection::run(state, user, admission, tcp, parts.read_buf).await;
+                connection::run(state, user, guest, admission, tcp, parts.read_buf).await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
         }

@@ -367,6 +367,14 @@ impl Client {
             .expect("send");
     }
 
+    /// Sends text frames in one write (the hub reads them as one burst).
+    pub async fn send_together(&mut self, texts: Vec<String>) {
+        for t in texts {
+            self.ws.feed(Message::text(t)).await.expect("feed");
+        }
+        self.ws.flush().await.expect("flush");
+    }
+
     pub async fn send_raw(&mut self, msg: Message) {
         self.ws.send(msg).await.expect("send");
     }
@@ -464,6 +472,11 @@ impl Client {
     pub async fn create_task(&mut self, ws: &str, title: &str) -> Value {
         self.ok(json!({"type": "task_create", "workspace_id": ws, "task": {"title": title}}))
             .await
+    }
+
+    /// Takes the frames buffered while looking for others, in the order they came.
+    pub fn pending_frames(&mut self) -> Vec<Value> {
+        self.pending.drain(..).collect()
     }
 
     /// Drops buffered frames.
