@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use persistence::{Journal, Store};
-use ractor::{Actor, ActorCell, ActorRef, MessagingErr, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorId, ActorRef, MessagingErr, RpcReplyPort};
 use signaling::client::ClientMsg;
 use signaling::{RoomKey, SessionId, UserId, WorkspaceId};
 use tokio::sync::oneshot;
@@ -167,12 +167,15 @@ impl Router {
         mut msg: M,
         actor_of: impl Fn(&RoomRef) -> Option<&ActorRef<M>>,
     ) -> Result<(), (RouterError, Option<M>)> {
+        // The actor found stopped: only the supervisor may replace it, once it has seen how it
+        // ended (a crashed room is restarted with its roster, whose members are told to resync).
+        let mut dead = None;
         for _ in 0..3 {
             let entry = match self.shared.rooms.get(&key).map(|e| e.clone()) {
-                Some(e) => e,
+                Some(e) if Some(e.actor.cell().get_id()) != dead => e,
                 // Boxed: starting a room is rare, and its state would otherwise sit in every
                 // connection's reader (this future is part of it) for the connection's life.
-                None => match Box::pin(self.start_room(key)).await {
+                _ => match Box::pin(self.start_room(key, dead)).await {
                     Ok(e) => e,
                     Err(e) => return Err((e, Some(msg))),
                 },
@@ -186,11 +189,7 @@ impl Router {
                 Err(MessagingErr::SendErr(back)) => {
                     depth_down(&entry.depth);
                     msg = back;
-                    // It stopped between lookup and send; forget it unless already replaced.
-                    let stale = actor.get_id();
-                    self.shared
-                        .rooms
-                        .remove_if(&key, |_, e| e.actor.cell().get_id() == stale);
+                    dead = Some(actor.get_id());
                 }
                 // The message was consumed; a `ReplyTo` inside answered for itself as it dropped.
                 Err(MessagingErr::ChannelClosed) => {
@@ -259,11 +258,18 @@ impl Router {
         self.shared.rooms.clear();
     }
 
-    async fn start_room(&self, key: RoomKey) -> Result<RoomEntry, RouterError> {
+    /// The room's entry from the supervisor, which starts the room if it is not running, or,
+    /// given the actor found `dead`, answers after it has restarted or removed that one.
+    async fn start_room(
+        &self,
+        key: RoomKey,
+        dead: Option<ActorId>,
+    ) -> Result<RoomEntry, RouterError> {
         let (tx, rx) = oneshot::channel();
         self.supervisor
             .cast(SupervisorMsg::Start {
                 key,
+                dead,
                 reply: RpcReplyPort::from(tx),
             })
             .map_err(|e| RouterError::Unavailable(e.to_string()))?;

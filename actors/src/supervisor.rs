@@ -66,6 +66,10 @@ pub enum SupervisorMsg {
     Start {
         /// The room.
         key: RoomKey,
+        /// The room's actor the sender found stopped: answer once its end has been handled
+        /// (restarted with its roster after a crash, or removed), never by starting a second,
+        /// empty room beside the one being restarted.
+        dead: Option<ActorId>,
         /// The entry, or why the room cannot run.
         reply: RpcReplyPort<Result<RoomEntry, RouterError>>,
     },
@@ -79,7 +83,12 @@ pub struct SupervisorState {
     shared: Arc<Shared>,
     children: HashMap<ActorId, RoomKey>,
     crashes: HashMap<RoomKey, Vec<Instant>>,
+    /// Starts waiting for a stopped actor's supervision event (see [`SupervisorMsg::Start`]).
+    waiting: HashMap<ActorId, Vec<StartReply>>,
 }
+
+/// A `Start` waiting for an actor's end: its room and where to answer.
+type StartReply = (RoomKey, RpcReplyPort<Result<RoomEntry, RouterError>>);
 
 impl Actor for RoomSupervisor {
     type Msg = SupervisorMsg;
@@ -95,6 +104,7 @@ impl Actor for RoomSupervisor {
             shared,
             children: HashMap::new(),
             crashes: HashMap::new(),
+            waiting: HashMap::new(),
         })
     }
 
@@ -105,22 +115,22 @@ impl Actor for RoomSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Start { key: id, reply } => {
-                let result = match state.shared.rooms.get(&id).map(|e| e.clone()) {
-                    Some(entry) => Ok(entry),
-                    None => {
-                        state
-                            .spawn(
-                                &myself,
-                                id,
-                                Roster::default(),
-                                Arc::new(AtomicUsize::new(0)),
-                                false,
-                            )
-                            .await
+            SupervisorMsg::Start { key, dead, reply } => {
+                let current = state
+                    .shared
+                    .rooms
+                    .get(&key)
+                    .map(|e| e.actor.cell().get_id());
+                match dead {
+                    // Its mailbox closed before its supervision event was sent: wait for it.
+                    Some(dead) if current == Some(dead) && state.children.contains_key(&dead) => {
+                        state.waiting.entry(dead).or_default().push((key, reply));
                     }
-                };
-                let _ = reply.send(result);
+                    _ => {
+                        let result = state.entry(&myself, key).await;
+                        let _ = reply.send(result);
+                    }
+                }
             }
         }
         Ok(())
@@ -132,7 +142,7 @@ impl Actor for RoomSupervisor {
         event: SupervisionEvent,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
+        let ended = match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(id) = state.children.remove(&cell.get_id()) {
                     tracing::debug!(room = %id, ?reason, "room stopped");
@@ -141,14 +151,24 @@ impl Actor for RoomSupervisor {
                         .rooms
                         .remove_if(&id, |_, e| e.actor.cell().get_id() == cell.get_id());
                 }
+                Some(cell.get_id())
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some(id) = state.children.remove(&cell.get_id()) {
                     tracing::error!(room = %id, error = %err, "room crashed");
                     state.restart(&myself, id, cell.get_id()).await;
                 }
+                Some(cell.get_id())
             }
-            _ => {}
+            _ => None,
+        };
+        // The starts that waited for this end get the room as it now stands.
+        for (key, reply) in ended
+            .and_then(|dead| state.waiting.remove(&dead))
+            .unwrap_or_default()
+        {
+            let result = state.entry(&myself, key).await;
+            let _ = reply.send(result);
         }
         state.update_gauge();
         Ok(())
@@ -167,6 +187,27 @@ async fn spawn_kind<K: RoomKind>(
 }
 
 impl SupervisorState {
+    /// The room's running entry, starting the room if it is not running.
+    async fn entry(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        key: RoomKey,
+    ) -> Result<RoomEntry, RouterError> {
+        match self.shared.rooms.get(&key).map(|e| e.clone()) {
+            Some(entry) => Ok(entry),
+            None => {
+                self.spawn(
+                    myself,
+                    key,
+                    Roster::default(),
+                    Arc::new(AtomicUsize::new(0)),
+                    false,
+                )
+                .await
+            }
+        }
+    }
+
     async fn spawn(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,

@@ -584,6 +584,60 @@ async fn a_session_room_that_panics_mid_vote_keeps_every_acknowledged_vote(backe
     );
 }
 
+/// Votes until one is acknowledged; a vote the crash refused is sent again after the
+/// `session_resync` every member of the crashed room is owed.
+async fn vote_through_crash(c: &mut Client, s: &str, q: &str, vote: &str) {
+    let cmd = json!({"type": "question_vote", "session_id": s, "question_id": q, "vote": vote});
+    loop {
+        let reply = c.request(cmd.clone()).await;
+        if reply["type"] == "ack" {
+            return;
+        }
+        assert!(
+            ["unavailable", "not_joined"].contains(&code(&reply)),
+            "only the crash refuses: {reply}"
+        );
+        let resync = c.next_of("session_resync").await;
+        join(c, s, resync["offset"].as_u64()).await;
+    }
+}
+
+async fn members_speaking_as_their_room_dies_are_all_told_to_resync(backend: Backend) {
+    let hub = TestHub::start_with(backend, unthrottled).await;
+    let api = hub.api();
+    let (ada, s, mut presenter) = live_session(&hub, json!({"title": "Race"})).await;
+    let q = ask(&mut presenter, &s, "Still here?").await["question"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let g = guest(&api, &s, &format!("r{i}")).await;
+        let mut c = Client::connect(&hub.base, &g.token).await;
+        join(&mut c, &s, None).await;
+        clients.push(c);
+    }
+    // Every guest votes (and keeps voting until acknowledged) while the room panics: messages
+    // meet the room alive, dying and dead, and the restarted room must still know them all.
+    let crash_path = format!("/debug/sessions/{s}/crash");
+    let crash = api.post(&crash_path, None, json!({}));
+    let votes = futures_util::future::join_all(
+        clients
+            .iter_mut()
+            .map(|c| vote_through_crash(c, &s, &q, "up")),
+    );
+    let ((status, _), _) = tokio::join!(crash, votes);
+    assert_eq!(status, 202);
+    let resync = presenter.next_of("session_resync").await;
+    join(&mut presenter, &s, resync["offset"].as_u64()).await;
+    let listed = questions(&api, &ada.token, &s).await;
+    assert_eq!(
+        listed[0]["up"].as_u64(),
+        Some(20),
+        "every guest's vote counted once"
+    );
+}
+
 const OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
     a=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
     c=IN IP4 0.0.0.0\r\na=mid:0\r\na=sctp-port:5000\r\n";
@@ -958,5 +1012,6 @@ both_backends!(
     moderation_is_seen_by_everyone_and_pending_questions_only_by_staff,
     each_spam_rule_refuses_with_its_own_code,
     a_session_room_that_panics_mid_vote_keeps_every_acknowledged_vote,
+    members_speaking_as_their_room_dies_are_all_told_to_resync,
     a_signal_sent_while_its_target_reconnects_arrives_once_after_it_resumes,
 );
