@@ -3,7 +3,8 @@
 #
 # PostgreSQL: uses HUB_TEST_PG_URL (an admin URL; each test creates and drops its own database),
 # else a server on 127.0.0.1:5432, else starts a throwaway server from the installed PostgreSQL
-# binaries and stops it afterwards. Extra arguments go to `cargo test`.
+# binaries and stops it afterwards. Redis: the cluster tests start their own `redis-server` on
+# free ports, so it must be installed. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,13 @@ if ! pg_up "$url"; then
     -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >/dev/null
   trap '"${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
   url="postgres://postgres@127.0.0.1:$port/postgres"
+fi
+
+# The cluster tests start Redis servers of their own (on free ports).
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  echo "The cluster tests need redis-server and redis-cli." >&2
+  echo "Install them:  apt-get update && apt-get install -y redis-server" >&2
+  exit 1
 fi
 
 export HUB_TEST_PG_URL="$url"

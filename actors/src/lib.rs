@@ -6,6 +6,7 @@
 //! events through `persistence::Journal`, then fans the serialized frame out to every member's
 //! [`conn::ConnHandle`] outbox.
 //!
+//! - [`cluster`]: the nodes of a cluster, found through Redis, and which one owns a room.
 //! - [`conn`]: a connection as rooms see it: a bounded outbox and a way to close it.
 //! - [`room`]: what every room kind shares (tunables, services, roster, join bookkeeping).
 //! - [`workspace`]: the workspace room (members, presence, task board).
@@ -14,6 +15,7 @@
 //! - [`router`]: the one way to reach a room; the seam where cross-node forwarding will go.
 //! - [`metrics`]: the handles rooms record into.
 
+pub mod cluster;
 pub mod conn;
 pub mod metrics;
 pub mod room;

@@ -53,6 +53,9 @@ pub struct Config {
     /// STUN and TURN servers for conference peers.
     #[command(flatten)]
     pub ice: crate::turn::IceConfig,
+    /// Cluster mode (with `REDIS_URL`).
+    #[command(flatten)]
+    pub cluster: ClusterSettings,
     /// Bearer token for the operator routes under `/api/v1/admin` (at least 32 bytes). Without
     /// it, those routes answer 404.
     #[arg(long, env = "HUB_ADMIN_TOKEN", hide_env_values = true)]
@@ -63,6 +66,31 @@ pub struct Config {
     /// Enables `POST /debug/rooms/{id}/crash`, which panics a room (for tests of recovery).
     #[arg(long, env = "HUB_FAULT_INJECTION")]
     pub fault_injection: bool,
+}
+
+/// Cluster mode: with a Redis URL (and a PostgreSQL database) this process is one node of a
+/// cluster; without, it runs alone.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterSettings {
+    /// `redis://host:port[/db]`: join the cluster coordinated through this Redis. Needs
+    /// `DATABASE_URL` to be PostgreSQL.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// This node's id in the cluster (letters, digits, `-`, `_`, `.`; at most 64). Without it,
+    /// one is made from the host name and the listening port.
+    #[arg(long, env = "HUB_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The `host:port` other nodes and clients reach this node at. Without it, the address it
+    /// listens on.
+    #[arg(long, env = "HUB_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// The cluster's name in Redis: nodes with the same Redis and prefix form one cluster.
+    #[arg(long, env = "HUB_CLUSTER_PREFIX", default_value = "hub")]
+    pub cluster_prefix: String,
+    /// Milliseconds a node stays listed without a heartbeat (heartbeats go out four times as
+    /// often). A killed node's rooms move after about this long.
+    #[arg(long, env = "HUB_NODE_TTL_MS", default_value_t = 2000)]
+    pub node_ttl_ms: u64,
 }
 
 /// Token lifetimes.
@@ -254,6 +282,60 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("hub.db").display()),
         }
+    }
+
+    /// How this process joins a cluster, when `REDIS_URL` is set; `listening` is the address
+    /// it listens on (the advertised one by default).
+    ///
+    /// # Errors
+    /// Cluster mode without PostgreSQL: nodes share one database, which SQLite cannot be.
+    pub fn cluster_config(
+        &self,
+        listening: SocketAddr,
+    ) -> anyhow::Result<Option<actors::cluster::ClusterConfig>> {
+        let Some(redis_url) = &self.cluster.redis_url else {
+            return Ok(None);
+        };
+        let postgres = self
+            .database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+        anyhow::ensure!(
+            postgres,
+            "cluster mode (REDIS_URL is set) needs a PostgreSQL database shared by every node: \
+             set DATABASE_URL=postgres://...; the embedded SQLite file is for one node alone"
+        );
+        anyhow::ensure!(
+            self.jwt_secret.is_some(),
+            "cluster mode (REDIS_URL is set) needs HUB_JWT_SECRET, the same on every node: a \
+             token one node signs must be accepted by the others"
+        );
+        let node_id = match &self.cluster.node_id {
+            Some(id) => id.clone(),
+            None => {
+                let host = std::env::var("HOSTNAME")
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "node".to_owned());
+                let host: String = host
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .take(48)
+                    .collect();
+                format!("{host}-{}", listening.port())
+            }
+        };
+        Ok(Some(actors::cluster::ClusterConfig {
+            redis_url: redis_url.clone(),
+            prefix: self.cluster.cluster_prefix.clone(),
+            node_id,
+            advertise: self
+                .cluster
+                .advertise_addr
+                .clone()
+                .unwrap_or_else(|| listening.to_string()),
+            node_ttl: Duration::from_millis(self.cluster.node_ttl_ms.max(200)),
+        }))
     }
 
     /// What rooms are told.

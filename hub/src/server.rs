@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use actors::Router;
+use actors::cluster::{Cluster, Load};
 use anyhow::Context;
 use persistence::{Journal, Store};
 use tokio::task::JoinHandle;
@@ -30,6 +31,8 @@ pub struct Hub {
     pub addr: SocketAddr,
     state: AppState,
     server: JoinHandle<()>,
+    /// The cluster heartbeat (cluster mode): ends, leaving the cluster, at shutdown.
+    heartbeat: Option<JoinHandle<()>>,
 }
 
 impl Hub {
@@ -67,6 +70,10 @@ impl Hub {
         let listener = crate::http::listen(config.listen)
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let cluster = match config.cluster_config(addr)? {
+            Some(c) => Some(Cluster::join(c).await.context("joining the cluster")?),
+            None => None,
+        };
         let limits = Arc::new(Limits::new(config.limits.clone()));
         let registry = Registry::new(config.ws.max_conns_per_user, config.ws.max_conns_per_ip);
         let state = AppState {
@@ -80,8 +87,19 @@ impl Hub {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             next_conn: Arc::new(AtomicU64::new(1)),
+            cluster,
         };
         tokio::spawn(upkeep(state.clone()));
+        let heartbeat = state.cluster.as_ref().map(|cluster| {
+            let (router, connections) = (state.router.clone(), state.connections.clone());
+            cluster.spawn_heartbeat(
+                move || Load {
+                    rooms: router.active_rooms() as u64,
+                    connections: connections.len() as u64,
+                },
+                state.shutdown.clone(),
+            )
+        });
         let app = crate::api::app(state.clone());
         let timeouts = crate::http::Timeouts {
             header: Duration::from_secs(state.config.http.header_timeout_secs.max(1)),
@@ -98,6 +116,7 @@ impl Hub {
             addr,
             state,
             server,
+            heartbeat,
         })
     }
 
@@ -129,6 +148,10 @@ impl Hub {
             tracing::warn!("some connections did not close in time");
         }
         self.state.router.shutdown(timeout).await;
+        if let Some(heartbeat) = self.heartbeat {
+            // Cancelled above with everything else: it leaves the cluster and ends.
+            let _ = tokio::time::timeout(timeout, heartbeat).await;
+        }
         self.state.store.close().await;
         tracing::info!("hub stopped");
         served

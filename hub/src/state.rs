@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use actors::Router;
+use actors::cluster::Cluster;
 use persistence::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,4 +38,6 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Source of connection ids.
     pub next_conn: Arc<AtomicU64>,
+    /// This node's place in the cluster (`None` when it runs alone).
+    pub cluster: Option<Arc<Cluster>>,
 }

@@ -4,7 +4,7 @@
 //! - [`auth`]: register, login, refresh, logout, me, deleting one's account.
 //! - [`workspaces`]: workspaces and their members.
 //! - [`tasks`]: the task board (writes go through the room, so members see them live).
-//! - [`admin`]: the operator's routes (disable, enable, delete accounts).
+//! - [`admin`]: the operator's routes (the cluster's nodes; disable, enable, delete accounts).
 //! - [`ops`]: health, readiness, metrics, fault injection.
 //!
 //! Around every route: the body limit, the request deadline, a panic turned into a `500`, and,
@@ -171,6 +171,7 @@ pub fn app(state: AppState) -> Router {
             "/questions/{id}",
             axum::routing::patch(sessions::patch_question).delete(sessions::delete_question),
         )
+        .route("/admin/nodes", get(admin::nodes))
         .route("/admin/users/{id}/disable", post(admin::disable_user))
         .route("/admin/users/{id}/enable", post(admin::enable_user))
         .route(

@@ -16,23 +16,35 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /ready`: the database answers (503 otherwise).
+/// `GET /ready`: the database answers, and in cluster mode Redis too (503 otherwise).
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "database": "up" })),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({
-                    "status": "unavailable",
-                    "database": "down",
-                    "error": {"code": ErrorCode::Unavailable, "message": "the database does not answer"},
-                })),
-            )
+    let database = state.store.ping().await;
+    if let Err(e) = &database {
+        tracing::warn!(error = %e, "readiness check: the database does not answer");
+    }
+    let redis = match &state.cluster {
+        Some(cluster) => Some(cluster.ping().await),
+        None => None,
+    };
+    if let Some(Err(e)) = &redis {
+        tracing::warn!(error = %e, "readiness check: redis does not answer");
+    }
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    let mut body = json!({ "status": "ready", "database": up(database.is_ok()) });
+    if let Some(r) = &redis {
+        body["redis"] = json!(up(r.is_ok()));
+    }
+    let down = match (&database, &redis) {
+        (Err(_), _) => Some("the database does not answer"),
+        (Ok(()), Some(Err(_))) => Some("redis does not answer"),
+        _ => None,
+    };
+    match down {
+        None => (StatusCode::OK, Json(body)),
+        Some(message) => {
+            body["status"] = json!("unavailable");
+            body["error"] = json!({"code": ErrorCode::Unavailable, "message": message});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body))
         }
     }
 }

@@ -5,6 +5,7 @@ mod abuse;
 mod accounts;
 mod auth;
 mod backpressure;
+mod cluster;
 mod collab;
 mod errors;
 mod members;

@@ -1,13 +1,10 @@
 //! Nothing acknowledged is lost: not when a room panics, not when the process is killed, and a
 //! graceful stop leaves snapshots behind.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::both_backends;
-use crate::support::{Api, Backend, Storage, TestHub, eventually, hub_binary, stored_snapshot};
+use crate::support::{Api, Backend, Process, Storage, TestHub, eventually, stored_snapshot};
 
 async fn a_room_made_to_panic_comes_back_with_its_tasks(backend: Backend) {
     let hub = TestHub::start(backend).await;
@@ -51,71 +48,6 @@ async fn a_room_made_to_panic_comes_back_with_its_tasks(backend: Backend) {
     let metrics = hub.metrics().await;
     assert!(metrics.contains("hub_room_restarts_total 1"), "{metrics}");
     hub.stop().await;
-}
-
-/// A hub running as its own process.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    async fn start(storage: &Storage) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(hub_binary())
-            .env("HUB_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HUB_DATA_DIR", storage.data_dir())
-            .env("DATABASE_URL", storage.database_url())
-            .env("HUB_LOG", "warn")
-            // These tests write faster than a person would.
-            .env("HUB_RATE_PER_SEC", "1000")
-            .env("HUB_RATE_BURST", "1000")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("hub binary starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        eventually("the hub process answers /health", || {
-            let req = http.get(format!("{base}/health")).send();
-            async move { req.await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await;
-        Process { child, base }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(ok.success());
-    }
-
-    async fn exit_code(&mut self) -> Option<i32> {
-        for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the hub did not exit");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // A failed test must not leave a hub running.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 async fn a_hub_killed_with_sigkill_still_has_every_acknowledged_task(backend: Backend) {

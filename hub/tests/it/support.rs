@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -714,4 +715,75 @@ macro_rules! both_backends {
             )*
         }
     };
+}
+
+/// A hub running as its own process.
+pub struct Process {
+    child: Child,
+    pub base: String,
+}
+
+impl Process {
+    pub async fn start(storage: &Storage) -> Process {
+        Self::start_with(storage, &[]).await
+    }
+
+    /// Starts with these environment variables added (or overriding the defaults here).
+    pub async fn start_with(storage: &Storage, env: &[(&str, String)]) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(hub_binary())
+            .env("HUB_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HUB_DATA_DIR", storage.data_dir())
+            .env("DATABASE_URL", storage.database_url())
+            .env("HUB_LOG", "warn")
+            // These tests write faster than a person would.
+            .env("HUB_RATE_PER_SEC", "1000")
+            .env("HUB_RATE_BURST", "1000")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("hub binary starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        eventually("the hub process answers /health", || {
+            let req = http.get(format!("{base}/health")).send();
+            async move { req.await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        Process { child, base }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(ok.success());
+    }
+
+    pub async fn exit_code(&mut self) -> Option<i32> {
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the hub did not exit");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // A failed test must not leave a hub running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

@@ -1,0 +1,308 @@
+//! The cluster: nodes that find each other through Redis.
+//!
+//! A node registers itself under `{prefix}:node:{id}` (its address, start time and load) with an
+//! expiry, and renews it on every heartbeat; the same call reads back every node still
+//! registered, so each node holds a recent view of the live nodes. A node that stops renewing
+//! (killed, cut off) drops out of every view once its key expires. See `docs/cluster.md`.
+//!
+//! - [`placement`]: which live node owns a room (rendezvous hashing).
+//!
+//! Keys are wrapped in a hash tag (`{prefix}`), so that all of one cluster's keys live in one
+//! slot should the Redis behind it be a Redis Cluster: the scripts here touch several at once.
+
+pub mod placement;
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fred::interfaces::{ClientLike, LuaInterface};
+use fred::prelude::{Builder, Client, Config, ReconnectPolicy};
+use fred::types::scripts::Script;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// How a node joins the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port[/db]`.
+    pub redis_url: String,
+    /// The cluster's name: every key of it starts with `{prefix}:`. Clusters sharing one Redis
+    /// need different prefixes.
+    pub prefix: String,
+    /// This node's id (unique in the cluster; at most [`MAX_NODE_ID`] bytes).
+    pub node_id: String,
+    /// The address other nodes and clients reach this node at (`host:port`).
+    pub advertise: String,
+    /// How long a node stays listed without a heartbeat. Heartbeats go out four times as often.
+    pub node_ttl: Duration,
+}
+
+/// The longest node id.
+pub const MAX_NODE_ID: usize = 64;
+
+/// A node as the registry lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its id.
+    pub id: String,
+    /// The address it is reached at.
+    pub addr: String,
+    /// When it started (Unix milliseconds).
+    pub started_at_ms: u64,
+    /// When it last renewed its registration (Unix milliseconds, by its own clock).
+    pub heartbeat_at_ms: u64,
+    /// Rooms running on it.
+    pub rooms: u64,
+    /// WebSocket connections open on it.
+    pub connections: u64,
+}
+
+/// What a node reports of its load on each heartbeat.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load {
+    /// Rooms running.
+    pub rooms: u64,
+    /// Connections open.
+    pub connections: u64,
+}
+
+/// Why the cluster could not be joined or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis refused or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    /// The configuration cannot work.
+    #[error("{0}")]
+    Config(String),
+    /// Another live node already uses this id.
+    #[error("node id {0:?} is already registered by a live node")]
+    DuplicateId(String),
+}
+
+/// Registers `ARGV[2]` (info `ARGV[3]`, expiring in `ARGV[4]` ms) and returns every registered
+/// node's info, forgetting ids whose registration expired. With `ARGV[5] == "new"`, refuses
+/// (returns `false`) if the id is already registered.
+const HEARTBEAT: &str = r"
+local key = ARGV[1] .. ARGV[2]
+if ARGV[5] == 'new' and redis.call('EXISTS', key) == 1 then
+  return false
+end
+redis.call('SET', key, ARGV[3], 'PX', ARGV[4])
+redis.call('SADD', KEYS[1], ARGV[2])
+local live = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local info = redis.call('GET', ARGV[1] .. id)
+  if info then
+    table.insert(live, info)
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return live
+";
+
+/// This node's membership in the cluster. Cheap to share (`Arc`).
+pub struct Cluster {
+    redis: Client,
+    config: ClusterConfig,
+    started_at_ms: u64,
+    heartbeat: Script,
+    /// The live nodes as of the last heartbeat, sorted by id.
+    live: RwLock<Arc<[NodeInfo]>>,
+}
+
+impl Cluster {
+    /// Connects to Redis and registers this node.
+    ///
+    /// # Errors
+    /// Redis cannot be reached, the configuration is unusable, or a live node has this id.
+    pub async fn join(config: ClusterConfig) -> Result<Arc<Cluster>, ClusterError> {
+        if config.node_id.is_empty()
+            || config.node_id.len() > MAX_NODE_ID
+            || !config
+                .node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(ClusterError::Config(format!(
+                "node id {:?}: 1 to {MAX_NODE_ID} letters, digits, '-', '_' or '.'",
+                config.node_id
+            )));
+        }
+        if config.prefix.is_empty() || config.prefix.contains(['{', '}']) {
+            return Err(ClusterError::Config(format!(
+                "cluster prefix {:?}: not empty, no braces",
+                config.prefix
+            )));
+        }
+        let redis = Builder::from_config(Config::from_url(&config.redis_url)?)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+            })
+            .with_performance_config(|p| {
+                // A command waits at most this long (Redis down): the caller decides what then.
+                p.default_command_timeout = Duration::from_secs(2);
+            })
+            // Reconnect forever, every 100 ms to 2 s: a Redis restart must not end the node.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build()?;
+        redis.init().await?;
+        let cluster = Cluster {
+            redis,
+            started_at_ms: unix_ms(),
+            heartbeat: Script::from_lua(HEARTBEAT),
+            config,
+            live: RwLock::new(Arc::from([])),
+        };
+        if !cluster.beat(Load::default(), true).await? {
+            let id = cluster.config.node_id.clone();
+            let _ = cluster.redis.quit().await;
+            return Err(ClusterError::DuplicateId(id));
+        }
+        tracing::info!(
+            node = %cluster.config.node_id,
+            nodes = cluster.live_nodes().len(),
+            "joined the cluster"
+        );
+        Ok(Arc::new(cluster))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// The live nodes as of the last heartbeat, sorted by id (this node included while Redis
+    /// answers).
+    pub fn live_nodes(&self) -> Arc<[NodeInfo]> {
+        match self.live.read() {
+            Ok(live) => live.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The node that should own `room` now, among the live nodes (this one if it is alone).
+    pub fn owner_of(&self, room: &str) -> String {
+        let live = self.live_nodes();
+        placement::owner(room, live.iter().map(|n| n.id.as_str()))
+            .unwrap_or(&self.config.node_id)
+            .to_owned()
+    }
+
+    /// Whether Redis answers.
+    ///
+    /// # Errors
+    /// It does not, in time.
+    pub async fn ping(&self) -> Result<(), ClusterError> {
+        let _: String = self.redis.ping(None).await?;
+        Ok(())
+    }
+
+    /// Renews this node's registration every quarter of its expiry, with the load `load`
+    /// reports, until `stop`; then takes the registration out (so that the others stop counting
+    /// this node at once rather than when it expires).
+    pub fn spawn_heartbeat(
+        self: &Arc<Self>,
+        load: impl Fn() -> Load + Send + 'static,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(cluster.config.node_ttl / 4);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = every.tick() => {
+                        if let Err(e) = cluster.beat(load(), false).await {
+                            tracing::warn!(error = %e, "cluster heartbeat failed");
+                        }
+                    }
+                }
+            }
+            cluster.leave().await;
+        })
+    }
+
+    /// Takes this node's registration out.
+    pub async fn leave(&self) {
+        let key = format!("{}{}", self.node_prefix(), self.config.node_id);
+        let out: Result<(), _> = self
+            .redis
+            .eval(
+                "redis.call('DEL', KEYS[2]) redis.call('SREM', KEYS[1], ARGV[1]) return 1",
+                vec![self.nodes_key(), key],
+                vec![self.config.node_id.clone()],
+            )
+            .await
+            .map(|_: i64| ());
+        if let Err(e) = out {
+            tracing::warn!(error = %e, "could not leave the cluster; the registration expires");
+        }
+    }
+
+    /// One heartbeat: register (refusing a taken id when `new`), read the live nodes back.
+    /// `Ok(false)` when `new` and the id was taken.
+    async fn beat(&self, load: Load, new: bool) -> Result<bool, ClusterError> {
+        let me = NodeInfo {
+            id: self.config.node_id.clone(),
+            addr: self.config.advertise.clone(),
+            started_at_ms: self.started_at_ms,
+            heartbeat_at_ms: unix_ms(),
+            rooms: load.rooms,
+            connections: load.connections,
+        };
+        let info = serde_json::to_string(&me)
+            .map_err(|e| ClusterError::Config(format!("node info: {e}")))?;
+        let ttl = u64::try_from(self.config.node_ttl.as_millis()).unwrap_or(u64::MAX);
+        let reply: Option<Vec<String>> = self
+            .heartbeat
+            .evalsha_with_reload(
+                &self.redis,
+                vec![self.nodes_key()],
+                vec![
+                    self.node_prefix(),
+                    me.id.clone(),
+                    info,
+                    ttl.to_string(),
+                    if new { "new" } else { "renew" }.to_owned(),
+                ],
+            )
+            .await?;
+        let Some(listed) = reply else {
+            return Ok(false);
+        };
+        let mut live: Vec<NodeInfo> = listed
+            .iter()
+            .filter_map(|raw| match serde_json::from_str(raw) {
+                Ok(node) => Some(node),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable node registration skipped");
+                    None
+                }
+            })
+            .collect();
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        match self.live.write() {
+            Ok(mut w) => *w = live.into(),
+            Err(poisoned) => *poisoned.into_inner() = live.into(),
+        }
+        Ok(true)
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{{{}}}:nodes", self.config.prefix)
+    }
+
+    fn node_prefix(&self) -> String {
+        format!("{{{}}}:node:", self.config.prefix)
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,296 @@
+//! Cluster mode: hubs sharing one PostgreSQL database and one Redis (a throwaway `redis-server`
+//! per test, on a free port), in this process and as separate processes.
+
+use std::process::Command;
+use std::time::Duration;
+
+use hub::Hub;
+use serde_json::Value;
+
+use crate::support::{Process, Storage, TestDb, TestHub, eventually, test_config};
+
+const ADMIN_TOKEN: &str = "operator-token-for-cluster-tests-0123456789";
+const JWT_SECRET: &str = "cluster-tests-share-this-signing-secret-0123456789";
+/// Short, so that a killed node drops out quickly.
+const NODE_TTL_MS: u64 = 1500;
+
+/// A `redis-server` of this test's own, stopped when dropped.
+pub struct Redis {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Redis {
+    pub async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let redis = Redis {
+            dir: tempfile::tempdir().expect("tempdir"),
+            port,
+        };
+        redis.up().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, after [`Redis::down`]: empty, as after a restart without
+    /// persistence).
+    pub async fn up(&self) {
+        let started = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--pidfile")
+            .arg(self.dir.path().join("redis.pid"))
+            .status()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        assert!(started.success(), "redis-server starts");
+        let port = self.port;
+        eventually(
+            "redis answers PING",
+            move || async move { self::ping(port) },
+        )
+        .await;
+    }
+
+    /// Stops the server.
+    pub async fn down(&self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .output();
+        let port = self.port;
+        eventually("redis stops", move || async move { !self::ping(port) }).await;
+    }
+}
+
+fn ping(port: u16) -> bool {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "ping"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .output();
+    }
+}
+
+/// One cluster: a database, a Redis, and nodes started on them.
+pub struct TestCluster {
+    pub db: TestDb,
+    pub redis: Redis,
+}
+
+impl TestCluster {
+    pub async fn new() -> TestCluster {
+        TestCluster {
+            db: TestDb::create().await,
+            redis: Redis::start().await,
+        }
+    }
+
+    /// A node in this process, with its own data folder.
+    pub async fn node(&self, id: &str) -> TestHub {
+        let storage = Storage {
+            dir: tempfile::tempdir().expect("tempdir"),
+            db: None,
+        };
+        let (url, redis, id) = (self.db.url.clone(), self.redis.url(), id.to_owned());
+        TestHub::start_on(storage, move |c| {
+            c.database_url = Some(url);
+            c.cluster.redis_url = Some(redis);
+            c.cluster.node_id = Some(id);
+            c.cluster.node_ttl_ms = NODE_TTL_MS;
+            c.jwt_secret = Some(JWT_SECRET.into());
+            c.admin_token = Some(ADMIN_TOKEN.into());
+        })
+        .await
+    }
+
+    /// A node as its own process (to be killed).
+    pub async fn process(&self, id: &str, storage: &Storage) -> Process {
+        Process::start_with(
+            storage,
+            &[
+                ("DATABASE_URL", self.db.url.clone()),
+                ("REDIS_URL", self.redis.url()),
+                ("HUB_NODE_ID", id.to_owned()),
+                ("HUB_NODE_TTL_MS", NODE_TTL_MS.to_string()),
+                ("HUB_JWT_SECRET", JWT_SECRET.to_owned()),
+            ],
+        )
+        .await
+    }
+}
+
+/// `GET /api/v1/admin/nodes` on `base`: the listed node ids and the whole body.
+async fn nodes(base: &str) -> (Vec<String>, Value) {
+    let body: Value = reqwest::Client::new()
+        .get(format!("{base}/api/v1/admin/nodes"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("nodes")
+        .json()
+        .await
+        .expect("json");
+    let ids = body["nodes"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|n| n["id"].as_str().expect("id").to_owned())
+        .collect();
+    (ids, body)
+}
+
+/// Waits until `base` lists exactly `want` (sorted).
+async fn lists(base: &str, want: &[&str]) -> Value {
+    let mut last = Value::Null;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let (ids, body) = nodes(base).await;
+        if ids == want {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} never listed {want:?}; last: {last}");
+}
+
+async fn ready(base: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("ready");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn cluster_mode_needs_postgres_a_shared_secret_and_a_unique_node_id() {
+    let cluster = TestCluster::new().await;
+    let storage = Storage::new(crate::support::Backend::Sqlite).await;
+
+    let mut on_sqlite = test_config(&storage);
+    on_sqlite.cluster.redis_url = Some(cluster.redis.url());
+    on_sqlite.jwt_secret = Some(JWT_SECRET.into());
+    let err = Hub::start(on_sqlite).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("PostgreSQL"), "{err:#}");
+
+    let mut no_secret = test_config(&storage);
+    no_secret.database_url = Some(cluster.db.url.clone());
+    no_secret.cluster.redis_url = Some(cluster.redis.url());
+    let err = Hub::start(no_secret).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("HUB_JWT_SECRET"), "{err:#}");
+
+    let a = cluster.node("node-a").await;
+    let twin = Hub::start({
+        let mut c = test_config(&storage);
+        c.database_url = Some(cluster.db.url.clone());
+        c.cluster.redis_url = Some(cluster.redis.url());
+        c.cluster.node_id = Some("node-a".into());
+        c.jwt_secret = Some(JWT_SECRET.into());
+        c
+    })
+    .await
+    .err()
+    .expect("a second node-a is refused");
+    assert!(
+        format!("{twin:#}").contains("already registered"),
+        "{twin:#}"
+    );
+    lists(&a.base, &["node-a"]).await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn nodes_list_each_other_and_a_node_that_stops_leaves_at_once() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let b = cluster.node("node-b").await;
+    let body = lists(&a.base, &["node-a", "node-b"]).await;
+    assert_eq!(body["cluster"], true);
+    assert_eq!(body["node_id"], "node-a");
+    let b_info = &body["nodes"][1];
+    assert_eq!(
+        b_info["addr"].as_str().map(|a| format!("http://{a}")),
+        Some(b.base.clone()),
+        "B is listed with the address it listens on"
+    );
+    assert!(b_info["heartbeat_at_ms"].as_u64() >= b_info["started_at_ms"].as_u64());
+    lists(&b.base, &["node-a", "node-b"]).await;
+    let (status, body) = ready(&a.base).await;
+    assert_eq!(
+        (status, &body["redis"]),
+        (200, &Value::from("up")),
+        "{body}"
+    );
+
+    // A graceful stop takes B out at once, long before its registration would expire.
+    let stopped = tokio::time::Instant::now();
+    b.stop().await;
+    lists(&a.base, &["node-a"]).await;
+    assert!(
+        stopped.elapsed() < Duration::from_millis(NODE_TTL_MS),
+        "B left rather than expired"
+    );
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_killed_node_drops_out_when_its_registration_expires() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let storage = Storage {
+        dir: tempfile::tempdir().expect("tempdir"),
+        db: None,
+    };
+    let mut b = cluster.process("node-b", &storage).await;
+    lists(&a.base, &["node-a", "node-b"]).await;
+    b.signal("KILL");
+    assert_eq!(b.exit_code().await, None, "killed by a signal");
+    lists(&a.base, &["node-a"]).await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_restart_is_survived_and_nodes_register_again() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let b = cluster.node("node-b").await;
+    lists(&a.base, &["node-a", "node-b"]).await;
+
+    cluster.redis.down().await;
+    let (status, body) = ready(&a.base).await;
+    assert_eq!(
+        (status, &body["redis"], &body["database"]),
+        (503, &Value::from("down"), &Value::from("up")),
+        "{body}"
+    );
+    // The node itself keeps serving what needs no Redis.
+    let health = reqwest::get(format!("{}/health", a.base))
+        .await
+        .expect("health");
+    assert!(health.status().is_success());
+
+    // Back, empty (no persistence): both nodes register again on their next heartbeats.
+    cluster.redis.up().await;
+    lists(&a.base, &["node-a", "node-b"]).await;
+    lists(&b.base, &["node-a", "node-b"]).await;
+    let (status, _) = ready(&a.base).await;
+    assert_eq!(status, 200);
+    b.stop().await;
+    a.stop().await;
+}
