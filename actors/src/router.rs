@@ -16,6 +16,7 @@ use signaling::client::ClientMsg;
 use signaling::{RoomKey, SessionId, UserId, WorkspaceId};
 use tokio::sync::oneshot;
 
+use crate::cluster::Cluster;
 use crate::conn::ConnId;
 use crate::metrics::RoomMetrics;
 use crate::room::ReplyTo;
@@ -43,7 +44,9 @@ impl Router {
         journal: Journal,
         config: RoomConfig,
         metrics: RoomMetrics,
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Router, RouterError> {
+        let lost = cluster.as_ref().and_then(|c| c.lost_leases());
         let shared = Arc::new(Shared {
             rooms: DashMap::new(),
             ctx: Arc::new(RoomContext {
@@ -52,11 +55,20 @@ impl Router {
                 config,
                 metrics,
                 catchups: Arc::new(tokio::sync::Semaphore::new(MAX_CATCHUPS)),
+                cluster,
             }),
         });
         let (supervisor, _) = Actor::spawn(None, RoomSupervisor, shared.clone())
             .await
             .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+        if let Some(mut lost) = lost {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                while let Some(room) = lost.recv().await {
+                    stop_room(&shared, &room);
+                }
+            });
+        }
         Ok(Router { shared, supervisor })
     }
 
@@ -279,6 +291,19 @@ impl Router {
                 "the supervisor did not answer".into(),
             )),
         }
+    }
+}
+
+/// Stops the room whose journal key is `room` (its lease went to another node). Its members'
+/// next commands start it again, wherever it may run.
+fn stop_room(shared: &Shared, room: &str) {
+    let actor = shared
+        .rooms
+        .iter()
+        .find(|e| e.key().to_string() == room)
+        .map(|e| e.actor.cell());
+    if let Some(actor) = actor {
+        actor.stop(Some("lease lost".into()));
     }
 }
 

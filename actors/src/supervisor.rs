@@ -269,6 +269,10 @@ impl SupervisorState {
         crashes.push(Instant::now());
         if crashes.len() > MAX_RESTARTS {
             tracing::error!(room = %id, "room crashes too often; not restarting until next use");
+            // A crashed room never ran its stop: give its lease up for it.
+            if let Some(cluster) = self.shared.ctx.cluster.clone() {
+                tokio::spawn(async move { cluster.release_lease(&id.to_string()).await });
+            }
             return;
         }
         self.shared.ctx.metrics.room_restarts.increment(1);

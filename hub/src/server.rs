@@ -59,14 +59,6 @@ impl Hub {
         let auth = Auth::new(&secret, &config.auth)?;
         let metrics = HubMetrics::new();
         let journal = Journal::spawn(store.clone(), metrics.rooms.journal_append.clone());
-        let router = Router::start(
-            store.clone(),
-            journal,
-            config.room_config(),
-            metrics.rooms.clone(),
-        )
-        .await
-        .context("starting the room supervisor")?;
         let listener = crate::http::listen(config.listen)
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
@@ -74,6 +66,15 @@ impl Hub {
             Some(c) => Some(Cluster::join(c).await.context("joining the cluster")?),
             None => None,
         };
+        let router = Router::start(
+            store.clone(),
+            journal,
+            config.room_config(),
+            metrics.rooms.clone(),
+            cluster.clone(),
+        )
+        .await
+        .context("starting the room supervisor")?;
         let limits = Arc::new(Limits::new(config.limits.clone()));
         let registry = Registry::new(config.ws.max_conns_per_user, config.ws.max_conns_per_ip);
         let state = AppState {

@@ -6,13 +6,15 @@
 //! (killed, cut off) drops out of every view once its key expires. See `docs/cluster.md`.
 //!
 //! - [`placement`]: which live node owns a room (rendezvous hashing).
+//! - [`lease`]: the lease a node holds on each room it runs, renewed with the heartbeat.
 //!
 //! Keys are wrapped in a hash tag (`{prefix}`), so that all of one cluster's keys live in one
 //! slot should the Redis behind it be a Redis Cluster: the scripts here touch several at once.
 
+pub mod lease;
 pub mod placement;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fred::interfaces::{ClientLike, LuaInterface};
@@ -78,6 +80,9 @@ pub enum ClusterError {
     /// Another live node already uses this id.
     #[error("node id {0:?} is already registered by a live node")]
     DuplicateId(String),
+    /// Another node holds the room's lease.
+    #[error("the room runs on node {0}")]
+    Elsewhere(String),
 }
 
 /// Registers `ARGV[2]` (info `ARGV[3]`, expiring in `ARGV[4]` ms) and returns every registered
@@ -110,6 +115,11 @@ pub struct Cluster {
     heartbeat: Script,
     /// The live nodes as of the last heartbeat, sorted by id.
     live: RwLock<Arc<[NodeInfo]>>,
+    /// Room leases held here.
+    held: Mutex<lease::Held>,
+    /// Rooms whose lease another node took (see [`Cluster::lost_leases`]).
+    lost: tokio::sync::mpsc::UnboundedSender<String>,
+    lost_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
 }
 
 impl Cluster {
@@ -149,12 +159,16 @@ impl Cluster {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build()?;
         redis.init().await?;
+        let (lost, lost_rx) = tokio::sync::mpsc::unbounded_channel();
         let cluster = Cluster {
             redis,
             started_at_ms: unix_ms(),
             heartbeat: Script::from_lua(HEARTBEAT),
             config,
             live: RwLock::new(Arc::from([])),
+            held: Mutex::new(lease::Held::new()),
+            lost,
+            lost_rx: Mutex::new(Some(lost_rx)),
         };
         if !cluster.beat(Load::default(), true).await? {
             let id = cluster.config.node_id.clone();
@@ -191,6 +205,15 @@ impl Cluster {
             .to_owned()
     }
 
+    /// The rooms (by journal key) whose lease another node took, to be stopped here. Given
+    /// once (to the router).
+    pub fn lost_leases(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        match self.lost_rx.lock() {
+            Ok(mut rx) => rx.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+
     /// Whether Redis answers.
     ///
     /// # Errors
@@ -200,7 +223,7 @@ impl Cluster {
         Ok(())
     }
 
-    /// Renews this node's registration every quarter of its expiry, with the load `load`
+    /// Renews this node's registration (and its room leases) every quarter of its expiry, with the load `load`
     /// reports, until `stop`; then takes the registration out (so that the others stop counting
     /// this node at once rather than when it expires).
     pub fn spawn_heartbeat(
@@ -218,6 +241,9 @@ impl Cluster {
                     _ = every.tick() => {
                         if let Err(e) = cluster.beat(load(), false).await {
                             tracing::warn!(error = %e, "cluster heartbeat failed");
+                        }
+                        if let Err(e) = cluster.renew_leases().await {
+                            tracing::warn!(error = %e, "renewing room leases failed");
                         }
                     }
                 }

@@ -27,6 +27,8 @@ pub struct RoomContext {
     pub metrics: RoomMetrics,
     /// Catch-ups that may read the journal at once, across rooms.
     pub catchups: Arc<Semaphore>,
+    /// This node's cluster membership: rooms run here only under a lease (`None`: alone).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The connections joined to a room, kept outside the actor so that they survive a crash.
@@ -42,6 +44,9 @@ pub enum StartError {
     /// Storage failed or held something unreadable.
     #[error("loading the room failed: {0}")]
     Load(String),
+    /// Another node runs the room (holds its lease), or Redis could not say.
+    #[error("{0}")]
+    Lease(String),
 }
 
 impl From<StoreError> for StartError {

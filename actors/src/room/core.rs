@@ -360,6 +360,10 @@ impl<K: RoomKind> Actor for RoomActor<K> {
         if core.stop.is_none() && core.in_flight.is_empty() {
             snapshot(&room.kind, core).await;
         }
+        // Before the supervisor hears of the stop, so before this node can start the room again.
+        if let Some(cluster) = &core.ctx.cluster {
+            cluster.release_lease(core.durable.key()).await;
+        }
         Ok(())
     }
 

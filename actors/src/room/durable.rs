@@ -38,11 +38,48 @@ pub struct Durable {
 impl Durable {
     /// Claims the room's next epoch, then rebuilds its state: the latest snapshot (or `fresh()`
     /// when there is none), then every journal entry after it through `apply`. `offset` reads
-    /// the offset a state is at.
+    /// the offset a state is at. In a cluster, takes the room's lease before anything else and
+    /// records the claimed epoch in it.
     ///
     /// # Errors
-    /// Storage failed, or held a snapshot or an entry that does not decode.
+    /// Storage failed, or held a snapshot or an entry that does not decode; another node holds
+    /// the lease ([`StartError::Lease`]).
     pub async fn open<S, E>(
+        ctx: &RoomContext,
+        key: String,
+        fresh: impl FnOnce() -> S,
+        offset: impl Fn(&S) -> u64,
+        apply: impl FnMut(&mut S, u64, &E),
+    ) -> Result<(Durable, S), StartError>
+    where
+        S: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        // In a cluster: the lease first, so that a node that may not run the room never claims
+        // an epoch (which would fence the node that runs it); given back if loading fails.
+        let Some(cluster) = &ctx.cluster else {
+            return Self::load(ctx, key, fresh, offset, apply).await;
+        };
+        cluster
+            .take_lease(&key)
+            .await
+            .map_err(|e| StartError::Lease(e.to_string()))?;
+        let loaded = Self::load(ctx, key.clone(), fresh, offset, apply).await;
+        let confirmed = match &loaded {
+            Ok((durable, _)) => cluster
+                .confirm_lease(&key, durable.epoch)
+                .await
+                .map_err(|e| StartError::Lease(e.to_string())),
+            Err(_) => Ok(()),
+        };
+        if loaded.is_err() || confirmed.is_err() {
+            cluster.release_lease(&key).await;
+        }
+        confirmed?;
+        loaded
+    }
+
+    async fn load<S, E>(
         ctx: &RoomContext,
         key: String,
         fresh: impl FnOnce() -> S,

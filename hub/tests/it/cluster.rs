@@ -294,3 +294,89 @@ async fn a_redis_restart_is_survived_and_nodes_register_again() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_room_runs_on_one_node_at_a_time_and_a_stale_owner_cannot_write() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let b = cluster.node("node-b").await;
+    let (on_a, on_b) = (a.api(), b.api());
+    let ada = on_a.register("ada").await;
+    let ws = on_a.create_workspace(&ada, "Team").await;
+    let tasks = format!("/api/v1/workspaces/{ws}/tasks");
+    let (status, body) = on_a
+        .post(
+            &tasks,
+            Some(&ada.token),
+            serde_json::json!({"title": "first, on A"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The room runs on A, under A's lease: B may not start it beside A.
+    let (status, body) = on_b
+        .post(
+            &tasks,
+            Some(&ada.token),
+            serde_json::json!({"title": "refused on B"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+
+    // A loses its lease without knowing (as if paused past its expiry); B takes the room,
+    // claiming a newer epoch in the store, and writes.
+    let mut member = a.ws(&ada).await;
+    member.join(&ws, None).await;
+    let deleted = Command::new("redis-cli")
+        .args(["-p", &cluster.redis.port.to_string()])
+        .args(["del", &format!("{{hub}}:lease:ws:{ws}")])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(
+        String::from_utf8_lossy(&deleted.stdout).trim(),
+        "1",
+        "A held the lease"
+    );
+    let (status, body) = on_b
+        .post(
+            &tasks,
+            Some(&ada.token),
+            serde_json::json!({"title": "second, on B"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // A's room, still running or just stopped, cannot append: the store refuses its epoch, or
+    // the lease is B's. Nothing is acknowledged.
+    let reply = member
+        .request(serde_json::json!({"type": "task_create", "workspace_id": ws, "task": {"title": "stale, on A"}}))
+        .await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{reply}"
+    );
+    let titles: Vec<String> = on_b
+        .tasks(&ada, &ws)
+        .await
+        .iter()
+        .map(|t| t["title"].as_str().expect("title").to_owned())
+        .collect();
+    assert_eq!(titles, ["first, on A", "second, on B"]);
+    // And A no longer runs the room (stopped on losing its lease, or on its refused append).
+    let base = a.base.clone();
+    eventually("node-a reports no rooms", || {
+        let base = base.clone();
+        async move {
+            let (_, body) = nodes(&base).await;
+            body["nodes"][0]["rooms"] == 0 && body["nodes"][1]["rooms"] == 1
+        }
+    })
+    .await;
+    b.stop().await;
+    a.stop().await;
+}
