@@ -296,12 +296,8 @@ impl Config {
         let Some(redis_url) = &self.cluster.redis_url else {
             return Ok(None);
         };
-        let postgres = self
-            .database_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
         anyhow::ensure!(
-            postgres,
+            persistence::Backend::of_url(&self.database_url()) == persistence::Backend::Postgres,
             "cluster mode (REDIS_URL is set) needs a PostgreSQL database shared by every node: \
              set DATABASE_URL=postgres://...; the embedded SQLite file is for one node alone"
         );

@@ -16,7 +16,7 @@ use crate::fdlimit::FileLimit;
 use crate::hubmetrics::HubCounted;
 use crate::hubproc::{HarnessCpu, HubReport};
 use crate::slow::SlowReport;
-use crate::stats::{Counters, LatencySummary, read};
+use crate::stats::{Counters, LatencySummary, Tallies, read};
 use crate::storm::StormReport;
 
 /// The close code the hub uses for a connection that reads too slowly.
@@ -103,6 +103,26 @@ pub struct Connections {
     pub drop_reasons: BTreeMap<String, u64>,
 }
 
+impl Connections {
+    /// The counts from the run's counters; takes the connection tallies out of `t`.
+    pub fn from_counters(c: &Counters, held_at_end: u64, t: &mut Tallies) -> Connections {
+        Connections {
+            attempted: read(&c.attempted),
+            established: read(&c.established),
+            held_at_end,
+            open_failures: read(&c.open_failures),
+            open_failure_reasons: std::mem::take(&mut t.open_failures),
+            closed_by_hub: read(&c.closed_by_hub),
+            close_codes: std::mem::take(&mut t.close_codes)
+                .into_iter()
+                .map(|(code, n)| (code.to_string(), n))
+                .collect(),
+            dropped: read(&c.dropped),
+            drop_reasons: std::mem::take(&mut t.drops),
+        }
+    }
+}
+
 /// Command counts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Messages {
@@ -170,7 +190,7 @@ impl Report {
     /// Builds the report.
     pub fn new(config: &Config, m: Measured<'_>) -> Report {
         let c = m.counters;
-        let t = c.tallies_snapshot();
+        let mut t = c.tallies_snapshot();
         let mut samples = m.samples;
         let events = read(&c.delivered);
         #[allow(clippy::cast_precision_loss)]
@@ -196,21 +216,7 @@ impl Report {
                 hard: f.hard,
             }),
             hub_limits: c.limits(),
-            connections: Connections {
-                attempted: read(&c.attempted),
-                established: read(&c.established),
-                held_at_end: m.held_at_end,
-                open_failures: read(&c.open_failures),
-                open_failure_reasons: t.open_failures,
-                closed_by_hub: read(&c.closed_by_hub),
-                close_codes: t
-                    .close_codes
-                    .into_iter()
-                    .map(|(code, n)| (code.to_string(), n))
-                    .collect(),
-                dropped: read(&c.dropped),
-                drop_reasons: t.drops,
-            },
+            connections: Connections::from_counters(c, m.held_at_end, &mut t),
             messages: Messages {
                 sent: read(&c.sent),
                 acks: read(&c.acks),

@@ -20,6 +20,18 @@ pub enum Backend {
     Sqlite,
 }
 
+impl Backend {
+    /// The backend a database URL names: PostgreSQL for `postgres://` and `postgresql://`,
+    /// otherwise a SQLite file.
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) enum Pool {
     Postgres(PgPool),
@@ -86,7 +98,7 @@ impl Store {
     /// # Errors
     /// The database cannot be reached, or a migration fails.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let pool = if Backend::of_url(url) == Backend::Postgres {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(5))

@@ -12,6 +12,7 @@
 //! restarted empty) is taken again.
 
 use std::collections::HashMap;
+use std::sync::{MutexGuard, PoisonError};
 
 use fred::interfaces::LuaInterface;
 
@@ -84,9 +85,7 @@ impl Cluster {
             let node = holder.rsplit_once(':').map_or(holder.as_str(), |(n, _)| n);
             return Err(ClusterError::Elsewhere(node.to_owned()));
         }
-        self.held_mut(|held| {
-            held.entry(room.to_owned()).or_insert(0);
-        });
+        self.held().entry(room.to_owned()).or_insert(0);
         Ok(())
     }
 
@@ -108,22 +107,16 @@ impl Cluster {
             )
             .await?;
         if kept != 1 {
-            self.held_mut(|held| {
-                held.remove(room);
-            });
+            self.held().remove(room);
             return Err(ClusterError::Elsewhere("another node".into()));
         }
-        self.held_mut(|held| {
-            held.insert(room.to_owned(), epoch);
-        });
+        self.held().insert(room.to_owned(), epoch);
         Ok(())
     }
 
     /// Gives `room`'s lease up (the room stopped here); another node may take it at once.
     pub async fn release_lease(&self, room: &str) {
-        self.held_mut(|held| {
-            held.remove(room);
-        });
+        self.held().remove(room);
         let released: Result<i64, _> = self
             .redis
             .eval(
@@ -139,23 +132,13 @@ impl Cluster {
 
     /// How many room leases this node holds.
     pub fn leases_held(&self) -> usize {
-        match self.held.lock() {
-            Ok(held) => held.len(),
-            Err(poisoned) => poisoned.into_inner().len(),
-        }
+        self.held().len()
     }
 
     /// Renews every lease this node holds; the rooms whose lease another node now holds are
     /// forgotten and sent to [`Cluster::lost_leases`].
     pub(crate) async fn renew_leases(&self) -> Result<(), ClusterError> {
-        let held: Vec<(String, u64)> = match self.held.lock() {
-            Ok(h) => h.iter().map(|(k, e)| (k.clone(), *e)).collect(),
-            Err(p) => p
-                .into_inner()
-                .iter()
-                .map(|(k, e)| (k.clone(), *e))
-                .collect(),
-        };
+        let held: Vec<(String, u64)> = self.held().iter().map(|(k, e)| (k.clone(), *e)).collect();
         if held.is_empty() {
             return Ok(());
         }
@@ -168,9 +151,7 @@ impl Cluster {
                 continue;
             };
             tracing::warn!(room = %room, "room lease taken by another node; stopping the room");
-            self.held_mut(|h| {
-                h.remove(room);
-            });
+            self.held().remove(room);
             let _ = self.lost.send(room.clone());
         }
         Ok(())
@@ -184,10 +165,7 @@ impl Cluster {
         u64::try_from(self.config.node_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn held_mut(&self, f: impl FnOnce(&mut Held)) {
-        match self.held.lock() {
-            Ok(mut h) => f(&mut h),
-            Err(p) => f(&mut p.into_inner()),
-        }
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -14,7 +14,7 @@
 pub mod lease;
 pub mod placement;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fred::interfaces::{ClientLike, LuaInterface};
@@ -170,10 +170,16 @@ impl Cluster {
             lost,
             lost_rx: Mutex::new(Some(lost_rx)),
         };
-        if !cluster.beat(Load::default(), true).await? {
-            let id = cluster.config.node_id.clone();
-            let _ = cluster.redis.quit().await;
-            return Err(ClusterError::DuplicateId(id));
+        // A node restarted under the same id finds its previous registration until that
+        // expires: wait that long. A live twin keeps renewing its own, and is refused.
+        let patience = tokio::time::Instant::now() + cluster.config.node_ttl;
+        while !cluster.beat(Load::default(), true).await? {
+            if tokio::time::Instant::now() >= patience {
+                let id = cluster.config.node_id.clone();
+                let _ = cluster.redis.quit().await;
+                return Err(ClusterError::DuplicateId(id));
+            }
+            tokio::time::sleep(cluster.config.node_ttl / 8).await;
         }
         tracing::info!(
             node = %cluster.config.node_id,
@@ -191,27 +197,19 @@ impl Cluster {
     /// The live nodes as of the last heartbeat, sorted by id (this node included while Redis
     /// answers).
     pub fn live_nodes(&self) -> Arc<[NodeInfo]> {
-        match self.live.read() {
-            Ok(live) => live.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// The node that should own `room` now, among the live nodes (this one if it is alone).
-    pub fn owner_of(&self, room: &str) -> String {
-        let live = self.live_nodes();
-        placement::owner(room, live.iter().map(|n| n.id.as_str()))
-            .unwrap_or(&self.config.node_id)
-            .to_owned()
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The rooms (by journal key) whose lease another node took, to be stopped here. Given
     /// once (to the router).
     pub fn lost_leases(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
-        match self.lost_rx.lock() {
-            Ok(mut rx) => rx.take(),
-            Err(p) => p.into_inner().take(),
-        }
+        self.lost_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Whether Redis answers.
@@ -235,15 +233,27 @@ impl Cluster {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(cluster.config.node_ttl / 4);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = every.tick() => {
-                        if let Err(e) = cluster.beat(load(), false).await {
-                            tracing::warn!(error = %e, "cluster heartbeat failed");
-                        }
-                        if let Err(e) = cluster.renew_leases().await {
-                            tracing::warn!(error = %e, "renewing room leases failed");
+                        let beat = match cluster.beat(load(), false).await {
+                            Ok(_) => cluster.renew_leases().await,
+                            Err(e) => Err(e),
+                        };
+                        // Said once when it starts failing and once when it recovers, not
+                        // four times a second while Redis is away.
+                        match beat {
+                            Err(e) if !failing => {
+                                failing = true;
+                                tracing::warn!(error = %e, "cluster heartbeat failing");
+                            }
+                            Ok(()) if failing => {
+                                failing = false;
+                                tracing::info!("cluster heartbeat back");
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -311,10 +321,7 @@ impl Cluster {
             })
             .collect();
         live.sort_by(|a, b| a.id.cmp(&b.id));
-        match self.live.write() {
-            Ok(mut w) => *w = live.into(),
-            Err(poisoned) => *poisoned.into_inner() = live.into(),
-        }
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = live.into();
         Ok(true)
     }
 

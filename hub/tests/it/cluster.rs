@@ -255,7 +255,7 @@ async fn nodes_list_each_other_and_a_node_that_stops_leaves_at_once() {
 }
 
 #[tokio::test]
-async fn a_killed_node_drops_out_when_its_registration_expires() {
+async fn a_killed_node_restarts_under_its_id_and_drops_out_when_its_registration_expires() {
     let cluster = TestCluster::new().await;
     let a = cluster.node("node-a").await;
     let storage = Storage {
@@ -264,6 +264,14 @@ async fn a_killed_node_drops_out_when_its_registration_expires() {
     };
     let mut b = cluster.process("node-b", &storage).await;
     lists(&a.base, &["node-a", "node-b"]).await;
+
+    // Restarted at once (as a supervisor would), it finds its old registration still there:
+    // it waits for that to expire instead of refusing to start as a duplicate.
+    b.signal("KILL");
+    assert_eq!(b.exit_code().await, None, "killed by a signal");
+    let mut b = cluster.process("node-b", &storage).await;
+    lists(&a.base, &["node-a", "node-b"]).await;
+
     b.signal("KILL");
     assert_eq!(b.exit_code().await, None, "killed by a signal");
     lists(&a.base, &["node-a"]).await;

@@ -130,7 +130,7 @@ impl VotesReport {
         (check, m): (Check, Measured),
     ) -> VotesReport {
         let (c, l) = (&ctx.counters, &ctx.live);
-        let t = c.tallies_snapshot();
+        let mut t = c.tallies_snapshot();
         let mut samples: Vec<u32> = ledgers
             .iter()
             .flat_map(|(_, _, l)| l.samples.iter().copied())
@@ -149,21 +149,7 @@ impl VotesReport {
             duration_s: config.duration.as_secs(),
             seed: ctx.seed,
             hub_limits: c.limits(),
-            connections: Connections {
-                attempted: read(&c.attempted),
-                established: read(&c.established),
-                held_at_end: m.held_at_end,
-                open_failures: read(&c.open_failures),
-                open_failure_reasons: t.open_failures,
-                closed_by_hub: read(&c.closed_by_hub),
-                close_codes: t
-                    .close_codes
-                    .into_iter()
-                    .map(|(code, n)| (code.to_string(), n))
-                    .collect(),
-                dropped: read(&c.dropped),
-                drop_reasons: t.drops,
-            },
+            connections: Connections::from_counters(c, m.held_at_end, &mut t),
             votes: Votes {
                 sent: read(&c.sent),
                 acked: read(&c.acks),
