@@ -40,7 +40,7 @@ impl Hub {
     ///
     /// # Errors
     /// The data folder, the database or the address cannot be used.
-    pub async fn start(config: Config) -> anyhow::Result<Hub> {
+    pub async fn start(mut config: Config) -> anyhow::Result<Hub> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
         let url = config.database_url();
@@ -62,6 +62,8 @@ impl Hub {
         let listener = crate::http::listen(config.listen)
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        // What it listens on, port 0 resolved: the address it reports (admin nodes, cluster).
+        config.listen = addr;
         let cluster = match config.cluster_config(addr)? {
             Some(c) => Some(Cluster::join(c).await.context("joining the cluster")?),
             None => None,

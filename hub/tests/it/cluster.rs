@@ -393,3 +393,30 @@ async fn a_room_runs_on_one_node_at_a_time_and_a_stale_owner_cannot_write() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn alone_a_hub_lists_itself_as_the_only_node() {
+    let hub = TestHub::start_with(crate::support::Backend::Sqlite, |c| {
+        c.admin_token = Some(ADMIN_TOKEN.into());
+    })
+    .await;
+    let (ids, body) = nodes(&hub.base).await;
+    assert_eq!(
+        (ids, &body["cluster"]),
+        (vec!["local".to_owned()], &Value::from(false))
+    );
+    assert_eq!(
+        body["nodes"][0]["addr"]
+            .as_str()
+            .map(|a| format!("http://{a}")),
+        Some(hub.base.clone()),
+        "the address it really listens on: {body}"
+    );
+    let (status, body) = ready(&hub.base).await;
+    assert_eq!(
+        (status, body.get("redis")),
+        (200, None),
+        "no redis alone: {body}"
+    );
+    hub.stop().await;
+}
