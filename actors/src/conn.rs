@@ -57,6 +57,11 @@ impl WireFrame {
         &self.0
     }
 
+    /// A frame already encoded (one that came over a cluster link).
+    pub(crate) fn from_bytes(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
     /// The payload (for tests and logs).
     pub fn payload(&self) -> &[u8] {
         let b = &self.0;
@@ -336,6 +341,36 @@ impl Member {
     }
 }
 
+/// Where a remote member's frames go: the connection is on another node of the cluster, and
+/// this end stands for it in the rooms here (see `cluster::link`). The room sees a
+/// [`ConnHandle`] like any other; what it pushes, marks and closes goes over the link to the
+/// node the client is connected to, whose own outbox applies the class rules.
+pub trait Remote: Send + Sync {
+    /// Sends a frame to the member's node.
+    fn push(&self, frame: &WireFrame, class: Class) -> Delivery;
+    /// Mirrors a change of the connection's rooms (so that the member's node routes its
+    /// commands and its disconnect).
+    fn mark(&self, room: RoomKey, mark: Mark);
+    /// Asks the member's node to close the connection.
+    fn close(&self, reason: CloseReason);
+    /// Resolves when the member's outbox over there has `free` slots (false: it closed).
+    fn room_for(&self, free: usize)
+    -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>;
+}
+
+/// A change of a connection's rooms, as [`Remote::mark`] mirrors it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The room accepted the connection.
+    Joined,
+    /// The room dropped it.
+    Left,
+    /// The room is catching it up.
+    Pending,
+    /// The catch-up ended.
+    Unpending,
+}
+
 /// The room side of a connection. Cheap to clone.
 #[derive(Clone)]
 pub struct ConnHandle {
@@ -350,6 +385,8 @@ pub struct ConnHandle {
     /// the gateway can refuse commands for other rooms without a round trip. Locked on join,
     /// leave and once per inbound command; never per event.
     rooms: Arc<Mutex<Rooms>>,
+    /// Set for a member connected to another node: frames go there instead of to an outbox.
+    remote: Option<Arc<dyn Remote>>,
 }
 
 /// The gateway side of a connection: what the writer task drains.
@@ -415,9 +452,25 @@ impl ConnHandle {
                 guest,
                 shared: shared.clone(),
                 rooms: Arc::default(),
+                remote: None,
             },
             Outbox { shared },
         )
+    }
+
+    /// A member connected to another node, as `member` (whose `conn` is this node's id for it),
+    /// reached through `remote`.
+    pub fn remote(member: Member, capacity: usize, remote: Arc<dyn Remote>) -> ConnHandle {
+        // The outbox is never read: dropping it would mark the connection gone.
+        let (mut conn, outbox) = Self::build(member.conn, member.user, member.guest, capacity);
+        std::mem::forget(outbox);
+        conn.remote = Some(remote);
+        conn
+    }
+
+    /// True for a member connected to another node.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     /// This connection's id.
@@ -453,6 +506,12 @@ impl ConnHandle {
     /// for a slow member. Anything but a droppable frame closes the connection as a slow
     /// consumer when the outbox is full.
     pub fn push(&self, frame: WireFrame, class: Class) -> Delivery {
+        if let Some(remote) = &self.remote {
+            if self.is_closed() {
+                return Delivery::Gone;
+            }
+            return remote.push(&frame, class);
+        }
         match class {
             Class::MustDeliver => self.send_or_evict(Slot::Frame(frame.0)),
             Class::Droppable if self.free_slots() * 4 <= self.capacity() => Delivery::Dropped,
@@ -518,6 +577,12 @@ impl ConnHandle {
     /// connection as usual while it waits. Returns false if the connection closed first.
     pub async fn room_for(&self, free: usize) -> bool {
         let free = free.clamp(1, self.capacity());
+        if let Some(remote) = &self.remote {
+            return tokio::select! {
+                () = self.shared.closed() => false,
+                ready = remote.room_for(free) => ready && !self.is_closed(),
+            };
+        }
         let shared = &self.shared;
         shared.waiting.fetch_add(1, Ordering::SeqCst);
         let ready = loop {
@@ -546,6 +611,15 @@ impl ConnHandle {
     /// (so never closing the connection as a slow consumer). For a catch-up that has made room
     /// first with [`ConnHandle::room_for`]. Returns false if the connection closed first.
     pub async fn push_waiting(&self, frames: Vec<WireFrame>) -> bool {
+        if let Some(remote) = &self.remote {
+            // The member's node queues them; the catch-up made room over there first.
+            for frame in &frames {
+                if self.is_closed() || remote.push(frame, Class::MustDeliver) != Delivery::Queued {
+                    return false;
+                }
+            }
+            return true;
+        }
         for frame in frames {
             loop {
                 if self.is_closed() {
@@ -567,7 +641,23 @@ impl ConnHandle {
 
     /// Asks the writer to close the connection. The first reason given wins.
     pub fn close(&self, reason: CloseReason) {
+        if let Some(remote) = &self.remote
+            && !self.shared.is_closed()
+        {
+            remote.close(reason);
+        }
         self.shared.close(reason);
+    }
+
+    /// Closes a remote member's stand-in without telling its node (which told us).
+    pub(crate) fn close_here(&self, reason: CloseReason) {
+        self.shared.close(reason);
+    }
+
+    fn mirror(&self, room: RoomKey, mark: Mark) {
+        if let Some(remote) = &self.remote {
+            remote.mark(room, mark);
+        }
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
@@ -582,22 +672,31 @@ impl ConnHandle {
         let mut rooms = self.rooms();
         rooms.pending.remove(&room);
         rooms.joined.insert(room);
+        drop(rooms);
+        self.mirror(room, Mark::Joined);
     }
 
     /// Records that `room` dropped this connection (called by the room).
     pub fn mark_left(&self, room: RoomKey) {
         self.rooms().joined.remove(&room);
+        self.mirror(room, Mark::Left);
     }
 
     /// Records that `room` is catching this connection up. Returns false when it already is (a
     /// second join for the same room while the first is in progress).
     pub fn mark_pending(&self, room: RoomKey) -> bool {
-        self.rooms().pending.insert(room)
+        let fresh = self.rooms().pending.insert(room);
+        if fresh {
+            self.mirror(room, Mark::Pending);
+        }
+        fresh
     }
 
     /// Records that `room`'s catch-up ended (joined, refused, or given up).
     pub fn unmark_pending(&self, room: RoomKey) {
-        self.rooms().pending.remove(&room);
+        if self.rooms().pending.remove(&room) {
+            self.mirror(room, Mark::Unpending);
+        }
     }
 
     /// True when `room` is catching this connection up.

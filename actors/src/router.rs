@@ -2,8 +2,8 @@
 //! supervisor on first use, and delivers the message; a room that stopped in between (idle, or
 //! restarted after a crash) is looked up again.
 //!
-//! This is the seam for the cluster: later the router asks the placement layer which node owns
-//! the room and forwards there when it is not this one.
+//! In a cluster, a client's command for a room that runs on another node (or that placement
+//! puts there) goes over the link to that node ([`Links`]), which answers the client itself.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,6 +17,7 @@ use signaling::{RoomKey, SessionId, UserId, WorkspaceId};
 use tokio::sync::oneshot;
 
 use crate::cluster::Cluster;
+use crate::cluster::link::{Links, Place};
 use crate::conn::ConnId;
 use crate::metrics::RoomMetrics;
 use crate::room::ReplyTo;
@@ -32,6 +33,7 @@ use crate::workspace::{Op, Reply, RoomError, WorkspaceMsg};
 pub struct Router {
     shared: Arc<Shared>,
     supervisor: ActorRef<SupervisorMsg>,
+    links: Option<Arc<Links>>,
 }
 
 impl Router {
@@ -44,8 +46,9 @@ impl Router {
         journal: Journal,
         config: RoomConfig,
         metrics: RoomMetrics,
-        cluster: Option<Arc<Cluster>>,
+        links: Option<Arc<Links>>,
     ) -> Result<Router, RouterError> {
+        let cluster: Option<Arc<Cluster>> = links.as_ref().map(|l| l.cluster().clone());
         let lost = cluster.as_ref().and_then(|c| c.lost_leases());
         let shared = Arc::new(Shared {
             rooms: DashMap::new(),
@@ -69,7 +72,11 @@ impl Router {
                 }
             });
         }
-        Ok(Router { shared, supervisor })
+        Ok(Router {
+            shared,
+            supervisor,
+            links,
+        })
     }
 
     /// Delivers a message to a workspace's room, starting the room if needed.
@@ -105,9 +112,28 @@ impl Router {
         kind_back(sent.await)
     }
 
-    /// Hands a WebSocket command to the room it names, whatever its kind; the room answers on
-    /// the connection (and so does this, when the room cannot be reached).
+    /// Hands a WebSocket command to the room it names, whatever its kind, here or on the node
+    /// that runs it; the room answers on the connection (and so does this, when the room cannot
+    /// be reached).
     pub async fn client(&self, reply: ReplyTo, cmd: ClientMsg) {
+        let key = cmd.room();
+        if let Some(links) = &self.links
+            && !self.shared.rooms.contains_key(&key)
+        {
+            match links.place_of(key).await {
+                Ok(Place::Here) => {}
+                Ok(Place::Node(node)) => return links.forward(&node, reply, &cmd).await,
+                Err(e) => {
+                    tracing::debug!(room = %key, error = %e, "where the room runs is unknown");
+                    return drop(reply);
+                }
+            }
+        }
+        self.client_here(reply, cmd).await;
+    }
+
+    /// Hands a WebSocket command to its room on this node (a command another node forwarded).
+    pub async fn client_here(&self, reply: ReplyTo, cmd: ClientMsg) {
         match cmd.room() {
             RoomKey::Workspace(id) => {
                 let sent = self.send(id, WorkspaceMsg::Client { reply, cmd }).await;
@@ -234,9 +260,24 @@ impl Router {
         }
     }
 
-    /// Tells a running room that a connection closed. A room that is not running has nothing to
-    /// forget, so this never starts one.
+    /// Tells a running room that a connection closed, here or on the node it runs on. A room
+    /// that is not running has nothing to forget, so this never starts one.
     pub fn disconnected(&self, room: RoomKey, conn: ConnId) {
+        if let Some(links) = &self.links {
+            links.disconnected(room, conn);
+        }
+        self.disconnected_here(room, conn);
+    }
+
+    /// A connection is gone for good: the other nodes that knew it forget it.
+    pub fn gone(&self, conn: ConnId) {
+        if let Some(links) = &self.links {
+            links.gone(conn);
+        }
+    }
+
+    /// Tells a room running here that a connection closed.
+    pub fn disconnected_here(&self, room: RoomKey, conn: ConnId) {
         if let Some(e) = self.shared.rooms.get(&room) {
             e.depth.fetch_add(1, Ordering::Relaxed);
             let sent = match &e.actor {
@@ -247,6 +288,11 @@ impl Router {
                 depth_down(&e.depth);
             }
         }
+    }
+
+    /// True when `room` runs on this node.
+    pub fn runs(&self, room: RoomKey) -> bool {
+        self.shared.rooms.contains_key(&room)
     }
 
     /// How many rooms are running.

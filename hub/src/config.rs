@@ -91,6 +91,10 @@ pub struct ClusterSettings {
     /// often). A killed node's rooms move after about this long.
     #[arg(long, env = "HUB_NODE_TTL_MS", default_value_t = 2000)]
     pub node_ttl_ms: u64,
+    /// Where this node listens for the other nodes' links (`ip:port`). Without it, the HTTP
+    /// address's IP and a free port; other nodes learn it from Redis.
+    #[arg(long, env = "HUB_LINK_ADDR")]
+    pub link_addr: Option<SocketAddr>,
 }
 
 /// Token lifetimes.
@@ -292,6 +296,7 @@ impl Config {
     pub fn cluster_config(
         &self,
         listening: SocketAddr,
+        link: SocketAddr,
     ) -> anyhow::Result<Option<actors::cluster::ClusterConfig>> {
         let Some(redis_url) = &self.cluster.redis_url else {
             return Ok(None);
@@ -321,15 +326,26 @@ impl Config {
                 format!("{host}-{}", listening.port())
             }
         };
+        let advertise = self
+            .cluster
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| listening.to_string());
+        // The link is reached at the advertised host (unless it listens on one address only).
+        let link = if link.ip().is_unspecified() {
+            let host = advertise
+                .rsplit_once(':')
+                .map_or(advertise.as_str(), |(h, _)| h);
+            format!("{host}:{}", link.port())
+        } else {
+            link.to_string()
+        };
         Ok(Some(actors::cluster::ClusterConfig {
             redis_url: redis_url.clone(),
             prefix: self.cluster.cluster_prefix.clone(),
             node_id,
-            advertise: self
-                .cluster
-                .advertise_addr
-                .clone()
-                .unwrap_or_else(|| listening.to_string()),
+            advertise,
+            link,
             node_ttl: Duration::from_millis(self.cluster.node_ttl_ms.max(200)),
         }))
     }

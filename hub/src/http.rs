@@ -293,14 +293,36 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // A request another node of the cluster passed on: the client is who that node saw.
+        if crate::api::forward::is_forwarded(state, &parts.headers)
+            && let Some(ip) = parts
+                .headers
+                .get(&crate::api::forward::CLIENT_IP)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<IpAddr>().ok())
+        {
+            return Ok(ClientIp::of(ip));
+        }
         Ok(client_ip(parts, state.config.http.trust_forwarded_for))
     }
 }
 
+/// The client's address for a whole request (as [`ClientIp`] reads it from its parts).
+pub fn client_ip_of(req: &axum::extract::Request, trust_forwarded_for: bool) -> ClientIp {
+    client_ip_from(req.headers(), req.extensions(), trust_forwarded_for)
+}
+
 fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> ClientIp {
+    client_ip_from(&parts.headers, &parts.extensions, trust_forwarded_for)
+}
+
+fn client_ip_from(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_forwarded_for: bool,
+) -> ClientIp {
     if trust_forwarded_for {
-        let forwarded = parts
-            .headers
+        let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .next_back()
@@ -311,8 +333,7 @@ fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> ClientIp {
             return ClientIp::of(ip);
         }
     }
-    let peer = parts
-        .extensions
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     ClientIp::of(peer)

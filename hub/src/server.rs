@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use actors::Router;
+use actors::cluster::link::Links;
 use actors::cluster::{Cluster, Load};
 use anyhow::Context;
 use persistence::{Journal, Store};
@@ -64,22 +65,37 @@ impl Hub {
         let addr = listener.local_addr()?;
         // What it listens on, port 0 resolved: the address it reports (admin nodes, cluster).
         config.listen = addr;
-        let cluster = match config.cluster_config(addr)? {
-            Some(c) => Some(Cluster::join(c).await.context("joining the cluster")?),
-            None => None,
+        let (cluster, links) = if config.cluster.redis_url.is_some() {
+            let link_at = config
+                .cluster
+                .link_addr
+                .unwrap_or_else(|| SocketAddr::new(addr.ip(), 0));
+            let link_listener = tokio::net::TcpListener::bind(link_at)
+                .await
+                .with_context(|| format!("listening for cluster links on {link_at}"))?;
+            let cluster_config = config
+                .cluster_config(addr, link_listener.local_addr()?)?
+                .context("cluster settings")?;
+            let cluster = Cluster::join(cluster_config)
+                .await
+                .context("joining the cluster")?;
+            let links = Links::new(cluster.clone(), &secret);
+            (Some(cluster), Some((links, link_listener)))
+        } else {
+            (None, None)
         };
         let router = Router::start(
             store.clone(),
             journal,
             config.room_config(),
             metrics.rooms.clone(),
-            cluster.clone(),
+            links.as_ref().map(|(l, _)| l.clone()),
         )
         .await
         .context("starting the room supervisor")?;
         let limits = Arc::new(Limits::new(config.limits.clone()));
         let registry = Registry::new(config.ws.max_conns_per_user, config.ws.max_conns_per_ip);
-        let state = AppState {
+        let mut state = AppState {
             store,
             router,
             auth: Arc::new(auth),
@@ -91,8 +107,17 @@ impl Hub {
             connections: TaskTracker::new(),
             next_conn: Arc::new(AtomicU64::new(1)),
             cluster,
+            links: None,
         };
         tokio::spawn(upkeep(state.clone()));
+        if let Some((links, listener)) = links {
+            tokio::spawn(links.clone().serve(
+                listener,
+                state.router.clone(),
+                state.shutdown.clone(),
+            ));
+            state.links = Some(links);
+        }
         let heartbeat = state.cluster.as_ref().map(|cluster| {
             let (router, connections) = (state.router.clone(), state.connections.clone());
             cluster.spawn_heartbeat(

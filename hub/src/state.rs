@@ -40,4 +40,6 @@ pub struct AppState {
     pub next_conn: Arc<AtomicU64>,
     /// This node's place in the cluster (`None` when it runs alone).
     pub cluster: Option<Arc<Cluster>>,
+    /// The links to the other nodes (`None` when it runs alone).
+    pub links: Option<Arc<actors::cluster::link::Links>>,
 }

@@ -258,8 +258,10 @@ pub enum ServerMsg<'a> {
     Resync {
         /// The room.
         workspace_id: WorkspaceId,
-        /// The room's offset after restarting.
-        offset: u64,
+        /// The room's offset after restarting; absent when the node that ran the room was lost
+        /// (its offset is unknown until the room starts again).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
     },
     /// The workspace was deleted; the room is closed.
     WorkspaceDeleted {

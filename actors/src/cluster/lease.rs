@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::{MutexGuard, PoisonError};
 
-use fred::interfaces::LuaInterface;
+use fred::interfaces::{KeysInterface, LuaInterface};
 
 use super::{Cluster, ClusterError};
 
@@ -87,6 +87,15 @@ impl Cluster {
         }
         self.held().entry(room.to_owned()).or_insert(0);
         Ok(())
+    }
+
+    /// The node holding `room`'s lease, if any.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn lease_holder(&self, room: &str) -> Result<Option<String>, ClusterError> {
+        let value: Option<String> = self.redis.get(self.lease_key(room)).await?;
+        Ok(value.map(|v| v.rsplit_once(':').map_or(v.as_str(), |(n, _)| n).to_owned()))
     }
 
     /// Records the epoch the room claimed in its lease.

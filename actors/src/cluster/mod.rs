@@ -7,11 +7,13 @@
 //!
 //! - [`placement`]: which live node owns a room (rendezvous hashing).
 //! - [`lease`]: the lease a node holds on each room it runs, renewed with the heartbeat.
+//! - [`link`]: the direct links between nodes that carry forwarded commands and room frames.
 //!
 //! Keys are wrapped in a hash tag (`{prefix}`), so that all of one cluster's keys live in one
 //! slot should the Redis behind it be a Redis Cluster: the scripts here touch several at once.
 
 pub mod lease;
+pub mod link;
 pub mod placement;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -35,6 +37,8 @@ pub struct ClusterConfig {
     pub node_id: String,
     /// The address other nodes and clients reach this node at (`host:port`).
     pub advertise: String,
+    /// The address other nodes open their links to this node at (`host:port`).
+    pub link: String,
     /// How long a node stays listed without a heartbeat. Heartbeats go out four times as often.
     pub node_ttl: Duration,
 }
@@ -49,6 +53,9 @@ pub struct NodeInfo {
     pub id: String,
     /// The address it is reached at.
     pub addr: String,
+    /// The address its cluster links are reached at.
+    #[serde(default)]
+    pub link: String,
     /// When it started (Unix milliseconds).
     pub started_at_ms: u64,
     /// When it last renewed its registration (Unix milliseconds, by its own clock).
@@ -189,6 +196,11 @@ impl Cluster {
         Ok(Arc::new(cluster))
     }
 
+    /// The live node `id`, if it is one.
+    pub fn live_node(&self, id: &str) -> Option<NodeInfo> {
+        self.live_nodes().iter().find(|n| n.id == id).cloned()
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.config.node_id
@@ -285,6 +297,7 @@ impl Cluster {
         let me = NodeInfo {
             id: self.config.node_id.clone(),
             addr: self.config.advertise.clone(),
+            link: self.config.link.clone(),
             started_at_ms: self.started_at_ms,
             heartbeat_at_ms: unix_ms(),
             rooms: load.rooms,

@@ -56,6 +56,13 @@ impl ReplyTo {
         &self.conn
     }
 
+    /// Hands the command to another node, which answers it: this end says nothing, not even
+    /// `unavailable` when dropped.
+    pub fn forwarded(mut self) -> (ConnHandle, Option<Ref>) {
+        self.answered = true;
+        (self.conn.clone(), self.reference.take())
+    }
+
     /// Sends the `ack`, with what the command produced.
     pub fn ack<T: Serialize>(mut self, result: Option<T>) {
         let frame = serde_json::to_string(&Ack {

@@ -275,8 +275,9 @@ pub enum SessionFrame<'a> {
     SessionResync {
         /// The session.
         session_id: SessionId,
-        /// The room's offset after restarting.
-        offset: u64,
+        /// The room's offset after restarting; absent when the node that ran the room was lost.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
     },
     /// The session was deleted; its room is closed.
     SessionDeleted {

@@ -128,7 +128,7 @@ impl RoomKind for Room {
         let frame = WireFrame::text(
             ServerMsg::Resync {
                 workspace_id: self.board.id,
-                offset: self.board.offset,
+                offset: Some(self.board.offset),
             }
             .to_json(),
         );

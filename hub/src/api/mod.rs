@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod forward;
 pub mod ops;
 pub mod sessions;
 pub mod tasks;
@@ -194,6 +195,10 @@ pub fn app(state: AppState) -> Router {
     }
     app.fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::to_owner,
+        ))
         .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {

@@ -169,6 +169,7 @@ impl Teardown {
         for room in self.conn.joined_rooms() {
             self.state.router.disconnected(room, self.conn.id());
         }
+        self.state.router.gone(self.conn.id());
     }
 }
 

@@ -365,7 +365,7 @@ impl Room {
         let frame = WireFrame::text(
             SessionFrame::SessionResync {
                 session_id: self.state.id,
-                offset: self.state.offset,
+                offset: Some(self.state.offset),
             }
             .to_json(),
         );
