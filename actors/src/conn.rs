@@ -354,8 +354,10 @@ pub trait Remote: Send + Sync {
     /// Asks the member's node to close the connection.
     fn close(&self, reason: CloseReason);
     /// Resolves when the member's outbox over there has `free` slots (false: it closed).
-    fn room_for(&self, free: usize)
-    -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>;
+    fn room_for(
+        &self,
+        free: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>;
 }
 
 /// A change of a connection's rooms, as [`Remote::mark`] mirrors it.

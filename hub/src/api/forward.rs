@@ -10,12 +10,12 @@
 
 use std::str::FromStr;
 
+use actors::cluster::link::Place;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use actors::cluster::link::Place;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use signaling::{ErrorCode, RoomKey, SessionId, WorkspaceId};
@@ -31,7 +31,10 @@ pub const CLIENT_IP: HeaderName = HeaderName::from_static("x-hub-client-ip");
 
 /// True when the request was passed on by a node of this cluster.
 pub fn is_forwarded(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
-    match (&state.links, headers.get(&FORWARDED).and_then(|v| v.to_str().ok())) {
+    match (
+        &state.links,
+        headers.get(&FORWARDED).and_then(|v| v.to_str().ok()),
+    ) {
         (Some(links), Some(proof)) => links.check_forward_proof(proof),
         _ => false,
     }
@@ -102,12 +105,7 @@ async fn room_of(state: &AppState, path: &str) -> Option<RoomKey> {
 }
 
 /// Sends the request to `addr` and returns its answer.
-async fn pass(
-    state: &AppState,
-    addr: &str,
-    proof: &str,
-    req: Request,
-) -> Result<Response, String> {
+async fn pass(state: &AppState, addr: &str, proof: &str, req: Request) -> Result<Response, String> {
     let client_ip = crate::http::client_ip_of(&req, state.config.http.trust_forwarded_for);
     let (mut parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, state.config.http.max_body_bytes)
@@ -127,7 +125,9 @@ async fn pass(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    *forwarded.uri_mut() = path.parse().map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+    *forwarded.uri_mut() = path
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
     let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(1),
         tokio::net::TcpStream::connect(addr),

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hub::Hub;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Process, Storage, TestDb, TestHub, eventually, test_config};
 
@@ -313,83 +313,312 @@ async fn a_room_runs_on_one_node_at_a_time_and_a_stale_owner_cannot_write() {
     let cluster = TestCluster::new().await;
     let a = cluster.node("node-a").await;
     let b = cluster.node("node-b").await;
-    let (on_a, on_b) = (a.api(), b.api());
+    let on_a = a.api();
     let ada = on_a.register("ada").await;
     let ws = on_a.create_workspace(&ada, "Team").await;
-    let tasks = format!("/api/v1/workspaces/{ws}/tasks");
-    let (status, body) = on_a
-        .post(
-            &tasks,
-            Some(&ada.token),
-            serde_json::json!({"title": "first, on A"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-
-    // The room runs on A, under A's lease: B may not start it beside A.
-    let (status, body) = on_b
-        .post(
-            &tasks,
-            Some(&ada.token),
-            serde_json::json!({"title": "refused on B"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (503, Some("unavailable")),
-        "{body}"
-    );
-
-    // A loses its lease without knowing (as if paused past its expiry); B takes the room,
-    // claiming a newer epoch in the store, and writes.
+    // Whichever node placement picks runs the room; the other one takes it behind its back.
     let mut member = a.ws(&ada).await;
     member.join(&ws, None).await;
-    let deleted = Command::new("redis-cli")
-        .args(["-p", &cluster.redis.port.to_string()])
-        .args(["del", &format!("{{hub}}:lease:ws:{ws}")])
-        .output()
-        .expect("redis-cli");
-    assert_eq!(
-        String::from_utf8_lossy(&deleted.stdout).trim(),
-        "1",
-        "A held the lease"
-    );
-    let (status, body) = on_b
+    let owner = lease_holder(&cluster, &format!("ws:{ws}"));
+    drop(member);
+    if owner == "node-a" {
+        stale_owner_on(&cluster, &a, &b, &ws, &ada).await;
+    } else {
+        stale_owner_on(&cluster, &b, &a, &ws, &ada).await;
+    }
+    b.stop().await;
+    a.stop().await;
+}
+
+/// `owner` runs `ws`'s room; `other` takes it behind the owner's back.
+async fn stale_owner_on(
+    cluster: &TestCluster,
+    owner: &TestHub,
+    other: &TestHub,
+    ws: &str,
+    ada: &crate::support::User,
+) {
+    let tasks = format!("/api/v1/workspaces/{ws}/tasks");
+    let (on_owner, on_other) = (owner.api(), other.api());
+    let (status, body) = on_owner
         .post(
             &tasks,
             Some(&ada.token),
-            serde_json::json!({"title": "second, on B"}),
+            serde_json::json!({"title": "first"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut member = owner.ws(ada).await;
+    member.join(ws, None).await;
+
+    // The owner loses its lease without knowing (as if paused past its expiry); the other node
+    // takes it (as it would once the lease expired), claims a newer epoch, and writes.
+    let owner_id = cluster_id(owner).await;
+    let other_id = cluster_id(other).await;
+    let lease = format!("{{hub}}:lease:ws:{ws}");
+    assert_eq!(
+        lease_holder(cluster, &format!("ws:{ws}")),
+        owner_id,
+        "the owner holds the lease"
+    );
+    let taken = Command::new("redis-cli")
+        .args(["-p", &cluster.redis.port.to_string()])
+        .args(["set", &lease, &format!("{other_id}:0")])
+        .output()
+        .expect("redis-cli");
+    assert!(taken.status.success());
+    let (status, body) = on_other
+        .post(
+            &tasks,
+            Some(&ada.token),
+            serde_json::json!({"title": "second"}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
 
-    // A's room, still running or just stopped, cannot append: the store refuses its epoch, or
-    // the lease is B's. Nothing is acknowledged.
+    // The owner's room, still running or just stopped, cannot append: the store refuses its
+    // epoch. Nothing is acknowledged.
     let reply = member
-        .request(serde_json::json!({"type": "task_create", "workspace_id": ws, "task": {"title": "stale, on A"}}))
+        .request(serde_json::json!({"type": "task_create", "workspace_id": ws, "task": {"title": "stale"}}))
         .await;
     assert_eq!(
         (reply["type"].as_str(), reply["code"].as_str()),
         (Some("error"), Some("unavailable")),
         "{reply}"
     );
-    let titles: Vec<String> = on_b
-        .tasks(&ada, &ws)
+    let titles: Vec<String> = on_other
+        .tasks(ada, ws)
         .await
         .iter()
         .map(|t| t["title"].as_str().expect("title").to_owned())
         .collect();
-    assert_eq!(titles, ["first, on A", "second, on B"]);
-    // And A no longer runs the room (stopped on losing its lease, or on its refused append).
-    let base = a.base.clone();
-    eventually("node-a reports no rooms", || {
-        let base = base.clone();
+    assert_eq!(titles, ["first", "second"]);
+    // And the stale owner no longer runs the room.
+    let base = owner.base.clone();
+    eventually("the stale owner reports no rooms", || {
+        let (base, owner_id) = (base.clone(), owner_id.clone());
         async move {
             let (_, body) = nodes(&base).await;
-            body["nodes"][0]["rooms"] == 0 && body["nodes"][1]["rooms"] == 1
+            let rooms: Vec<u64> = body["nodes"]
+                .as_array()
+                .map(|n| n.iter().filter_map(|n| n["rooms"].as_u64()).collect())
+                .unwrap_or_default();
+            rooms.iter().sum::<u64>() == 1
+                && body["nodes"]
+                    .as_array()
+                    .and_then(|n| n.iter().find(|n| n["id"] == owner_id.as_str()))
+                    .is_some_and(|n| n["rooms"] == 0)
         }
     })
     .await;
+}
+
+/// The node holding `room`'s lease (`""`: none).
+fn lease_holder(cluster: &TestCluster, room: &str) -> String {
+    let held = Command::new("redis-cli")
+        .args(["-p", &cluster.redis.port.to_string()])
+        .args(["get", &format!("{{hub}}:lease:{room}")])
+        .output()
+        .expect("redis-cli");
+    let value = String::from_utf8_lossy(&held.stdout).trim().to_owned();
+    value
+        .rsplit_once(':')
+        .map_or(String::new(), |(node, _)| node.to_owned())
+}
+
+/// The node id `hub` goes by.
+async fn cluster_id(hub: &TestHub) -> String {
+    let (_, body) = nodes(&hub.base).await;
+    body["node_id"].as_str().expect("node id").to_owned()
+}
+
+/// How many rooms each node runs, as `base` lists them.
+async fn rooms_by_node(base: &str) -> Vec<(String, u64)> {
+    let (_, body) = nodes(base).await;
+    body["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap_or("").to_owned(),
+                n["rooms"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn members_on_two_nodes_see_each_others_presence_and_work() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let b = cluster.node("node-b").await;
+    lists(&a.base, &["node-a", "node-b"]).await;
+    lists(&b.base, &["node-a", "node-b"]).await;
+    let (ada, bob, ws) = a.api().team("member").await;
+
+    let mut on_a = a.ws(&ada).await;
+    on_a.join(&ws, None).await;
+    let mut on_b = b.ws(&bob).await;
+    let joined = on_b.join(&ws, None).await;
+    let present: Vec<&Value> = joined["presence"]
+        .as_array()
+        .expect("presence")
+        .iter()
+        .map(|p| &p["user_id"])
+        .collect();
+    assert!(present.contains(&&json!(ada.id)), "bob sees ada: {joined}");
+    let online = on_a.next_of("user_presence").await;
+    assert_eq!(
+        (online["user_id"].as_str(), online["status"].as_str()),
+        (Some(bob.id.as_str()), Some("online"))
+    );
+    // One room in the cluster, on one node; the member of the other node reaches it.
+    let base = a.base.clone();
+    eventually("one room runs in the cluster", || {
+        let base = base.clone();
+        async move {
+            rooms_by_node(&base)
+                .await
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<u64>()
+                == 1
+        }
+    })
+    .await;
+
+    let created = on_a.create_task(&ws, "write the docs").await;
+    let task_id = created["task"]["id"].as_str().expect("id").to_owned();
+    let seen = on_b.next_of("task_created").await;
+    assert_eq!(seen["task"]["title"], "write the docs");
+    assert_eq!(seen["offset"], created["offset"]);
+
+    let updated = on_b
+        .ok(
+            json!({"type": "task_update", "workspace_id": ws, "task_id": task_id, "base_version": 1,
+                   "changes": {"status": "in_progress"}}),
+        )
+        .await;
+    assert_eq!(updated["task"]["version"], 2);
+    let seen = on_a.next_of("task_updated").await;
+    assert_eq!(seen["offset"], updated["offset"]);
+    assert_eq!(seen["by"], json!(bob.id));
+
+    on_b.ok(json!({"type": "typing", "workspace_id": ws, "task_id": task_id}))
+        .await;
+    assert_eq!(on_a.next_of("typing").await["user_id"], json!(bob.id));
+    on_b.ok(json!({"type": "presence_update", "workspace_id": ws, "status": "busy"}))
+        .await;
+    let busy = on_a
+        .next_where(|v| v["type"] == "user_presence" && v["status"] == "busy")
+        .await;
+    assert_eq!(busy["user_id"], json!(bob.id));
+
+    // A refusal comes back to the right connection too.
+    let refused = on_b
+        .request(
+            json!({"type": "task_update", "workspace_id": ws, "task_id": task_id, "base_version": 1,
+                        "changes": {"title": "stale"}}),
+        )
+        .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+
+    // REST works on either node, whichever runs the room.
+    for node in [&a, &b] {
+        let titles: Vec<Value> = node
+            .api()
+            .tasks(&bob, &ws)
+            .await
+            .iter()
+            .map(|t| t["title"].clone())
+            .collect();
+        assert_eq!(titles, [json!("write the docs")]);
+    }
+    let (status, body) = b
+        .api()
+        .post(
+            &format!("/api/v1/workspaces/{ws}/tasks"),
+            Some(&bob.token),
+            json!({"title": "over REST on B"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for c in [&mut on_a, &mut on_b] {
+        c.next_where(|v| v["type"] == "task_created" && v["task"]["title"] == "over REST on B")
+            .await;
+    }
+
+    // Bob's socket closes: Ada, on the other node, sees him go.
+    drop(on_b);
+    let offline = on_a
+        .next_where(|v| v["type"] == "user_presence" && v["status"] == "offline")
+        .await;
+    assert_eq!(offline["user_id"], json!(bob.id));
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_presenter_and_an_attendee_on_different_nodes_exchange_webrtc_signals() {
+    use crate::sessions::{OFFER, create_session, guest, join, start};
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let b = cluster.node("node-b").await;
+    lists(&a.base, &["node-a", "node-b"]).await;
+    lists(&b.base, &["node-a", "node-b"]).await;
+    let ada = a.api().register("ada").await;
+    let s = create_session(&a.api(), &ada, json!({"title": "Across"})).await;
+    start(&b.api(), &ada, &s).await;
+    let mut presenter = a.ws(&ada).await;
+    join(&mut presenter, &s, None).await;
+    let gus = guest(&b.api(), &s, "Gus").await;
+    let mut g = crate::support::Client::connect(&b.base, &gus.token).await;
+    let ack = join(&mut g, &s, None).await;
+    let ada_peer = ack["peers"][0]["peer_id"]
+        .as_str()
+        .expect("peer")
+        .to_owned();
+    let joined = presenter.next_of("peer_joined").await;
+    assert_eq!(joined["peer_id"], json!(gus.peer));
+
+    let sent = presenter
+        .ok(json!({"type": "signal", "session_id": s, "to": gus.peer, "signal": {"kind": "offer", "sdp": OFFER}}))
+        .await;
+    let got = g.next_of("signal").await;
+    assert_eq!(
+        (
+            got["from"].as_str(),
+            got["seq"].as_u64(),
+            got["signal"]["kind"].as_str()
+        ),
+        (Some(ada_peer.as_str()), sent["seq"].as_u64(), Some("offer"))
+    );
+    let answered = g
+        .ok(json!({"type": "signal", "session_id": s, "to": ada_peer, "signal": {"kind": "answer", "sdp": OFFER}}))
+        .await;
+    let got = presenter.next_of("signal").await;
+    assert_eq!(
+        (
+            got["from"].as_str(),
+            got["seq"].as_u64(),
+            got["signal"]["kind"].as_str()
+        ),
+        (
+            Some(gus.peer.as_str()),
+            answered["seq"].as_u64(),
+            Some("answer")
+        )
+    );
+    // Q&A across the nodes too: the guest asks, the presenter sees it.
+    g.ok(json!({"type": "question_ask", "session_id": s, "text": "Can you hear me?"}))
+        .await;
+    let asked = presenter
+        .next_where(|v| v["type"] == "question" && v["change"] == "asked")
+        .await;
+    assert_eq!(asked["question"]["text"], "Can you hear me?");
+    drop(g);
+    drop(presenter);
     b.stop().await;
     a.stop().await;
 }

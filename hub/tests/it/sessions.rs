@@ -11,12 +11,12 @@ use crate::both_backends;
 use crate::support::{Api, Backend, Client, TestHub, User, unthrottled};
 
 /// A guest as `POST /sessions/{id}/join` made it.
-struct Guest {
-    token: String,
-    peer: String,
+pub(crate) struct Guest {
+    pub(crate) token: String,
+    pub(crate) peer: String,
 }
 
-async fn create_session(api: &Api<'_>, presenter: &User, body: Value) -> String {
+pub(crate) async fn create_session(api: &Api<'_>, presenter: &User, body: Value) -> String {
     let (status, body) = api
         .post("/api/v1/sessions", Some(&presenter.token), body)
         .await;
@@ -24,7 +24,7 @@ async fn create_session(api: &Api<'_>, presenter: &User, body: Value) -> String 
     body["id"].as_str().expect("id").to_owned()
 }
 
-async fn start(api: &Api<'_>, presenter: &User, session: &str) {
+pub(crate) async fn start(api: &Api<'_>, presenter: &User, session: &str) {
     let (status, body) = api
         .post(
             &format!("/api/v1/sessions/{session}/start"),
@@ -36,7 +36,7 @@ async fn start(api: &Api<'_>, presenter: &User, session: &str) {
     assert_eq!(body["status"], "live");
 }
 
-async fn guest(api: &Api<'_>, session: &str, name: &str) -> Guest {
+pub(crate) async fn guest(api: &Api<'_>, session: &str, name: &str) -> Guest {
     let (status, body) = api
         .post(
             &format!("/api/v1/sessions/{session}/join"),
@@ -65,7 +65,7 @@ async fn live_session(hub: &TestHub, body: Value) -> (User, String, Client) {
     (ada, s, presenter)
 }
 
-async fn join(c: &mut Client, session: &str, last_offset: Option<u64>) -> Value {
+pub(crate) async fn join(c: &mut Client, session: &str, last_offset: Option<u64>) -> Value {
     let mut cmd = json!({"type": "join_session", "session_id": session});
     if let Some(o) = last_offset {
         cmd["last_offset"] = json!(o);
@@ -73,17 +73,17 @@ async fn join(c: &mut Client, session: &str, last_offset: Option<u64>) -> Value 
     c.ok(cmd).await
 }
 
-async fn ask(c: &mut Client, session: &str, text: &str) -> Value {
+pub(crate) async fn ask(c: &mut Client, session: &str, text: &str) -> Value {
     c.ok(json!({"type": "question_ask", "session_id": session, "text": text}))
         .await
 }
 
-fn code(reply: &Value) -> &str {
+pub(crate) fn code(reply: &Value) -> &str {
     assert_eq!(reply["type"], "error", "expected an error: {reply}");
     reply["code"].as_str().unwrap_or("")
 }
 
-async fn questions(api: &Api<'_>, token: &str, session: &str) -> Vec<Value> {
+pub(crate) async fn questions(api: &Api<'_>, token: &str, session: &str) -> Vec<Value> {
     let (status, body) = api
         .get(&format!("/api/v1/sessions/{session}/questions"), token)
         .await;
@@ -638,7 +638,7 @@ async fn members_speaking_as_their_room_dies_are_all_told_to_resync(backend: Bac
     );
 }
 
-const OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+pub(crate) const OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
     a=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
     c=IN IP4 0.0.0.0\r\na=mid:0\r\na=sctp-port:5000\r\n";
 

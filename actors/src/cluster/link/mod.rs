@@ -39,7 +39,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, placement};
-use crate::conn::{Class, CloseReason, ConnHandle, ConnId, Delivery, Mark, Member, Remote, WireFrame};
+use crate::conn::{
+    Class, CloseReason, ConnHandle, ConnId, Delivery, Mark, Member, Remote, WireFrame,
+};
 use crate::room::ReplyTo;
 use crate::router::Router;
 use crate::session::wire::SessionFrame;
@@ -379,7 +381,12 @@ impl Links {
 
     /// Accepts the links other nodes open to this one, until `stop`; their commands go to
     /// `router`'s rooms here.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, router: Router, stop: CancellationToken) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        router: Router,
+        stop: CancellationToken,
+    ) {
         let mut watch = tokio::time::interval(self.cluster.config.node_ttl / 2);
         loop {
             let (mut stream, peer) = tokio::select! {
@@ -414,7 +421,13 @@ impl Links {
     }
 
     /// The owner's side of one link: the edge's commands in, its members' frames out.
-    async fn own(self: Arc<Self>, stream: TcpStream, node: String, router: Router, stop: CancellationToken) {
+    async fn own(
+        self: Arc<Self>,
+        stream: TcpStream,
+        node: String,
+        router: Router,
+        stop: CancellationToken,
+    ) {
         tracing::debug!(node, "link accepted");
         let (mut rd, wr) = stream.into_split();
         let (out, rx) = mpsc::unbounded_channel();
@@ -533,7 +546,10 @@ impl Links {
         };
         let Some(tag) = (0..hex.len())
             .step_by(2)
-            .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
             .collect::<Option<Vec<u8>>>()
         else {
             return false;
@@ -570,7 +586,10 @@ impl Links {
         hello.extend_from_slice(&tag);
         stream.write_all(&hello).await.map_err(|e| e.to_string())?;
         let mut ok = [0u8; 1];
-        stream.read_exact(&mut ok).await.map_err(|e| e.to_string())?;
+        stream
+            .read_exact(&mut ok)
+            .await
+            .map_err(|e| e.to_string())?;
         if ok[0] != 1 {
             return Err("the other node refused the link".into());
         }
@@ -588,7 +607,10 @@ impl Links {
         stream.write_all(&hello).await.map_err(|e| e.to_string())?;
         let node = read_id(stream).await?;
         let mut tag = [0u8; 32];
-        stream.read_exact(&mut tag).await.map_err(|e| e.to_string())?;
+        stream
+            .read_exact(&mut tag)
+            .await
+            .map_err(|e| e.to_string())?;
         if self.mac(&challenge, &node)?.verify_slice(&tag).is_err() {
             let _ = stream.write_all(&[0]).await;
             return Err(format!("node {node:?} does not know the cluster secret"));
@@ -827,9 +849,15 @@ async fn write_down(
 
 async fn read_id(stream: &mut TcpStream) -> Result<String, String> {
     let mut len = [0u8; 1];
-    stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut id = vec![0u8; usize::from(len[0])];
-    stream.read_exact(&mut id).await.map_err(|e| e.to_string())?;
+    stream
+        .read_exact(&mut id)
+        .await
+        .map_err(|e| e.to_string())?;
     String::from_utf8(id).map_err(|_| "node id is not UTF-8".to_owned())
 }
 
