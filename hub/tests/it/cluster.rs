@@ -107,6 +107,7 @@ impl TestCluster {
         };
         let (url, redis, id) = (self.db.url.clone(), self.redis.url(), id.to_owned());
         TestHub::start_on(storage, move |c| {
+            crate::support::unthrottled(c);
             c.database_url = Some(url);
             c.cluster.redis_url = Some(redis);
             c.cluster.node_id = Some(id);
@@ -648,4 +649,171 @@ async fn alone_a_hub_lists_itself_as_the_only_node() {
         "no redis alone: {body}"
     );
     hub.stop().await;
+}
+
+/// A workspace of `owner`'s that placement puts on `node` among `nodes`.
+async fn workspace_placed_on(
+    api: &crate::support::Api<'_>,
+    owner: &crate::support::User,
+    node: &str,
+    nodes: &[&str],
+) -> String {
+    loop {
+        let ws = api.create_workspace(owner, "Team").await;
+        let room = format!("ws:{ws}");
+        if actors::cluster::placement::owner(&room, nodes.iter().copied()) == Some(node) {
+            return ws;
+        }
+    }
+}
+
+/// The highest `offset` among `frames` of `ws`, or `from`.
+fn last_offset(from: u64, frame: &Value) -> u64 {
+    match frame["offset"].as_u64() {
+        Some(o) if frame["type"] != "ack" && frame["type"] != "resync" => from.max(o),
+        _ => from,
+    }
+}
+
+#[tokio::test]
+async fn the_owner_killed_mid_traffic_loses_no_acknowledged_write_and_its_room_moves() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let storage = Storage {
+        dir: tempfile::tempdir().expect("tempdir"),
+        db: None,
+    };
+    let b = cluster.process("node-b", &storage).await;
+    lists(&a.base, &["node-a", "node-b"]).await;
+    let api = a.api();
+    let ada = api.register("ada").await;
+    let bob = api.register("bob").await;
+    let ws = workspace_placed_on(&api, &ada, "node-b", &["node-a", "node-b"]).await;
+    api.add_member(&ada, &ws, &bob, "member").await;
+
+    // Both members are on A; the room runs on B.
+    let mut writer = a.ws(&ada).await;
+    writer.join(&ws, None).await;
+    let mut watcher = a.ws(&bob).await;
+    watcher.join(&ws, None).await;
+    assert_eq!(lease_holder(&cluster, &format!("ws:{ws}")), "node-b");
+
+    let mut acked: Vec<(String, u64)> = Vec::new();
+    for i in 0..20 {
+        let title = format!("t{i}");
+        let r = writer.create_task(&ws, &title).await;
+        acked.push((title, r["offset"].as_u64().expect("offset")));
+    }
+    // More in flight, then B is killed.
+    for i in 20..40 {
+        let cmd = json!({"type": "task_create", "workspace_id": ws, "ref": 1000 + i,
+                         "task": {"title": format!("t{i}")}});
+        writer.send_text(cmd.to_string()).await;
+    }
+    b.signal("KILL");
+    let killed = tokio::time::Instant::now();
+    let mut seen = 0;
+    loop {
+        let v = writer.next().await;
+        seen = last_offset(seen, &v);
+        match v["type"].as_str() {
+            Some("ack") if v["ref"].as_u64().is_some_and(|r| r >= 1000) => {
+                let i = v["ref"].as_u64().expect("ref") - 1000;
+                acked.push((
+                    format!("t{i}"),
+                    v["result"]["offset"].as_u64().expect("offset"),
+                ));
+            }
+            Some("resync") => {
+                assert_eq!(v["offset"], Value::Null, "the offset is not known: {v}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    writer.clear();
+
+    // The writer joins again until the room runs somewhere again (after B's lease expired).
+    loop {
+        let r = writer
+            .request(json!({"type": "join_workspace", "workspace_id": ws, "last_offset": seen}))
+            .await;
+        if r["type"] == "ack" {
+            break;
+        }
+        assert_eq!(r["code"], "unavailable", "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = writer.create_task(&ws, "after").await;
+    eprintln!(
+        "failover: {:?} from the kill to the first write served by the new owner",
+        killed.elapsed()
+    );
+    acked.push(("after".into(), first["offset"].as_u64().expect("offset")));
+    assert_eq!(lease_holder(&cluster, &format!("ws:{ws}")), "node-a");
+
+    // Every acknowledged write is there, each at its own offset.
+    let titles: Vec<String> = api
+        .tasks(&ada, &ws)
+        .await
+        .iter()
+        .map(|t| t["title"].as_str().expect("title").to_owned())
+        .collect();
+    for (title, _) in &acked {
+        assert!(
+            titles.contains(title),
+            "{title} was acknowledged and is kept"
+        );
+    }
+    let mut offsets: Vec<u64> = acked.iter().map(|(_, o)| *o).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    assert_eq!(offsets.len(), acked.len(), "no offset given twice");
+
+    // The watcher, told to resync too, catches up by offset: every task exactly once, in
+    // offset order, with no gap.
+    let mut created: Vec<(u64, String)> = Vec::new();
+    let mut bob_seen = 0;
+    loop {
+        let v = watcher.next().await;
+        bob_seen = last_offset(bob_seen, &v);
+        if v["type"] == "task_created" {
+            created.push((
+                v["offset"].as_u64().expect("offset"),
+                v["task"]["title"].as_str().expect("title").to_owned(),
+            ));
+        }
+        if v["type"] == "resync" {
+            break;
+        }
+    }
+    loop {
+        let r = watcher
+            .request(json!({"type": "join_workspace", "workspace_id": ws, "last_offset": bob_seen}))
+            .await;
+        if r["type"] == "ack" {
+            assert_eq!(r["result"]["mode"], "replay", "{r}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while created.len() < titles.len() {
+        let v = watcher.next().await;
+        if v["type"] == "task_created" {
+            created.push((
+                v["offset"].as_u64().expect("offset"),
+                v["task"]["title"].as_str().expect("title").to_owned(),
+            ));
+        }
+    }
+    let mut sorted_titles: Vec<String> = created.iter().map(|(_, t)| t.clone()).collect();
+    sorted_titles.sort();
+    let mut stored = titles.clone();
+    stored.sort();
+    assert_eq!(sorted_titles, stored, "the watcher saw every task once");
+    assert!(
+        created.windows(2).all(|w| w[0].0 < w[1].0),
+        "in offset order: {created:?}"
+    );
+    a.stop().await;
 }
