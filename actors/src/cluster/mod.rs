@@ -196,6 +196,15 @@ impl Cluster {
         Ok(Arc::new(cluster))
     }
 
+    /// True when `id` is a live node (as of the last heartbeat).
+    pub fn is_live(&self, id: &str) -> bool {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|n| n.id == id)
+    }
+
     /// The live node `id`, if it is one.
     pub fn live_node(&self, id: &str) -> Option<NodeInfo> {
         self.live_nodes().iter().find(|n| n.id == id).cloned()

@@ -316,17 +316,9 @@ async fn a_room_runs_on_one_node_at_a_time_and_a_stale_owner_cannot_write() {
     let b = cluster.node("node-b").await;
     let on_a = a.api();
     let ada = on_a.register("ada").await;
-    let ws = on_a.create_workspace(&ada, "Team").await;
-    // Whichever node placement picks runs the room; the other one takes it behind its back.
-    let mut member = a.ws(&ada).await;
-    member.join(&ws, None).await;
-    let owner = lease_holder(&cluster, &format!("ws:{ws}"));
-    drop(member);
-    if owner == "node-a" {
-        stale_owner_on(&cluster, &a, &b, &ws, &ada).await;
-    } else {
-        stale_owner_on(&cluster, &b, &a, &ws, &ada).await;
-    }
+    // A room placement puts on A, reached only through A (so that B has never heard of it).
+    let ws = workspace_placed_on(&on_a, &ada, "node-a", &["node-a", "node-b"]).await;
+    stale_owner_on(&cluster, &a, &b, &ws, &ada).await;
     b.stop().await;
     a.stop().await;
 }

@@ -130,7 +130,7 @@ impl Links {
     pub async fn place_of(&self, room: RoomKey) -> Result<Place, super::ClusterError> {
         let me = self.cluster.node_id();
         if let Some(node) = self.owners.get(&room).map(|n| n.clone()) {
-            if self.cluster.live_node(&node).is_some() {
+            if self.cluster.is_live(&node) {
                 return Ok(Place::Node(node));
             }
             self.owners.remove(&room);
@@ -149,6 +149,16 @@ impl Links {
         };
         self.owners.insert(room, node.clone());
         Ok(Place::Node(node))
+    }
+
+    /// True when another live node holds `room`'s lease.
+    async fn runs_elsewhere(&self, room: RoomKey) -> bool {
+        match self.cluster.lease_holder(&room.to_string()).await {
+            Ok(Some(holder)) => {
+                holder != self.cluster.node_id() && self.cluster.is_live(&holder)
+            }
+            _ => false,
+        }
     }
 
     /// Forgets where `room` was thought to run (it was found elsewhere, or stopped).
@@ -218,7 +228,7 @@ impl Links {
     /// members here resync, and this node's members there are dropped by them.
     pub fn drop_dead_links(&self) {
         for link in self.edge_links() {
-            if self.cluster.live_node(&link.node).is_none() {
+            if !self.cluster.is_live(&link.node) {
                 link.stop.cancel();
             }
         }
@@ -365,6 +375,9 @@ impl Links {
                     }
                 }
             }
+            Down::Moved { room } => {
+                self.owners.remove_if(&room, |_, node| *node == link.node);
+            }
             Down::RoomFor { conn, free, token } => {
                 let handle = lock(&link.conns).get(&conn).map(|c| c.handle.clone());
                 let out = link.out.clone();
@@ -473,7 +486,7 @@ impl Links {
         tracing::debug!(node, "link closed");
     }
 
-    fn on_up(&self, link: &mut OwnerLink, router: &Router, msg: Up) {
+    fn on_up(self: &Arc<Self>, link: &mut OwnerLink, router: &Router, msg: Up) {
         match msg {
             Up::Command {
                 conn,
@@ -494,7 +507,13 @@ impl Links {
                     let member = Member { conn: id, ..member };
                     let handle = ConnHandle::remote(member, capacity as usize, sink);
                     let (cmds, rx) = mpsc::channel(COMMANDS_QUEUED);
-                    tokio::spawn(run_commands(router.clone(), handle.clone(), rx));
+                    tokio::spawn(run_commands(
+                        self.clone(),
+                        router.clone(),
+                        handle.clone(),
+                        link.out.clone(),
+                        rx,
+                    ));
                     Proxy { handle, cmds }
                 });
                 if proxy.cmds.try_send(text).is_err() {
@@ -730,13 +749,26 @@ impl Remote for ProxySink {
 }
 
 /// A remote client's commands, in order, into the rooms here.
-async fn run_commands(router: Router, handle: ConnHandle, mut rx: mpsc::Receiver<Bytes>) {
+async fn run_commands(
+    links: Arc<Links>,
+    router: Router,
+    handle: ConnHandle,
+    out: mpsc::UnboundedSender<Out>,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
     while let Some(text) = rx.recv().await {
         match client::decode(&text) {
             Ok((reference, msg)) => {
-                router
-                    .client_here(ReplyTo::new(handle.clone(), reference), msg)
-                    .await;
+                let room = msg.room();
+                let reply = ReplyTo::new(handle.clone(), reference);
+                if !router.runs(room) && links.runs_elsewhere(room).await {
+                    // The edge's idea of where the room runs is out of date: it forgets it,
+                    // and the client's retry finds the right node.
+                    let _ = out.send(Out::Msg(Down::Moved { room }));
+                    drop(reply);
+                    continue;
+                }
+                router.client_here(reply, msg).await;
             }
             Err(e) => {
                 let frame = ServerMsg::Error {

@@ -75,6 +75,11 @@ pub enum Down {
         /// What changed.
         mark: Mark,
     },
+    /// The room does not run on the owner any more (another node holds its lease): forget it.
+    Moved {
+        /// The room.
+        room: RoomKey,
+    },
     /// Answer [`Up::RoomReady`] once the connection's outbox has `free` slots.
     RoomFor {
         /// The edge's connection id.
@@ -250,6 +255,11 @@ impl Down {
                 put_mark(out, *mark);
                 finish(out, at);
             }
+            Down::Moved { room } => {
+                let at = start(out, 14);
+                put_room(out, *room);
+                finish(out, at);
+            }
             Down::RoomFor { conn, free, token } => {
                 let at = start(out, 13);
                 out.put_u64(*conn);
@@ -326,6 +336,9 @@ impl Down {
                     3 => Mark::Unpending,
                     _ => return Err(BadMessage("unknown mark")),
                 },
+            },
+            14 => Down::Moved {
+                room: room_of(&mut body)?,
             },
             13 => Down::RoomFor {
                 conn: u64_of(&mut body)?,
@@ -455,6 +468,9 @@ mod tests {
             conn: 3,
             room: RoomKey::Session(session),
             mark: Mark::Unpending,
+        });
+        round_down(Down::Moved {
+            room: RoomKey::Workspace(WorkspaceId::new()),
         });
         round_down(Down::RoomFor {
             conn: 3,
