@@ -113,6 +113,11 @@ impl CloseReason {
         code: 1001,
         reason: "server shutting down",
     };
+    /// The node is draining (cluster mode): reconnect, to any node, and resume by offset.
+    pub const NODE_DRAINING: CloseReason = CloseReason {
+        code: 4010,
+        reason: "node draining: reconnect and resume from your last offset",
+    };
     /// Nothing was received for too long.
     pub const IDLE: CloseReason = CloseReason {
         code: 4000,

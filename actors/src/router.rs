@@ -60,6 +60,7 @@ impl Router {
                 catchups: Arc::new(tokio::sync::Semaphore::new(MAX_CATCHUPS)),
                 cluster,
             }),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         let (supervisor, _) = Actor::spawn(None, RoomSupervisor, shared.clone())
             .await
@@ -68,7 +69,15 @@ impl Router {
             let shared = shared.clone();
             tokio::spawn(async move {
                 while let Some(room) = lost.recv().await {
-                    stop_room(&shared, &room);
+                    // Its members resync, and find the room on the node that took it.
+                    if let Some(key) = shared
+                        .rooms
+                        .iter()
+                        .map(|e| *e.key())
+                        .find(|k| k.to_string() == room)
+                    {
+                        hand_off_in(&shared, key, None);
+                    }
                 }
             });
         }
@@ -211,6 +220,10 @@ impl Router {
         for _ in 0..3 {
             let entry = match self.shared.rooms.get(&key).map(|e| e.clone()) {
                 Some(e) if Some(e.actor.cell().get_id()) != dead => e,
+                _ if self.shared.draining.load(Ordering::Relaxed) => {
+                    let why = "this node is draining; retry".to_owned();
+                    return Err((RouterError::Unavailable(why), Some(msg)));
+                }
                 // Boxed: starting a room is rare, and its state would otherwise sit in every
                 // connection's reader (this future is part of it) for the connection's life.
                 _ => match Box::pin(self.start_room(key, dead)).await {
@@ -290,6 +303,65 @@ impl Router {
         }
     }
 
+    /// The rooms running here.
+    pub fn rooms(&self) -> Vec<RoomKey> {
+        self.shared.rooms.iter().map(|e| *e.key()).collect()
+    }
+
+    /// Hands a running room to another node (`to`, or wherever its members' next joins take
+    /// it): see [`RoomMsg::HandOff`]. False if it does not run here.
+    pub fn hand_off(&self, room: RoomKey, to: Option<String>) -> bool {
+        hand_off_in(&self.shared, room, to)
+    }
+
+    /// Describes every room running here (those that answer within a second).
+    pub async fn describe(&self) -> Vec<crate::room::core::RoomInfo> {
+        let entries: Vec<RoomEntry> = self.shared.rooms.iter().map(|e| e.clone()).collect();
+        let mut asked = Vec::with_capacity(entries.len());
+        for e in entries {
+            let (tx, rx) = oneshot::channel();
+            let port = RpcReplyPort::from(tx);
+            e.depth.fetch_add(1, Ordering::Relaxed);
+            let sent = match &e.actor {
+                RoomRef::Workspace(a) => a.cast(RoomMsg::Describe(port)).is_ok(),
+                RoomRef::Session(a) => a.cast(RoomMsg::Describe(port)).is_ok(),
+            };
+            if sent {
+                asked.push(rx);
+            } else {
+                depth_down(&e.depth);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut rooms = Vec::with_capacity(asked.len());
+        for rx in asked {
+            if let Ok(Ok(info)) = tokio::time::timeout_at(deadline, rx).await {
+                rooms.push(info);
+            }
+        }
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        rooms
+    }
+
+    /// True once [`Router::drain`] began.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Relaxed)
+    }
+
+    /// Drains this node: no room starts here any more, and every running room is handed to the
+    /// node `next` names for it (its members elsewhere resync and continue there by offset).
+    /// Returns when no room runs here, or after `timeout`.
+    pub async fn drain(&self, next: impl Fn(RoomKey) -> Option<String>, timeout: Duration) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        for room in self.rooms() {
+            self.hand_off(room, next(room));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.shared.rooms.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// True when `room` runs on this node.
     pub fn runs(&self, room: RoomKey) -> bool {
         self.shared.rooms.contains_key(&room)
@@ -340,17 +412,20 @@ impl Router {
     }
 }
 
-/// Stops the room whose journal key is `room` (its lease went to another node). Its members'
-/// next commands start it again, wherever it may run.
-fn stop_room(shared: &Shared, room: &str) {
-    let actor = shared
-        .rooms
-        .iter()
-        .find(|e| e.key().to_string() == room)
-        .map(|e| e.actor.cell());
-    if let Some(actor) = actor {
-        actor.stop(Some("lease lost".into()));
+/// Tells `room`'s actor, if it runs, to hand off (see [`RoomMsg::HandOff`]).
+fn hand_off_in(shared: &Shared, room: RoomKey, to: Option<String>) -> bool {
+    let Some(e) = shared.rooms.get(&room).map(|e| e.clone()) else {
+        return false;
+    };
+    e.depth.fetch_add(1, Ordering::Relaxed);
+    let sent = match &e.actor {
+        RoomRef::Workspace(a) => a.cast(RoomMsg::HandOff(to)).is_ok(),
+        RoomRef::Session(a) => a.cast(RoomMsg::HandOff(to)).is_ok(),
+    };
+    if !sent {
+        depth_down(&e.depth);
     }
+    sent
 }
 
 /// A delivery's result with the kind's own message back (when it was not consumed).

@@ -58,6 +58,8 @@ pub struct RoomEntry {
 pub struct Shared {
     pub(crate) rooms: DashMap<RoomKey, RoomEntry>,
     pub(crate) ctx: Arc<RoomContext>,
+    /// The node is draining: no room starts here any more.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 /// A message to the supervisor.

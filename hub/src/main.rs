@@ -13,7 +13,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     hub::server::raise_fd_limit();
     let hub = Hub::start(config).await?;
-    hub::server::shutdown_signal().await;
-    tracing::info!("shutdown signal received");
+    let drain = hub.drain_requested();
+    tokio::select! {
+        () = hub::server::shutdown_signal() => tracing::info!("shutdown signal received"),
+        () = drain.cancelled() => tracing::info!("drain requested by the operator"),
+    }
     hub.shutdown().await
 }

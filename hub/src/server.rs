@@ -108,6 +108,7 @@ impl Hub {
             next_conn: Arc::new(AtomicU64::new(1)),
             cluster,
             links: None,
+            drain: CancellationToken::new(),
         };
         tokio::spawn(upkeep(state.clone()));
         if let Some((links, listener)) = links {
@@ -148,6 +149,12 @@ impl Hub {
         })
     }
 
+    /// Cancelled when the operator asks this node to drain (`POST /admin/nodes/{id}/drain`):
+    /// the binary then shuts down as on SIGTERM.
+    pub fn drain_requested(&self) -> CancellationToken {
+        self.state.drain.clone()
+    }
+
     /// The shared state (for tests that reach inside).
     pub fn state(&self) -> &AppState {
         &self.state
@@ -159,6 +166,27 @@ impl Hub {
     /// The HTTP server failed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let timeout = Duration::from_secs(self.state.config.shutdown_timeout_secs);
+        if let Some(cluster) = &self.state.cluster {
+            // Drain: the others stop placing rooms here; each room here is handed to its next
+            // node with a final snapshot, and its members elsewhere resync there by offset.
+            let started = tokio::time::Instant::now();
+            if let Err(e) = cluster.announce_draining().await {
+                tracing::warn!(error = %e, "could not announce the drain; the others learn it as this node leaves");
+            }
+            let rooms = self.state.router.active_rooms();
+            let placed = cluster.clone();
+            self.state
+                .router
+                .drain(move |room| placed.placed(&room.to_string()), timeout)
+                .await;
+            if let Some(links) = &self.state.links {
+                links
+                    .stats
+                    .handoffs
+                    .fetch_add(rooms as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            tracing::info!(rooms, took = ?started.elapsed(), "rooms handed off");
+        }
         self.state.shutdown.cancel();
         // In-flight requests finish (each is bounded by the request deadline).
         let served = match tokio::time::timeout(timeout, self.server).await {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub next_conn: Arc<AtomicU64>,
     /// This node's place in the cluster (`None` when it runs alone).
     pub cluster: Option<Arc<Cluster>>,
+    /// Cancelled by the operator's drain call: the process drains and exits, as on SIGTERM.
+    pub drain: CancellationToken,
     /// The links to the other nodes (`None` when it runs alone).
     pub links: Option<Arc<actors::cluster::link::Links>>,
 }

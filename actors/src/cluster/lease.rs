@@ -64,6 +64,15 @@ end
 return 1
 ";
 
+/// Sets the lease to `ARGV[2]:0` if this node (`ARGV[1]`) holds it.
+const PASS: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+  redis.call('SET', KEYS[1], ARGV[2] .. ':0', 'PX', ARGV[3])
+end
+return 1
+";
+
 /// Leases this node holds: room key -> epoch (0 until confirmed).
 pub(crate) type Held = HashMap<String, u64>;
 
@@ -136,6 +145,28 @@ impl Cluster {
             .await;
         if let Err(e) = released {
             tracing::warn!(room, error = %e, "could not release a room lease; it expires");
+        }
+    }
+
+    /// Passes `room`'s lease to node `to` (the room stopped here to run there): the lease says
+    /// `to` until it expires, so that the room's members, joining again, are sent there at once.
+    /// Released instead if this node no longer holds it.
+    pub async fn pass_lease(&self, room: &str, to: &str) {
+        self.held().remove(room);
+        let passed: Result<i64, _> = self
+            .redis
+            .eval(
+                PASS,
+                vec![self.lease_key(room)],
+                vec![
+                    self.config.node_id.clone(),
+                    to.to_owned(),
+                    self.ttl_ms().to_string(),
+                ],
+            )
+            .await;
+        if let Err(e) = passed {
+            tracing::warn!(room, error = %e, "could not pass a room lease on; it expires");
         }
     }
 

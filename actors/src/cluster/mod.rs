@@ -64,6 +64,9 @@ pub struct NodeInfo {
     pub rooms: u64,
     /// WebSocket connections open on it.
     pub connections: u64,
+    /// It is draining: it takes no new rooms, and hands its own to the others.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// What a node reports of its load on each heartbeat.
@@ -127,6 +130,10 @@ pub struct Cluster {
     /// Rooms whose lease another node took (see [`Cluster::lost_leases`]).
     lost: tokio::sync::mpsc::UnboundedSender<String>,
     lost_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+    /// This node is draining (said in its registration).
+    draining: std::sync::atomic::AtomicBool,
+    /// The load last reported.
+    load: Mutex<Load>,
 }
 
 impl Cluster {
@@ -176,6 +183,8 @@ impl Cluster {
             held: Mutex::new(lease::Held::new()),
             lost,
             lost_rx: Mutex::new(Some(lost_rx)),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            load: Mutex::new(Load::default()),
         };
         // A node restarted under the same id finds its previous registration until that
         // expires: wait that long. A live twin keeps renewing its own, and is refused.
@@ -231,6 +240,37 @@ impl Cluster {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+
+    /// Says in this node's registration, at once, that it drains: the other nodes stop placing
+    /// rooms on it.
+    ///
+    /// # Errors
+    /// Redis did not answer (the next heartbeats say it).
+    pub async fn announce_draining(&self) -> Result<(), ClusterError> {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let load = *self.load.lock().unwrap_or_else(PoisonError::into_inner);
+        self.beat(load, false).await.map(|_| ())
+    }
+
+    /// True once this node announced it drains.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The node placement gives `room` among the live nodes that are not draining.
+    pub fn placed(&self, room: &str) -> Option<String> {
+        let live = self.live_nodes();
+        let me = self.node_id();
+        let draining_here = self.is_draining();
+        placement::owner(
+            room,
+            live.iter()
+                .filter(|n| !(n.draining || draining_here && n.id == me))
+                .map(|n| n.id.as_str()),
+        )
+        .map(str::to_owned)
     }
 
     /// Whether Redis answers.
@@ -303,6 +343,7 @@ impl Cluster {
     /// One heartbeat: register (refusing a taken id when `new`), read the live nodes back.
     /// `Ok(false)` when `new` and the id was taken.
     async fn beat(&self, load: Load, new: bool) -> Result<bool, ClusterError> {
+        *self.load.lock().unwrap_or_else(PoisonError::into_inner) = load;
         let me = NodeInfo {
             id: self.config.node_id.clone(),
             addr: self.config.advertise.clone(),
@@ -311,6 +352,7 @@ impl Cluster {
             heartbeat_at_ms: unix_ms(),
             rooms: load.rooms,
             connections: load.connections,
+            draining: self.is_draining(),
         };
         let info = serde_json::to_string(&me)
             .map_err(|e| ClusterError::Config(format!("node info: {e}")))?;

@@ -59,6 +59,25 @@ pub enum RoomMsg<M> {
     Tick,
     /// Fault injection for tests (enabled by config): panic inside the room.
     Crash,
+    /// Hand the room to another node (this one drains, or the room moves): once the appends in
+    /// flight are committed it stops, snapshots, passes its lease on (to the node named, or
+    /// frees it), and tells its members to `resync`, which finds it wherever it runs next.
+    HandOff(Option<String>),
+    /// Describe the room (for the operator's room list).
+    Describe(ractor::RpcReplyPort<RoomInfo>),
+}
+
+/// A running room, as the operator's room list shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomInfo {
+    /// `ws:<id>` or `session:<id>`.
+    pub room: String,
+    /// The fencing epoch it runs under.
+    pub epoch: u64,
+    /// The offset of its last event.
+    pub offset: u64,
+    /// Connections in it (here or on other nodes).
+    pub members: usize,
 }
 
 /// What a commit's outcome is, to its [`Release`].
@@ -148,6 +167,9 @@ pub struct Core<K: RoomKind> {
     watcher: mpsc::UnboundedSender<(u64, Committed)>,
     watcher_task: JoinHandle<()>,
     stop: Option<Stop>,
+    /// Being handed off (to this node, if named).
+    handing_off: Option<Option<String>>,
+    key: RoomKey,
     /// A time-based snapshot came due while appends were in flight: it is taken once they are
     /// committed (new messages wait for it).
     snapshot_wanted: bool,
@@ -326,6 +348,8 @@ impl<K: RoomKind> Actor for RoomActor<K> {
                 watcher,
                 watcher_task,
                 stop: None,
+                handing_off: None,
+                key,
                 snapshot_wanted: false,
                 last_activity: Instant::now(),
                 restarted,
@@ -362,7 +386,20 @@ impl<K: RoomKind> Actor for RoomActor<K> {
         }
         // Before the supervisor hears of the stop, so before this node can start the room again.
         if let Some(cluster) = &core.ctx.cluster {
-            cluster.release_lease(core.durable.key()).await;
+            match core.handing_off.as_ref().and_then(|to| to.as_deref()) {
+                Some(to) => cluster.pass_lease(core.durable.key(), to).await,
+                None => cluster.release_lease(core.durable.key()).await,
+            }
+        }
+        if core.handing_off.is_some() {
+            // After the lease is passed on: their joins find the room's next node.
+            let frame = crate::room::resync_frame(core.key, Some(room.kind.offset()));
+            let conns: Vec<ConnHandle> = core.roster().drain().map(|(_, c)| c).collect();
+            for conn in conns {
+                conn.unmark_pending(core.key);
+                conn.mark_left(core.key);
+                conn.push(frame.clone(), crate::conn::Class::MustDeliver);
+            }
         }
         Ok(())
     }
@@ -380,6 +417,21 @@ impl<K: RoomKind> Actor for RoomActor<K> {
             core.last_activity = Instant::now();
         }
         match msg {
+            // Handing off: nothing more is decided here; what waits is answered `unavailable`
+            // as the room stops, and the client retries wherever the room runs next.
+            RoomMsg::Kind(m) if core.handing_off.is_some() => core.deferred.push_back(m),
+            RoomMsg::Describe(reply) => {
+                let _ = reply.send(RoomInfo {
+                    room: core.key.to_string(),
+                    epoch: core.durable.epoch(),
+                    offset: kind.offset(),
+                    members: core.roster().len(),
+                });
+            }
+            RoomMsg::HandOff(to) => {
+                tracing::info!(room = %core.key, to = ?to, "handing the room off");
+                core.handing_off = Some(to);
+            }
             RoomMsg::Kind(m) => {
                 // A snapshot due waits for the appends in flight, and so does what comes after
                 // it: a room kept busy still snapshots (and trims its journal) on time.
@@ -434,6 +486,9 @@ impl<K: RoomKind> Actor for RoomActor<K> {
                 );
             }
             myself.stop(Some("room closed".into()));
+        } else if core.handing_off.is_some() && !core.writing() {
+            core.deferred.clear();
+            myself.stop(Some("handed off".into()));
         } else if kind.is_empty()
             && !core.writing()
             && core.deferred.is_empty()

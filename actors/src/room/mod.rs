@@ -24,3 +24,19 @@ pub use pending::PendingJoin;
 pub use reply::{Refusal, ReplyTo};
 pub use sessions::{FanOut, Sessions};
 pub use tail::{Tail, page_size};
+
+/// `resync` (or `session_resync`) for `room`: join again with your `last_offset`. `offset` is
+/// the room's, when known (not when the node that ran it was lost).
+pub fn resync_frame(room: signaling::RoomKey, offset: Option<u64>) -> crate::conn::WireFrame {
+    let text = match room {
+        signaling::RoomKey::Workspace(workspace_id) => signaling::server::ServerMsg::Resync {
+            workspace_id,
+            offset,
+        }
+        .to_json(),
+        signaling::RoomKey::Session(session_id) => {
+            crate::session::wire::SessionFrame::SessionResync { session_id, offset }.to_json()
+        }
+    };
+    crate::conn::WireFrame::text(text)
+}

@@ -1,13 +1,17 @@
 //! `/api/v1/admin/*`: the operator's routes, behind `HUB_ADMIN_TOKEN` ([`Operator`]).
 //!
 //! - `GET /admin/nodes`: the cluster's live nodes (this one alone when not in cluster mode).
+//! - `POST /admin/nodes/{id}/drain`: that node drains and exits, as on SIGTERM.
+//! - `GET /admin/rooms`: the rooms running in the cluster, with their node, epoch, offset and
+//!   members.
+//! - `POST /admin/rooms/{room}/move`: hands a room to another node.
 //! - `POST /admin/users/{id}/disable`: tokens refused, refresh tokens revoked, sockets closed.
 //! - `POST /admin/users/{id}/enable`: the account may sign in again.
 //! - `DELETE /admin/users/{id}`: the account is deleted as by the user themselves.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 use signaling::{ErrorCode, UserId};
 
@@ -81,4 +85,210 @@ pub async fn delete_user(
 ) -> Result<StatusCode, ApiError> {
     crate::accounts::delete(&state, user).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn no_such_node(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        format!("no live node {id:?}"),
+    )
+}
+
+fn unreachable_node(id: &str, why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        format!("node {id:?} could not be reached: {why}"),
+    )
+}
+
+/// This node's id (`local` alone).
+fn me(state: &AppState) -> &str {
+    state.cluster.as_ref().map_or("local", |c| c.node_id())
+}
+
+/// An operator call passed to node `id`, answered as that node answers.
+async fn on_node(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let node = state
+        .cluster
+        .as_ref()
+        .and_then(|c| c.live_node(id))
+        .ok_or_else(|| no_such_node(id))?;
+    let token = crate::auth::bearer(headers).unwrap_or("");
+    let (status, body) = super::forward::call_node(&node.addr, method, path, token, body)
+        .await
+        .map_err(|e| unreachable_node(id, &e))?;
+    Ok((status, Json(body)))
+}
+
+/// `POST /api/v1/admin/nodes/{id}/drain`: `202` once the node (this one, or the one named,
+/// reached through this one) has begun to drain: it hands its rooms to the others, closes its
+/// clients with `4010`, and exits.
+pub async fn drain_node(
+    State(state): State<AppState>,
+    _: Operator,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if id == me(&state) {
+        tracing::warn!(node = %id, "drain requested by the operator");
+        state.drain.cancel();
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"node": id, "draining": true})),
+        ));
+    }
+    let path = format!("/api/v1/admin/nodes/{id}/drain");
+    on_node(&state, &id, &headers, Method::POST, &path, None).await
+}
+
+/// Which rooms `GET /admin/rooms` lists.
+#[derive(serde::Deserialize)]
+pub struct RoomsQuery {
+    /// `node`: this node's only (what the node asking the others uses).
+    scope: Option<String>,
+}
+
+/// `GET /api/v1/admin/rooms`: `{"rooms": [{room, node, epoch, offset, members}]}`, every node's
+/// (each asked in turn; a node that does not answer is listed in `unreachable`).
+pub async fn rooms(
+    State(state): State<AppState>,
+    _: Operator,
+    headers: HeaderMap,
+    Query(q): Query<RoomsQuery>,
+) -> Json<Value> {
+    let here = me(&state).to_owned();
+    let mut rooms: Vec<Value> = state
+        .router
+        .describe()
+        .await
+        .into_iter()
+        .map(|r| json!({"room": r.room, "node": here, "epoch": r.epoch, "offset": r.offset, "members": r.members}))
+        .collect();
+    let mut unreachable = Vec::new();
+    if q.scope.as_deref() != Some("node")
+        && let Some(cluster) = &state.cluster
+    {
+        for node in cluster.live_nodes().iter().filter(|n| n.id != here) {
+            let listed = on_node(
+                &state,
+                &node.id,
+                &headers,
+                Method::GET,
+                "/api/v1/admin/rooms?scope=node",
+                None,
+            )
+            .await;
+            match listed {
+                Ok((StatusCode::OK, Json(body))) => {
+                    if let Some(more) = body["rooms"].as_array() {
+                        rooms.extend(more.iter().cloned());
+                    }
+                }
+                _ => unreachable.push(node.id.clone()),
+            }
+        }
+    }
+    Json(json!({"rooms": rooms, "unreachable": unreachable}))
+}
+
+/// `POST /api/v1/admin/rooms/{room}/move` `{"node": id}`: hands the room (`ws:<id>` or
+/// `session:<id>`) to that node. `202` with `{"room", "from", "to"}`; its members resync and
+/// continue there by offset.
+pub async fn move_room(
+    State(state): State<AppState>,
+    _: Operator,
+    headers: HeaderMap,
+    axum::extract::Path(room): axum::extract::Path<String>,
+    super::ApiJson(body): super::ApiJson<MoveBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = parse_room(&room)
+        .ok_or_else(|| ApiError::invalid("a room is `ws:<uuid>` or `session:<uuid>`"))?;
+    let cluster = state.cluster.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Forbidden,
+            "one node alone: there is nowhere to move a room",
+        )
+    })?;
+    let target = cluster
+        .live_node(&body.node)
+        .filter(|n| !n.draining)
+        .ok_or_else(|| no_such_node(&body.node))?;
+    let here = cluster.node_id().to_owned();
+    if state.router.runs(key) {
+        if target.id == here {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"room": room, "from": here, "to": here})),
+            ));
+        }
+        state.router.hand_off(key, Some(target.id.clone()));
+        if let Some(links) = &state.links {
+            links
+                .stats
+                .handoffs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"room": room, "from": here, "to": target.id})),
+        ));
+    }
+    let holder = cluster.lease_holder(&key.to_string()).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            e.to_string(),
+        )
+    })?;
+    match holder {
+        Some(node) if node != here && cluster.is_live(&node) => {
+            let path = format!("/api/v1/admin/rooms/{room}/move");
+            on_node(
+                &state,
+                &node,
+                &headers,
+                Method::POST,
+                &path,
+                Some(json!({"node": body.node})),
+            )
+            .await
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "the room is not running on any node",
+        )),
+    }
+}
+
+/// `POST /admin/rooms/{room}/move`'s body.
+#[derive(serde::Deserialize)]
+pub struct MoveBody {
+    /// The node to move it to.
+    node: String,
+}
+
+/// `ws:<uuid>` or `session:<uuid>`.
+fn parse_room(room: &str) -> Option<signaling::RoomKey> {
+    let (kind, id) = room.split_once(':')?;
+    let id = uuid::Uuid::parse_str(id).ok()?;
+    match kind {
+        "ws" => Some(signaling::RoomKey::Workspace(
+            signaling::WorkspaceId::from_uuid(id),
+        )),
+        "session" => Some(signaling::RoomKey::Session(
+            signaling::SessionId::from_uuid(id),
+        )),
+        _ => None,
+    }
 }

@@ -148,3 +148,62 @@ async fn pass(state: &AppState, addr: &str, proof: &str, req: Request) -> Result
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok(Response::from_parts(parts, Body::from(body)))
 }
+
+/// Sends one request to the node at `addr` (an operator call passed on: the same bearer token)
+/// and returns its status and JSON body.
+///
+/// # Errors
+/// The node could not be reached, or answered with something that is not JSON.
+pub async fn call_node(
+    addr: &str,
+    method: axum::http::Method,
+    path: &str,
+    bearer: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(StatusCode, serde_json::Value), String> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(axum::http::header::HOST, addr)
+        .header(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {bearer}"),
+        );
+    let body = match body {
+        Some(v) => {
+            req = req.header(axum::http::header::CONTENT_TYPE, "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let req = req.body(body).map_err(|e| e.to_string())?;
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(10), sender.send_request(req))
+            .await
+            .map_err(|_| "the node did not answer in time".to_owned())?
+            .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let value = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())?
+    };
+    Ok((status, value))
+}

@@ -173,6 +173,9 @@ pub fn app(state: AppState) -> Router {
             axum::routing::patch(sessions::patch_question).delete(sessions::delete_question),
         )
         .route("/admin/nodes", get(admin::nodes))
+        .route("/admin/nodes/{id}/drain", post(admin::drain_node))
+        .route("/admin/rooms", get(admin::rooms))
+        .route("/admin/rooms/{room}/move", post(admin::move_room))
         .route("/admin/users/{id}/disable", post(admin::disable_user))
         .route("/admin/users/{id}/enable", post(admin::enable_user))
         .route(

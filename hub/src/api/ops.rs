@@ -34,7 +34,11 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(r) = &redis {
         body["redis"] = json!(up(r.is_ok()));
     }
+    let draining = state.shutdown.is_cancelled()
+        || state.drain.is_cancelled()
+        || state.cluster.as_ref().is_some_and(|c| c.is_draining());
     let down = match (&database, &redis) {
+        _ if draining => Some("this node is draining"),
         (Err(_), _) => Some("the database does not answer"),
         (Ok(()), Some(Err(_))) => Some("redis does not answer"),
         _ => None,

@@ -260,7 +260,15 @@ impl Reader<'_> {
             }
             tokio::select! {
                 biased;
-                () = &mut shutdown => return self.conn.close(CloseReason::GOING_AWAY),
+                () = &mut shutdown => {
+                    // A node of a cluster stops by draining: its clients go on elsewhere.
+                    let reason = if self.state.cluster.is_some() {
+                        CloseReason::NODE_DRAINING
+                    } else {
+                        CloseReason::GOING_AWAY
+                    };
+                    return self.conn.close(reason);
+                }
                 () = &mut closed => return,
                 () = &mut silence => {
                     if last_seen.elapsed() >= idle {

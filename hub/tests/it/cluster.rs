@@ -128,6 +128,7 @@ impl TestCluster {
                 ("HUB_NODE_ID", id.to_owned()),
                 ("HUB_NODE_TTL_MS", NODE_TTL_MS.to_string()),
                 ("HUB_JWT_SECRET", JWT_SECRET.to_owned()),
+                ("HUB_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
             ],
         )
         .await
@@ -807,5 +808,237 @@ async fn the_owner_killed_mid_traffic_loses_no_acknowledged_write_and_its_room_m
         created.windows(2).all(|w| w[0].0 < w[1].0),
         "in offset order: {created:?}"
     );
+    a.stop().await;
+}
+
+/// Reads frames until `resync` (returned), keeping the highest offset seen in `seen` and the
+/// `task_created` events in `created`.
+async fn until_resync(
+    c: &mut crate::support::Client,
+    seen: &mut u64,
+    created: &mut Vec<(u64, String)>,
+) -> Value {
+    loop {
+        let v = c.next().await;
+        *seen = last_offset(*seen, &v);
+        if v["type"] == "task_created" {
+            created.push((
+                v["offset"].as_u64().expect("offset"),
+                v["task"]["title"].as_str().expect("title").to_owned(),
+            ));
+        }
+        if v["type"] == "resync" {
+            return v;
+        }
+    }
+}
+
+/// Joins `ws` again from `seen` until the room answers (it may be between nodes); returns the
+/// ack's result.
+async fn rejoin(c: &mut crate::support::Client, ws: &str, seen: u64) -> Value {
+    for _ in 0..200 {
+        let r = c
+            .request(json!({"type": "join_workspace", "workspace_id": ws, "last_offset": seen}))
+            .await;
+        if r["type"] == "ack" {
+            return r["result"].clone();
+        }
+        assert_eq!(r["code"], "unavailable", "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the room never came back");
+}
+
+/// Collects `task_created` events until `want` titles are seen; asserts each came once, in
+/// offset order.
+async fn all_created(
+    c: &mut crate::support::Client,
+    created: &mut Vec<(u64, String)>,
+    want: &[String],
+) {
+    while created.len() < want.len() {
+        let v = c.next().await;
+        if v["type"] == "task_created" {
+            created.push((
+                v["offset"].as_u64().expect("offset"),
+                v["task"]["title"].as_str().expect("title").to_owned(),
+            ));
+        }
+    }
+    let mut titles: Vec<String> = created.iter().map(|(_, t)| t.clone()).collect();
+    titles.sort();
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(titles, want, "every task seen once");
+    assert!(
+        created
+            .windows(2)
+            .all(|w| w[0].1 != w[1].1 && w[0].0 + 1 == w[1].0),
+        "in offset order, no gap: {created:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_draining_node_hands_its_rooms_over_with_no_gap_and_exits() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let storage = Storage {
+        dir: tempfile::tempdir().expect("tempdir"),
+        db: None,
+    };
+    let mut b = cluster.process("node-b", &storage).await;
+    lists(&a.base, &["node-a", "node-b"]).await;
+    let api = a.api();
+    let ada = api.register("ada").await;
+    let bob = api.register("bob").await;
+    let ws = workspace_placed_on(&api, &ada, "node-b", &["node-a", "node-b"]).await;
+    api.add_member(&ada, &ws, &bob, "member").await;
+
+    // Ada writes through A; Bob is on B itself, where the room runs.
+    let mut writer = a.ws(&ada).await;
+    writer.join(&ws, None).await;
+    let mut watcher = crate::support::Client::connect(&b.base, &bob.token).await;
+    watcher.join(&ws, None).await;
+    let mut titles = Vec::new();
+    for i in 0..10 {
+        writer.create_task(&ws, &format!("before {i}")).await;
+        titles.push(format!("before {i}"));
+    }
+
+    let started = tokio::time::Instant::now();
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/admin/nodes/node-b/drain",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    // Ada, on the node that stays, is told to resync with the room's offset, and continues
+    // where the room runs now.
+    let (mut seen, mut created) = (0, Vec::new());
+    let resync = until_resync(&mut writer, &mut seen, &mut created).await;
+    assert!(
+        resync["offset"].as_u64().is_some(),
+        "a handed-off room says its offset: {resync}"
+    );
+    let joined = rejoin(&mut writer, &ws, seen).await;
+    assert_eq!(joined["mode"], "replay", "{joined}");
+    eprintln!(
+        "drain: {:?} from the call to the room serving on its next node",
+        started.elapsed()
+    );
+    for i in 0..5 {
+        writer.create_task(&ws, &format!("after {i}")).await;
+        titles.push(format!("after {i}"));
+    }
+    assert_eq!(lease_holder(&cluster, &format!("ws:{ws}")), "node-a");
+
+    // Bob's connection to the drained node is closed with 4010; he reconnects to A and resumes
+    // by offset with no gap.
+    let closed = watcher.closed_within(Duration::from_secs(10)).await;
+    assert_eq!(
+        closed,
+        Some(Some(4010)),
+        "the drained node closed Bob's socket with 4010"
+    );
+    let (mut bob_seen, mut bob_created) = (0, Vec::new());
+    for v in watcher.pending_frames() {
+        bob_seen = last_offset(bob_seen, &v);
+        if v["type"] == "task_created" {
+            bob_created.push((
+                v["offset"].as_u64().expect("offset"),
+                v["task"]["title"].as_str().expect("title").to_owned(),
+            ));
+        }
+    }
+    assert_eq!(
+        b.exit_code().await,
+        Some(0),
+        "the drained node exits cleanly"
+    );
+    let mut watcher = a.ws(&bob).await;
+    let joined = rejoin(&mut watcher, &ws, bob_seen).await;
+    assert_eq!(joined["mode"], "replay", "{joined}");
+    all_created(&mut watcher, &mut bob_created, &titles).await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_room_moved_by_the_operator_and_a_node_that_joins_take_rooms_without_a_gap() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let api = a.api();
+    let ada = api.register("ada").await;
+    // Placed on B once B is there; alone, A runs it.
+    let ws = workspace_placed_on(&api, &ada, "node-b", &["node-a", "node-b"]).await;
+    let mut member = a.ws(&ada).await;
+    member.join(&ws, None).await;
+    let mut titles = Vec::new();
+    for i in 0..5 {
+        member.create_task(&ws, &format!("alone {i}")).await;
+        titles.push(format!("alone {i}"));
+    }
+    assert_eq!(lease_holder(&cluster, &format!("ws:{ws}")), "node-a");
+
+    // B joins: A hands it the room (its share), and the member goes on there by offset.
+    let b = cluster.node("node-b").await;
+    let (mut seen, mut created) = (0, Vec::new());
+    let resync = until_resync(&mut member, &mut seen, &mut created).await;
+    assert!(resync["offset"].is_u64(), "{resync}");
+    rejoin(&mut member, &ws, seen).await;
+    member.create_task(&ws, "on b").await;
+    titles.push("on b".into());
+    assert_eq!(lease_holder(&cluster, &format!("ws:{ws}")), "node-b");
+
+    // The operator moves it back to A, asking A (the request is passed to B, which runs it).
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/rooms/ws:{ws}/move"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"node": "node-a"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (body["from"].as_str(), body["to"].as_str()),
+        (Some("node-b"), Some("node-a"))
+    );
+    until_resync(&mut member, &mut seen, &mut created).await;
+    rejoin(&mut member, &ws, seen).await;
+    member.create_task(&ws, "back on a").await;
+    titles.push("back on a".into());
+    assert_eq!(lease_holder(&cluster, &format!("ws:{ws}")), "node-a");
+
+    // The room list shows it on A, with its epoch (claimed anew on every move) and offset.
+    let (status, body) = api
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/admin/rooms",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .find(|r| r["room"] == format!("ws:{ws}"))
+        .expect("the room is listed")
+        .clone();
+    assert_eq!(listed["node"], "node-a", "{body}");
+    assert!(listed["epoch"].as_u64() >= Some(3), "{listed}");
+    assert_eq!(listed["members"], 1);
+
+    // A second member who joins from 0 sees every task once, in order.
+    let mut late = b.ws(&ada).await;
+    late.join(&ws, Some(0)).await;
+    let mut late_created = Vec::new();
+    all_created(&mut late, &mut late_created, &titles).await;
+    b.stop().await;
     a.stop().await;
 }

@@ -38,13 +38,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, placement};
+use super::Cluster;
 use crate::conn::{
     Class, CloseReason, ConnHandle, ConnId, Delivery, Mark, Member, Remote, WireFrame,
 };
 use crate::room::ReplyTo;
 use crate::router::Router;
-use crate::session::wire::SessionFrame;
 use wire::{Down, Up};
 
 /// Proxy connection ids have this bit set, so they never meet a local connection's id.
@@ -77,6 +76,8 @@ pub struct LinkStats {
     pub remote_deliveries: AtomicU64,
     /// Links that broke while in use.
     pub links_lost: AtomicU64,
+    /// Rooms handed to another node (rebalance after a node joined; drains count their own).
+    pub handoffs: AtomicU64,
 }
 
 /// This node's links to the others, both ways. Cheap to share (`Arc`).
@@ -136,14 +137,14 @@ impl Links {
             self.owners.remove(&room);
         }
         let key = room.to_string();
-        let live = self.cluster.live_nodes();
         let node = match self.cluster.lease_holder(&key).await? {
             Some(holder) if holder == me => return Ok(Place::Here),
-            Some(holder) if live.iter().any(|n| n.id == holder) => holder,
+            Some(holder) if self.cluster.is_live(&holder) => holder,
             // Free, or held by a node that is gone (its lease expires soon): where placement
-            // says. A node gone without releasing keeps its rooms until then.
-            _ => match placement::owner(&key, live.iter().map(|n| n.id.as_str())) {
-                Some(node) if node != me => node.to_owned(),
+            // says, among the nodes not draining. A node gone without releasing keeps its
+            // rooms until then.
+            _ => match self.cluster.placed(&key) {
+                Some(node) if node != me => node,
                 _ => return Ok(Place::Here),
             },
         };
@@ -154,9 +155,7 @@ impl Links {
     /// True when another live node holds `room`'s lease.
     async fn runs_elsewhere(&self, room: RoomKey) -> bool {
         match self.cluster.lease_holder(&room.to_string()).await {
-            Ok(Some(holder)) => {
-                holder != self.cluster.node_id() && self.cluster.is_live(&holder)
-            }
+            Ok(Some(holder)) => holder != self.cluster.node_id() && self.cluster.is_live(&holder),
             _ => false,
         }
     }
@@ -231,6 +230,36 @@ impl Links {
             if !self.cluster.is_live(&link.node) {
                 link.stop.cancel();
             }
+        }
+    }
+
+    /// A node joined (one `known` had not seen): the rooms here that placement now gives it
+    /// are handed to it, so that it takes its share without anyone restarting.
+    fn rebalance(&self, router: &Router, known: &mut HashSet<String>) {
+        let live = self.cluster.live_nodes();
+        let joined: Vec<&str> = live
+            .iter()
+            .filter(|n| !n.draining && !known.contains(&n.id))
+            .map(|n| n.id.as_str())
+            .collect();
+        let first_look = known.is_empty();
+        known.clear();
+        known.extend(live.iter().map(|n| n.id.clone()));
+        if first_look || joined.is_empty() || router.is_draining() {
+            return;
+        }
+        let mut moved = 0;
+        for room in router.rooms() {
+            if let Some(to) = self.cluster.placed(&room.to_string())
+                && joined.contains(&to.as_str())
+                && router.hand_off(room, Some(to))
+            {
+                moved += 1;
+            }
+        }
+        if moved > 0 {
+            self.stats.handoffs.fetch_add(moved, Ordering::Relaxed);
+            tracing::info!(rooms = moved, nodes = ?joined, "rooms handed to the nodes that joined");
         }
     }
 
@@ -325,7 +354,8 @@ impl Links {
             for room in c.rooms {
                 c.handle.unmark_pending(room);
                 c.handle.mark_left(room);
-                c.handle.push(resync_frame(room), Class::MustDeliver);
+                c.handle
+                    .push(crate::room::resync_frame(room, None), Class::MustDeliver);
             }
         }
     }
@@ -400,12 +430,14 @@ impl Links {
         router: Router,
         stop: CancellationToken,
     ) {
-        let mut watch = tokio::time::interval(self.cluster.config.node_ttl / 2);
+        let mut watch = tokio::time::interval(self.cluster.config.node_ttl / 4);
+        let mut known: HashSet<String> = HashSet::new();
         loop {
             let (mut stream, peer) = tokio::select! {
                 () = stop.cancelled() => return,
                 _ = watch.tick() => {
                     self.drop_dead_links();
+                    self.rebalance(&router, &mut known);
                     continue;
                 }
                 accepted = listener.accept() => match accepted {
@@ -761,7 +793,8 @@ async fn run_commands(
             Ok((reference, msg)) => {
                 let room = msg.room();
                 let reply = ReplyTo::new(handle.clone(), reference);
-                if !router.runs(room) && links.runs_elsewhere(room).await {
+                if !router.runs(room) && (router.is_draining() || links.runs_elsewhere(room).await)
+                {
                     // The edge's idea of where the room runs is out of date: it forgets it,
                     // and the client's retry finds the right node.
                     let _ = out.send(Out::Msg(Down::Moved { room }));
@@ -907,29 +940,13 @@ fn answer_unavailable(conn: &ConnHandle, reference: Option<Ref>) {
     drop(ReplyTo::new(conn.clone(), reference));
 }
 
-/// `resync` for `room`, with no offset (the room's node was lost).
-fn resync_frame(room: RoomKey) -> WireFrame {
-    let text = match room {
-        RoomKey::Workspace(workspace_id) => ServerMsg::Resync {
-            workspace_id,
-            offset: None,
-        }
-        .to_json(),
-        RoomKey::Session(session_id) => SessionFrame::SessionResync {
-            session_id,
-            offset: None,
-        }
-        .to_json(),
-    };
-    WireFrame::text(text)
-}
-
 /// The close reason for a code the owner sent.
 fn close_reason(code: u16) -> CloseReason {
     [
         CloseReason::SLOW_CONSUMER,
         CloseReason::ACCESS_REVOKED,
         CloseReason::GOING_AWAY,
+        CloseReason::NODE_DRAINING,
         CloseReason::IDLE,
     ]
     .into_iter()
