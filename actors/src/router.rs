@@ -289,6 +289,20 @@ impl Router {
         }
     }
 
+    /// Tells a room running here that a connection was lost with its node.
+    pub fn lost_here(&self, room: RoomKey, conn: ConnId) {
+        if let Some(e) = self.shared.rooms.get(&room) {
+            e.depth.fetch_add(1, Ordering::Relaxed);
+            let sent = match &e.actor {
+                RoomRef::Workspace(a) => a.cast(RoomMsg::Lost(conn)).is_ok(),
+                RoomRef::Session(a) => a.cast(RoomMsg::Lost(conn)).is_ok(),
+            };
+            if !sent {
+                depth_down(&e.depth);
+            }
+        }
+    }
+
     /// Tells a room running here that a connection closed.
     pub fn disconnected_here(&self, room: RoomKey, conn: ConnId) {
         if let Some(e) = self.shared.rooms.get(&room) {

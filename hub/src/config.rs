@@ -246,6 +246,10 @@ pub struct RoomSettings {
     /// Seconds a room with no one connected stays up.
     #[arg(long, env = "HUB_ROOM_IDLE_SECS", default_value_t = 300)]
     pub room_idle_secs: u64,
+    /// Milliseconds a workspace member whose node was lost shows as `suspect` (cluster mode)
+    /// before `offline`; reconnecting within it shows no leave and no join.
+    #[arg(long, env = "HUB_PRESENCE_GRACE_MS", default_value_t = 10_000)]
+    pub presence_grace_ms: u64,
     /// Snapshot a room after this many events...
     #[arg(long, env = "HUB_SNAPSHOT_EVERY", default_value_t = 500)]
     pub snapshot_every: u64,
@@ -354,6 +358,7 @@ impl Config {
     pub fn room_config(&self) -> RoomConfig {
         RoomConfig {
             idle_timeout: Duration::from_secs(self.rooms.room_idle_secs),
+            presence_grace: Duration::from_millis(self.rooms.presence_grace_ms),
             snapshot_every: self.rooms.snapshot_every.max(1),
             snapshot_interval: Duration::from_secs(self.rooms.snapshot_secs.max(1)),
             journal_retain: self.rooms.journal_retain,

@@ -271,7 +271,7 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
         "leave_workspace" => ClientMsg::LeaveWorkspace(payload(frame, &fail)?),
         "presence_update" => {
             let m: PresenceUpdate = payload(frame, &fail)?;
-            if m.status == PresenceStatus::Offline {
+            if matches!(m.status, PresenceStatus::Offline | PresenceStatus::Suspect) {
                 return Err(fail(
                     ErrorCode::InvalidPayload,
                     "status: must be online, away or busy".into(),

@@ -77,6 +77,9 @@ pub enum PresenceStatus {
     Busy,
     /// Not connected to this room.
     Offline,
+    /// The node the member was connected through was lost: they may be reconnecting. Sent by
+    /// the hub only; after a grace period they are `offline`, unless they came back.
+    Suspect,
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct RoomConfig {
     pub fault_injection: bool,
     /// Conference Q&A: the spam rules every session applies.
     pub spam: SpamRules,
+    /// How long a member whose node was lost shows as `suspect` before `offline` (cluster).
+    pub presence_grace: Duration,
 }
 
 /// The spam rules of conference Q&A (the presenter's switches come on top).
@@ -64,6 +66,7 @@ impl Default for RoomConfig {
             replay_limit: 10_000,
             tick: Duration::from_secs(1),
             call_timeout: Duration::from_secs(10),
+            presence_grace: Duration::from_secs(10),
             fault_injection: false,
             spam: SpamRules::default(),
         }

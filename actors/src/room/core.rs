@@ -47,6 +47,8 @@ pub enum RoomMsg<M> {
     Kind(M),
     /// A connection closed.
     Disconnected(ConnId),
+    /// A connection was lost with the node it came through (see [`RoomKind::lost`]).
+    Lost(ConnId),
     /// An append queued by [`Core::commit`] is committed (or refused). Sent by the room's own
     /// commit watcher, in offset order.
     Committed {
@@ -119,6 +121,12 @@ pub trait RoomKind: Sized + Send + Sync + 'static {
 
     /// A connection closed: forget it.
     fn disconnected(&mut self, core: &mut Core<Self>, conn: ConnId);
+
+    /// A connection was lost with the node it came through (it may be reconnecting elsewhere):
+    /// like [`RoomKind::disconnected`] unless the kind keeps its presence a while.
+    fn lost(&mut self, core: &mut Core<Self>, conn: ConnId) {
+        self.disconnected(core, conn);
+    }
 
     /// The room restarted after a crash: tell the connections of the roster.
     fn restarted(&mut self, core: &mut Core<Self>);
@@ -450,6 +458,7 @@ impl<K: RoomKind> Actor for RoomActor<K> {
                 }
             }
             RoomMsg::Disconnected(conn) => kind.disconnected(core, conn),
+            RoomMsg::Lost(conn) => kind.lost(core, conn),
             RoomMsg::Committed { offset, result } => {
                 committed(kind, core, offset, result).await?;
             }

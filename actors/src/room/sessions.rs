@@ -2,6 +2,7 @@
 //! hold several connections; they show as one presence, `offline` only when the last one leaves.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use signaling::UserId;
 use signaling::server::Presence;
@@ -12,6 +13,8 @@ use crate::conn::{Class, ConnHandle, ConnId, Delivery, WireFrame};
 struct UserPresence {
     status: PresenceStatus,
     conns: u32,
+    /// With no connection left: shown `suspect` until then (their node was lost).
+    suspect_until: Option<Instant>,
 }
 
 /// The joined connections of a room.
@@ -37,7 +40,8 @@ pub struct FanOut {
 }
 
 impl Sessions {
-    /// Adds a connection. Returns true when it is its user's first (they came online).
+    /// Adds a connection. Returns true when it is its user's first (they came online), or
+    /// their first since they turned `suspect` (they are back: online again).
     pub fn join(&mut self, conn: ConnHandle) -> bool {
         let user = conn.user();
         if self.conns.insert(conn.id(), conn).is_some() {
@@ -46,9 +50,41 @@ impl Sessions {
         let p = self.users.entry(user).or_insert(UserPresence {
             status: PresenceStatus::Online,
             conns: 0,
+            suspect_until: None,
         });
+        if p.suspect_until.take().is_some() {
+            p.status = PresenceStatus::Online;
+        }
         p.conns += 1;
         p.conns == 1
+    }
+
+    /// Removes a connection whose node was lost. Returns its user when it was their last: they
+    /// show as `suspect` until `until` (see [`Sessions::expire`]) rather than `offline` at once.
+    pub fn lose(&mut self, id: ConnId, until: Instant) -> Option<UserId> {
+        let user = self.conns.remove(&id)?.user();
+        let p = self.users.get_mut(&user)?;
+        p.conns -= 1;
+        if p.conns > 0 {
+            return None;
+        }
+        p.status = PresenceStatus::Suspect;
+        p.suspect_until = Some(until);
+        Some(user)
+    }
+
+    /// The suspects whose grace ended by `now` without a connection back: gone (`offline`).
+    pub fn expire(&mut self, now: Instant) -> Vec<UserId> {
+        let gone: Vec<UserId> = self
+            .users
+            .iter()
+            .filter(|(_, p)| p.conns == 0 && p.suspect_until.is_some_and(|t| t <= now))
+            .map(|(u, _)| *u)
+            .collect();
+        for user in &gone {
+            self.users.remove(user);
+        }
+        gone
     }
 
     /// Removes a connection. Returns its user when it was their last (they went offline).
@@ -56,7 +92,7 @@ impl Sessions {
         let user = self.conns.remove(&id)?.user();
         let p = self.users.get_mut(&user)?;
         p.conns -= 1;
-        if p.conns == 0 {
+        if p.conns == 0 && p.suspect_until.is_none() {
             self.users.remove(&user);
             Some(user)
         } else {
@@ -155,6 +191,35 @@ mod tests {
         assert_eq!(s.leave(2), Some(user));
         assert!(s.is_empty());
         assert_eq!(s.leave(2), None);
+    }
+
+    #[test]
+    fn a_member_whose_node_was_lost_is_suspect_until_back_or_the_grace_ends() {
+        let (ada, bob) = (UserId::new(), UserId::new());
+        let (a, _oa) = ConnHandle::new(1, ada, 8);
+        let (b, _ob) = ConnHandle::new(2, bob, 8);
+        let mut s = Sessions::default();
+        s.join(a);
+        s.join(b);
+        let now = Instant::now();
+        let grace = std::time::Duration::from_secs(10);
+        assert_eq!(s.lose(1, now + grace), Some(ada));
+        assert_eq!(s.lose(2, now + grace), Some(bob));
+        let status = |s: &Sessions, u: UserId| {
+            s.presence()
+                .iter()
+                .find(|p| p.user_id == u)
+                .map(|p| p.status)
+        };
+        assert_eq!(status(&s, ada), Some(PresenceStatus::Suspect));
+        // Ada is back within the grace: online again, and never offline.
+        let (a2, _oa2) = ConnHandle::new(3, ada, 8);
+        assert!(s.join(a2), "back: the others hear she is online");
+        assert_eq!(status(&s, ada), Some(PresenceStatus::Online));
+        assert_eq!(s.expire(now + grace), vec![bob], "Bob did not come back");
+        assert_eq!(status(&s, bob), None);
+        assert!(s.expire(now + grace * 2).is_empty(), "each goes once");
+        assert_eq!(s.leave(3), Some(ada), "a normal leave is offline at once");
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 //! connections it had (kept in the shared roster) are re-attached and told to `resync`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use persistence::SideEffect;
@@ -122,6 +123,17 @@ impl RoomKind for Room {
         self.drop_session(core, conn);
     }
 
+    fn lost(&mut self, core: &mut Core<Room>, conn: ConnId) {
+        core.roster().remove(&conn);
+        if let Some(c) = self.sessions.get(conn) {
+            c.mark_left(RoomKey::Workspace(self.board.id));
+        }
+        let until = Instant::now() + core.ctx.config.presence_grace;
+        if let Some(user) = self.sessions.lose(conn, until) {
+            self.broadcast_presence(core, user, PresenceStatus::Suspect, None);
+        }
+    }
+
     /// After a crash: re-attach the connections that were joined and tell them to resync.
     fn restarted(&mut self, core: &mut Core<Room>) {
         let conns: Vec<ConnHandle> = core.roster().values().cloned().collect();
@@ -143,7 +155,11 @@ impl RoomKind for Room {
         }
     }
 
-    fn tick(&mut self, _core: &mut Core<Room>) {}
+    fn tick(&mut self, core: &mut Core<Room>) {
+        for user in self.sessions.expire(Instant::now()) {
+            self.broadcast_presence(core, user, PresenceStatus::Offline, None);
+        }
+    }
 
     fn is_empty(&self) -> bool {
         self.sessions.is_empty()

@@ -101,6 +101,11 @@ impl TestCluster {
 
     /// A node in this process, with its own data folder.
     pub async fn node(&self, id: &str) -> TestHub {
+        self.node_with(id, |_| {}).await
+    }
+
+    /// A node in this process, its config tweaked.
+    pub async fn node_with(&self, id: &str, tweak: impl FnOnce(&mut hub::Config)) -> TestHub {
         let storage = Storage {
             dir: tempfile::tempdir().expect("tempdir"),
             db: None,
@@ -114,6 +119,7 @@ impl TestCluster {
             c.cluster.node_ttl_ms = NODE_TTL_MS;
             c.jwt_secret = Some(JWT_SECRET.into());
             c.admin_token = Some(ADMIN_TOKEN.into());
+            tweak(c);
         })
         .await
     }
@@ -1040,5 +1046,90 @@ async fn a_room_moved_by_the_operator_and_a_node_that_joins_take_rooms_without_a
     let mut late_created = Vec::new();
     all_created(&mut late, &mut late_created, &titles).await;
     b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn members_of_a_lost_node_are_suspect_then_back_or_gone_once() {
+    let cluster = TestCluster::new().await;
+    let a = cluster
+        .node_with("node-a", |c| c.rooms.presence_grace_ms = 3_000)
+        .await;
+    let storage = Storage {
+        dir: tempfile::tempdir().expect("tempdir"),
+        db: None,
+    };
+    let b = cluster.process("node-b", &storage).await;
+    lists(&a.base, &["node-a", "node-b"]).await;
+    let api = a.api();
+    let ada = api.register("ada").await;
+    let bob = api.register("bob").await;
+    let cat = api.register("cat").await;
+    let ws = workspace_placed_on(&api, &ada, "node-a", &["node-a", "node-b"]).await;
+    api.add_member(&ada, &ws, &bob, "member").await;
+    api.add_member(&ada, &ws, &cat, "member").await;
+
+    let mut watcher = a.ws(&ada).await;
+    watcher.join(&ws, None).await;
+    let mut bob_b = crate::support::Client::connect(&b.base, &bob.token).await;
+    bob_b.join(&ws, None).await;
+    let mut cat_b = crate::support::Client::connect(&b.base, &cat.token).await;
+    cat_b.join(&ws, None).await;
+    for user in [&bob, &cat] {
+        watcher
+            .next_where(|v| {
+                v["type"] == "user_presence"
+                    && v["user_id"] == json!(user.id)
+                    && v["status"] == "online"
+            })
+            .await;
+    }
+    watcher.clear();
+
+    // B dies: Bob and Cat are suspect, not gone.
+    b.signal("KILL");
+    for user in [&bob, &cat] {
+        let said = watcher
+            .next_where(|v| v["type"] == "user_presence" && v["user_id"] == json!(user.id))
+            .await;
+        assert_eq!(said["status"], "suspect", "{said}");
+    }
+    let mut bob_back = a.ws(&bob).await;
+    let joined = bob_back.join(&ws, None).await;
+    let status_of = |joined: &Value, user: &str| {
+        joined["presence"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["user_id"] == user))
+            .map(|p| p["status"].clone())
+    };
+    assert_eq!(
+        status_of(&joined, &cat.id),
+        Some(json!("suspect")),
+        "{joined}"
+    );
+    // Bob came back within the grace: online again. Cat did not: offline, once.
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(Some(_)) = watcher.closed_within(Duration::from_millis(200)).await {
+            panic!("the watcher was closed");
+        }
+        events.extend(
+            watcher
+                .pending_frames()
+                .into_iter()
+                .filter(|v| v["type"] == "user_presence"),
+        );
+    }
+    let said = |user: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|v| v["user_id"] == user)
+            .map(|v| v["status"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(said(&bob.id), ["online"], "no leave for Bob: {events:?}");
+    assert_eq!(said(&cat.id), ["offline"], "Cat gone once: {events:?}");
+    drop(bob_back);
     a.stop().await;
 }

@@ -22,7 +22,7 @@
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -512,8 +512,12 @@ impl Links {
             self.on_up(&mut link, &router, msg);
         }
         stop.cancel();
+        // The edge is gone, or cut off: its clients may be reconnecting elsewhere.
         for (_, proxy) in link.proxies.drain() {
-            drop_proxy(&router, &proxy.handle);
+            proxy.sink.lost.store(true, Ordering::Relaxed);
+            for room in proxy.handle.joined_rooms() {
+                router.lost_here(room, proxy.handle.id());
+            }
         }
         tracing::debug!(node, "link closed");
     }
@@ -529,6 +533,7 @@ impl Links {
                 let proxy = link.proxies.entry(conn).or_insert_with(|| {
                     let id = REMOTE_CONN | self.next_proxy.fetch_add(1, Ordering::Relaxed);
                     let sink = Arc::new(ProxySink {
+                        lost: AtomicBool::new(false),
                         edge_conn: conn,
                         out: link.out.clone(),
                         queued: Arc::new(AtomicUsize::new(0)),
@@ -537,7 +542,7 @@ impl Links {
                         tokens: link.tokens.clone(),
                     });
                     let member = Member { conn: id, ..member };
-                    let handle = ConnHandle::remote(member, capacity as usize, sink);
+                    let handle = ConnHandle::remote(member, capacity as usize, sink.clone());
                     let (cmds, rx) = mpsc::channel(COMMANDS_QUEUED);
                     tokio::spawn(run_commands(
                         self.clone(),
@@ -546,7 +551,7 @@ impl Links {
                         link.out.clone(),
                         rx,
                     ));
-                    Proxy { handle, cmds }
+                    Proxy { handle, cmds, sink }
                 });
                 if proxy.cmds.try_send(text).is_err() {
                     let frame = ServerMsg::Error {
@@ -697,6 +702,7 @@ struct OwnerLink {
 struct Proxy {
     handle: ConnHandle,
     cmds: mpsc::Sender<Bytes>,
+    sink: Arc<ProxySink>,
 }
 
 /// What the owner's writer sends.
@@ -713,6 +719,9 @@ enum Out {
 
 /// A remote member's end in the rooms here.
 struct ProxySink {
+    /// Its link was lost: frames go nowhere, quietly, until its rooms have handled the loss
+    /// (so that none of them takes it for a plain disconnect meanwhile).
+    lost: AtomicBool,
     edge_conn: ConnId,
     out: mpsc::UnboundedSender<Out>,
     queued: Arc<AtomicUsize>,
@@ -723,6 +732,9 @@ struct ProxySink {
 
 impl Remote for ProxySink {
     fn push(&self, frame: &WireFrame, class: Class) -> Delivery {
+        if self.lost.load(Ordering::Relaxed) {
+            return Delivery::Queued;
+        }
         if self.queued.load(Ordering::Relaxed) >= self.limit {
             if class == Class::Droppable {
                 return Delivery::Dropped;
@@ -816,7 +828,7 @@ async fn run_commands(
     }
 }
 
-/// A remote client gone (or its link): the rooms here drop it.
+/// A remote client gone: the rooms here drop it.
 fn drop_proxy(router: &Router, handle: &ConnHandle) {
     handle.close_here(CloseReason::GOING_AWAY);
     for room in handle.joined_rooms() {
