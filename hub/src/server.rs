@@ -93,7 +93,13 @@ impl Hub {
         )
         .await
         .context("starting the room supervisor")?;
-        let limits = Arc::new(Limits::new(config.limits.clone()));
+        let limits = Arc::new(match &cluster {
+            Some(c) => Limits::with_store(
+                config.limits.clone(),
+                crate::limits::LimitStore::redis(c.clone()),
+            ),
+            None => Limits::new(config.limits.clone()),
+        });
         let registry = Registry::new(config.ws.max_conns_per_user, config.ws.max_conns_per_ip);
         let mut state = AppState {
             store,

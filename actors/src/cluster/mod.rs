@@ -7,12 +7,14 @@
 //!
 //! - [`placement`]: which live node owns a room (rendezvous hashing).
 //! - [`lease`]: the lease a node holds on each room it runs, renewed with the heartbeat.
+//! - [`limits`]: the shared rate limits, kept in Redis so that they hold across nodes.
 //! - [`link`]: the direct links between nodes that carry forwarded commands and room frames.
 //!
 //! Keys are wrapped in a hash tag (`{prefix}`), so that all of one cluster's keys live in one
 //! slot should the Redis behind it be a Redis Cluster: the scripts here touch several at once.
 
 pub mod lease;
+pub mod limits;
 pub mod link;
 pub mod placement;
 

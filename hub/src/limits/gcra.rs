@@ -4,7 +4,10 @@
 //! read-modify-write per request: the same algorithm runs unchanged as a Lua script over one
 //! Redis key, which is why the shared limits go through [`LimitStore`] and nothing else.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use actors::cluster::Cluster;
 
 use dashmap::DashMap;
 
@@ -15,12 +18,28 @@ use super::Rate;
 pub enum LimitStore {
     /// This process's memory.
     Memory(MemoryStore),
+    /// The cluster's Redis, shared by every node; this process's memory while Redis does not
+    /// answer (each node then limits alone, rather than refusing everyone or no one).
+    Redis {
+        /// The cluster whose Redis holds the limits.
+        cluster: Arc<Cluster>,
+        /// Used while Redis does not answer.
+        fallback: MemoryStore,
+    },
 }
 
 impl LimitStore {
     /// A store in this process's memory.
     pub fn memory() -> Self {
         LimitStore::Memory(MemoryStore::default())
+    }
+
+    /// A store in the cluster's Redis.
+    pub fn redis(cluster: Arc<Cluster>) -> Self {
+        LimitStore::Redis {
+            cluster,
+            fallback: MemoryStore::default(),
+        }
     }
 
     /// Takes one unit of `key`'s allowance under `rate`, if one is available.
@@ -30,6 +49,18 @@ impl LimitStore {
     pub async fn acquire(&self, key: &str, rate: Rate) -> Result<(), Duration> {
         match self {
             LimitStore::Memory(m) => m.acquire_at(key, rate, Instant::now()),
+            LimitStore::Redis { cluster, fallback } => {
+                match cluster
+                    .limit_acquire(key, rate.interval(), rate.tolerance())
+                    .await
+                {
+                    Ok(verdict) => verdict,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "shared limits unreachable; this node limits alone");
+                        fallback.acquire_at(key, rate, Instant::now())
+                    }
+                }
+            }
         }
     }
 
@@ -37,6 +68,11 @@ impl LimitStore {
     pub async fn refund(&self, key: &str, rate: Rate) {
         match self {
             LimitStore::Memory(m) => m.refund(key, rate),
+            LimitStore::Redis { cluster, fallback } => {
+                if cluster.limit_refund(key, rate.interval()).await.is_err() {
+                    fallback.refund(key, rate);
+                }
+            }
         }
     }
 
@@ -44,20 +80,27 @@ impl LimitStore {
     pub async fn reset(&self, key: &str) {
         match self {
             LimitStore::Memory(m) => m.reset(key),
+            LimitStore::Redis { cluster, fallback } => {
+                fallback.reset(key);
+                let _ = cluster.limit_reset(key).await;
+            }
         }
     }
 
-    /// Drops keys whose allowance is full again (they are the same as absent).
+    /// Drops keys whose allowance is full again (they are the same as absent; Redis expires
+    /// its own).
     pub fn sweep(&self) {
         match self {
-            LimitStore::Memory(m) => m.sweep_at(Instant::now()),
+            LimitStore::Memory(m) | LimitStore::Redis { fallback: m, .. } => {
+                m.sweep_at(Instant::now());
+            }
         }
     }
 
-    /// How many keys are held.
+    /// How many keys are held in this process.
     pub fn len(&self) -> usize {
         match self {
-            LimitStore::Memory(m) => m.tat.len(),
+            LimitStore::Memory(m) | LimitStore::Redis { fallback: m, .. } => m.tat.len(),
         }
     }
 

@@ -54,10 +54,13 @@ pub struct Limits {
 impl Limits {
     /// The policy of `config`, kept in this process's memory.
     pub fn new(config: LimitsConfig) -> Self {
-        Limits {
-            store: LimitStore::memory(),
-            config,
-        }
+        Self::with_store(config, LimitStore::memory())
+    }
+
+    /// The policy of `config`, kept in `store` (the cluster's Redis, so that it holds across
+    /// nodes).
+    pub fn with_store(config: LimitsConfig, store: LimitStore) -> Self {
+        Limits { store, config }
     }
 
     /// The configured rates.

@@ -1133,3 +1133,40 @@ async fn members_of_a_lost_node_are_suspect_then_back_or_gone_once() {
     drop(bob_back);
     a.stop().await;
 }
+
+/// Failed logins are counted in Redis: spread over two nodes (and sent at once), they get no
+/// more than one node's budget, and the lockout holds on both.
+#[tokio::test]
+async fn the_login_lockout_is_counted_across_nodes() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let b = cluster.node("node-b").await;
+    let ada = a.api().register("ada").await;
+    let http = reqwest::Client::new();
+    let statuses = futures_util::future::join_all((0..20).map(|i| {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let req = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"email": ada.email, "password": "not the password"}))
+            .send();
+        async move { req.await.expect("login").status().as_u16() }
+    }))
+    .await;
+    let tried = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    // The pair's budget is 5 failures (the default), for the whole cluster.
+    assert_eq!((tried, refused), (5, 15), "{statuses:?}");
+    for node in [&a, &b] {
+        let (status, body) = node
+            .api()
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": ada.email, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(status, 429, "locked out on every node: {body}");
+    }
+    b.stop().await;
+    a.stop().await;
+}
