@@ -15,6 +15,13 @@
 //! | `hub_events_dropped_total` | counter | droppable frames skipped for members falling behind |
 //! | `hub_events_conflated_total` | counter | presence frames that replaced an older one still queued |
 //! | `hub_rate_limited_total` | counter | requests, upgrades and frames refused by a limit or cap |
+//! | `hub_cluster_forwarded_commands_total` | counter | client commands sent to the node running their room |
+//! | `hub_cluster_link_frames_total` | counter | room frames sent to other nodes (one per frame per node) |
+//! | `hub_cluster_remote_deliveries_total` | counter | member deliveries those frames stood for |
+//! | `hub_cluster_lease_renewals_total` | counter | room leases renewed (each lease, each heartbeat) |
+//! | `hub_cluster_leases_lost_total` | counter | room leases found taken by another node |
+//! | `hub_cluster_handoffs_total` | counter | rooms handed to another node (drain, move, a node joining) |
+//! | `hub_cluster_failovers_total` | counter | nodes lost while members here were in their rooms (those members resynced) |
 
 use actors::RoomMetrics;
 use metrics::{Counter, Gauge, Histogram, Key, Level, Metadata, Recorder, Unit};
@@ -37,6 +44,37 @@ pub struct HubMetrics {
     pub rate_limited: Counter,
     /// What rooms record into.
     pub rooms: RoomMetrics,
+    /// The cluster's counters (copied in from the cluster layer when rendered).
+    pub cluster: ClusterCounters,
+}
+
+/// The cluster counters, as exported.
+#[derive(Clone)]
+pub struct ClusterCounters {
+    forwarded: Counter,
+    link_frames: Counter,
+    remote_deliveries: Counter,
+    lease_renewals: Counter,
+    leases_lost: Counter,
+    handoffs: Counter,
+    failovers: Counter,
+}
+
+impl ClusterCounters {
+    /// Copies the cluster layer's counts in (before a render).
+    pub fn update(&self, cluster: &actors::cluster::Cluster, links: &actors::cluster::link::Links) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let l = &links.stats;
+        let c = &cluster.stats;
+        self.forwarded.absolute(l.forwarded.load(Relaxed));
+        self.link_frames.absolute(l.frames_sent.load(Relaxed));
+        self.remote_deliveries
+            .absolute(l.remote_deliveries.load(Relaxed));
+        self.handoffs.absolute(l.handoffs.load(Relaxed));
+        self.failovers.absolute(l.links_lost.load(Relaxed));
+        self.lease_renewals.absolute(c.lease_renewals.load(Relaxed));
+        self.leases_lost.absolute(c.leases_lost.load(Relaxed));
+    }
 }
 
 const JOURNAL_BUCKETS: &[f64] = &[
@@ -93,6 +131,36 @@ impl HubMetrics {
                     "hub_journal_append_seconds",
                     "Time from a room's journal append to its commit",
                     Some(Unit::Seconds),
+                ),
+            },
+            cluster: ClusterCounters {
+                forwarded: r.counter(
+                    "hub_cluster_forwarded_commands_total",
+                    "Client commands sent to the node running their room",
+                ),
+                link_frames: r.counter(
+                    "hub_cluster_link_frames_total",
+                    "Room frames sent to other nodes (one per frame per node)",
+                ),
+                remote_deliveries: r.counter(
+                    "hub_cluster_remote_deliveries_total",
+                    "Member deliveries the frames sent to other nodes stood for",
+                ),
+                lease_renewals: r.counter(
+                    "hub_cluster_lease_renewals_total",
+                    "Room leases renewed (each lease, each heartbeat)",
+                ),
+                leases_lost: r.counter(
+                    "hub_cluster_leases_lost_total",
+                    "Room leases found taken by another node",
+                ),
+                handoffs: r.counter(
+                    "hub_cluster_handoffs_total",
+                    "Rooms handed to another node (drain, move, a node joining)",
+                ),
+                failovers: r.counter(
+                    "hub_cluster_failovers_total",
+                    "Nodes lost while members here were in their rooms",
                 ),
             },
             handle: recorder.handle(),

@@ -186,6 +186,14 @@ impl Cluster {
         let mut args = vec![self.config.node_id.clone(), self.ttl_ms().to_string()];
         args.extend(held.iter().map(|(_, epoch)| epoch.to_string()));
         let lost: Vec<i64> = self.redis.eval(RENEW, keys, args).await?;
+        let renewed = held.len().saturating_sub(lost.len()) as u64;
+        let stats = &self.stats;
+        stats
+            .lease_renewals
+            .fetch_add(renewed, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .leases_lost
+            .fetch_add(lost.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for i in lost {
             let Some((room, _)) = usize::try_from(i - 1).ok().and_then(|i| held.get(i)) else {
                 continue;

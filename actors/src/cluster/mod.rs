@@ -136,6 +136,17 @@ pub struct Cluster {
     draining: std::sync::atomic::AtomicBool,
     /// The load last reported.
     load: Mutex<Load>,
+    /// Lease renewals and losses, for the metrics.
+    pub stats: ClusterStats,
+}
+
+/// What the cluster layer counts (exported as metrics by the hub).
+#[derive(Default)]
+pub struct ClusterStats {
+    /// Room leases renewed (each lease, each heartbeat).
+    pub lease_renewals: std::sync::atomic::AtomicU64,
+    /// Room leases found taken by another node.
+    pub leases_lost: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -187,6 +198,7 @@ impl Cluster {
             lost_rx: Mutex::new(Some(lost_rx)),
             draining: std::sync::atomic::AtomicBool::new(false),
             load: Mutex::new(Load::default()),
+            stats: ClusterStats::default(),
         };
         // A node restarted under the same id finds its previous registration until that
         // expires: wait that long. A live twin keeps renewing its own, and is refused.

@@ -55,6 +55,9 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let (Some(cluster), Some(links)) = (&state.cluster, &state.links) {
+        state.metrics.cluster.update(cluster, links);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.handle.render(),

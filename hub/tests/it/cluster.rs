@@ -549,6 +549,20 @@ async fn members_on_two_nodes_see_each_others_presence_and_work() {
             .await;
     }
 
+    // The metrics say so: commands forwarded by the edge, frames sent over the link by the
+    // owner (each once for its node), as many member deliveries as frames or more.
+    let mut counts = [0.0; 3];
+    for node in [&a, &b] {
+        let m = node.metrics().await;
+        counts[0] += crate::support::gauge(&m, "hub_cluster_forwarded_commands_total");
+        counts[1] += crate::support::gauge(&m, "hub_cluster_link_frames_total");
+        counts[2] += crate::support::gauge(&m, "hub_cluster_remote_deliveries_total");
+    }
+    assert!(
+        counts[0] >= 2.0 && counts[1] >= 4.0 && counts[2] >= counts[1],
+        "{counts:?}"
+    );
+
     // Bob's socket closes: Ada, on the other node, sees him go.
     drop(on_b);
     let offline = on_a

@@ -482,7 +482,7 @@ impl Links {
             waits: Arc::default(),
             tokens: Arc::new(AtomicU64::new(1)),
         };
-        tokio::spawn(write_down(wr, rx, stop.clone()));
+        tokio::spawn(write_down(wr, rx, stop.clone(), self.clone()));
         let mut link = link;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut watch = tokio::time::interval(self.cluster.config.node_ttl / 2);
@@ -867,6 +867,7 @@ async fn write_down(
     mut wr: impl AsyncWrite + Unpin,
     mut rx: mpsc::UnboundedReceiver<Out>,
     stop: CancellationToken,
+    links: Arc<Links>,
 ) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut conns: Vec<ConnId> = Vec::new();
@@ -912,6 +913,11 @@ async fn write_down(
                     }
                 }
                 Down::encode_frame(&mut buf, &conns, class, &frame);
+                let stats = &links.stats;
+                stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .remote_deliveries
+                    .fetch_add(conns.len() as u64, Ordering::Relaxed);
             }
         }
         if carry.is_none() && (buf.len() >= WRITE_BATCH || rx.is_empty()) {
