@@ -97,17 +97,19 @@ pub enum ClusterError {
     Elsewhere(String),
 }
 
-/// Registers `ARGV[2]` (info `ARGV[3]`, expiring in `ARGV[4]` ms) and returns every registered
-/// node's info, forgetting ids whose registration expired. With `ARGV[5] == "new"`, refuses
-/// (returns `false`) if the id is already registered.
+/// Registers `ARGV[2]` (info `ARGV[3]`, expiring in `ARGV[4]` ms) and returns whether it was
+/// still registered (`"1"` or `"0"`) followed by every registered node's info, forgetting ids
+/// whose registration expired. With `ARGV[5] == "new"`, refuses (returns `false`) if the id is
+/// already registered.
 const HEARTBEAT: &str = r"
 local key = ARGV[1] .. ARGV[2]
-if ARGV[5] == 'new' and redis.call('EXISTS', key) == 1 then
+local existed = redis.call('EXISTS', key)
+if ARGV[5] == 'new' and existed == 1 then
   return false
 end
 redis.call('SET', key, ARGV[3], 'PX', ARGV[4])
 redis.call('SADD', KEYS[1], ARGV[2])
-local live = {}
+local live = {tostring(existed)}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local info = redis.call('GET', ARGV[1] .. id)
   if info then
@@ -138,6 +140,9 @@ pub struct Cluster {
     load: Mutex<Load>,
     /// Lease renewals and losses, for the metrics.
     pub stats: ClusterStats,
+    /// Until then, nodes missing from the registry stay in the view: Redis lost the
+    /// registrations (it restarted empty), and the others re-register on their next heartbeats.
+    sticky_until: Mutex<Option<std::time::Instant>>,
 }
 
 /// What the cluster layer counts (exported as metrics by the hub).
@@ -199,6 +204,7 @@ impl Cluster {
             draining: std::sync::atomic::AtomicBool::new(false),
             load: Mutex::new(Load::default()),
             stats: ClusterStats::default(),
+            sticky_until: Mutex::new(None),
         };
         // A node restarted under the same id finds its previous registration until that
         // expires: wait that long. A live twin keeps renewing its own, and is refused.
@@ -388,6 +394,24 @@ impl Cluster {
         let Some(listed) = reply else {
             return Ok(false);
         };
+        let (existed, listed) = listed
+            .split_first()
+            .map_or((true, &[][..]), |(e, rest)| (e == "1", rest));
+        let now = std::time::Instant::now();
+        let mut sticky = self
+            .sticky_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !new && !existed {
+            // This node's own registration was gone: Redis lost its data, so the others' are
+            // gone too until their next heartbeats. Do not take them for dead meanwhile.
+            tracing::warn!(
+                "this node's registration was gone (Redis restarted?); registering again"
+            );
+            *sticky = Some(now + self.config.node_ttl * 2);
+        }
+        let keep_missing = sticky.is_some_and(|until| now < until);
+        drop(sticky);
         let mut live: Vec<NodeInfo> = listed
             .iter()
             .filter_map(|raw| match serde_json::from_str(raw) {
@@ -398,6 +422,15 @@ impl Cluster {
                 }
             })
             .collect();
+        if keep_missing {
+            let before = self.live_nodes();
+            let missing: Vec<NodeInfo> = before
+                .iter()
+                .filter(|old| !live.iter().any(|n| n.id == old.id))
+                .cloned()
+                .collect();
+            live.extend(missing);
+        }
         live.sort_by(|a, b| a.id.cmp(&b.id));
         *self.live.write().unwrap_or_else(PoisonError::into_inner) = live.into();
         Ok(true)
