@@ -29,7 +29,9 @@ pub const MAX_STORM_RATE: f64 = 100_000.0;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadtest", version, about)]
 pub struct Args {
-    /// Base URL of the hub (plain http://; loopback only unless --allow-remote).
+    /// Base URL of the hub (plain http://; loopback only unless --allow-remote). Several,
+    /// comma-separated, for the nodes of a cluster: connection i goes to node i % n (so a room
+    /// of n members or more has members on every node); the REST setup uses the first.
     #[arg(long, env = "LOADTEST_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// WebSocket connections to open (N).
@@ -74,8 +76,9 @@ pub struct Args {
     pub source_addrs: SourceAddrs,
     /// The hub's process id: report its memory (VmRSS) and CPU time (from /proc) before
     /// connecting, with the connections idle, and at the end, per connection and per event.
-    #[arg(long, value_name = "PID")]
-    pub hub_pid: Option<u32>,
+    /// Several, comma-separated (a cluster's nodes): their sums.
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    pub hub_pid: Vec<u32>,
     /// Hold the connections idle for this many seconds after connecting, before the load phase
     /// (the hub's RSS is read again at its end); with --rate 0, a memory run.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
@@ -148,8 +151,10 @@ pub struct Config {
     pub json: bool,
     /// Source addresses, as asked (resolved against the hub's address when dialing).
     pub source_addrs: SourceAddrs,
-    /// The hub's pid, for its memory and CPU figures.
-    pub hub_pid: Option<u32>,
+    /// The hub's pids (its nodes'), for its memory and CPU figures.
+    pub hub_pid: Vec<u32>,
+    /// Every node's address (`target` is the first).
+    pub nodes: Vec<Target>,
     /// Idle time between connecting and the load phase.
     pub hold: Duration,
     /// Connections that stop reading after joining: the last `slow_readers` indices.
@@ -184,7 +189,13 @@ impl Args {
     /// # Errors
     /// The first argument that is out of range, in words a user can act on.
     pub fn validate(self) -> anyhow::Result<Config> {
-        let target = Target::parse(&self.url, self.allow_remote).context("--url")?;
+        let nodes = self
+            .url
+            .split(',')
+            .map(|u| Target::parse(u.trim(), self.allow_remote))
+            .collect::<Result<Vec<_>, _>>()
+            .context("--url")?;
+        let target = nodes[0].clone();
         if self.users == 0 {
             bail!("--users must be at least 1");
         }
@@ -235,7 +246,7 @@ impl Args {
         if hold > MAX_DURATION {
             bail!("--hold must be at most {} seconds", MAX_DURATION.as_secs());
         }
-        if self.hub_pid == Some(0) {
+        if self.hub_pid.contains(&0) {
             bail!("--hub-pid must be a process id (the hub's, e.g. from `pgrep -x hub`)");
         }
         if let (SourceAddrs::Count(n @ 1..), Ok(ip)) =
@@ -265,6 +276,7 @@ impl Args {
             json: self.json,
             source_addrs: self.source_addrs,
             hub_pid: self.hub_pid,
+            nodes,
             hold,
             slow_readers: self.slow_readers,
             storm,
@@ -422,7 +434,7 @@ mod tests {
     #[test]
     fn hold_pid_and_source_addresses_are_checked() {
         let c = parse(&["--hold", "5", "--hub-pid", "1234"]).unwrap();
-        assert_eq!((c.hold, c.hub_pid), (Duration::from_secs(5), Some(1234)));
+        assert_eq!((c.hold, c.hub_pid), (Duration::from_secs(5), vec![1234]));
         assert!(parse(&["--hub-pid", "0"]).is_err());
         assert!(parse(&["--hold", "100000"]).is_err());
         assert_eq!(parse(&[]).unwrap().source_addrs, SourceAddrs::Auto);

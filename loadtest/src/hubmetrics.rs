@@ -68,6 +68,21 @@ pub async fn scrape(target: &Target) -> Option<HubCounters> {
     })
 }
 
+/// [`scrape`] of every node, summed (`None` if any cannot be read).
+pub async fn scrape_all(nodes: &[Target]) -> Option<HubCounters> {
+    let mut total = HubCounters {
+        slow_consumers: Some(0.0),
+        rate_limited: Some(0.0),
+    };
+    for node in nodes {
+        let c = scrape(node).await?;
+        let add = |a: Option<f64>, b: Option<f64>| Some(a? + b?);
+        total.slow_consumers = add(total.slow_consumers, c.slow_consumers);
+        total.rate_limited = add(total.rate_limited, c.rate_limited);
+    }
+    Some(total)
+}
+
 /// The metrics page as text (no timeout of its own: callers bound it).
 pub(crate) async fn page(target: &Target) -> Option<String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();

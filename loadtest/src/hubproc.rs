@@ -24,6 +24,8 @@ pub struct HubSample {
 #[derive(Debug)]
 pub struct HubProbe {
     pid: u32,
+    /// More processes counted with it (a cluster's other nodes).
+    more: Vec<u32>,
     ticks_per_second: f64,
     warned: AtomicBool,
 }
@@ -33,9 +35,18 @@ impl HubProbe {
     pub fn new(pid: u32) -> HubProbe {
         HubProbe {
             pid,
+            more: Vec::new(),
             ticks_per_second: clock_ticks_per_second(),
             warned: AtomicBool::new(false),
         }
+    }
+
+    /// A probe of every process in `pids` (their sums), if any.
+    pub fn of(pids: &[u32]) -> Option<HubProbe> {
+        let (first, more) = pids.split_first()?;
+        let mut probe = HubProbe::new(*first);
+        probe.more = more.to_vec();
+        Some(probe)
     }
 
     /// The pid watched.
@@ -62,15 +73,23 @@ impl HubProbe {
     }
 
     fn try_sample(&self) -> Result<HubSample, String> {
-        let read = |file: &str| {
-            let path = format!("/proc/{}/{file}", self.pid);
-            std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))
+        let mut total = HubSample {
+            rss_kib: 0,
+            cpu_s: 0.0,
         };
-        let rss_kib = parse_vm_rss_kib(&read("status")?).ok_or("no VmRSS in its status")?;
-        let ticks = parse_cpu_ticks(&read("stat")?).ok_or("unreadable stat line")?;
-        #[allow(clippy::cast_precision_loss)]
-        let cpu_s = ticks as f64 / self.ticks_per_second;
-        Ok(HubSample { rss_kib, cpu_s })
+        for pid in std::iter::once(self.pid).chain(self.more.iter().copied()) {
+            let read = |file: &str| {
+                let path = format!("/proc/{pid}/{file}");
+                std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))
+            };
+            let rss_kib = parse_vm_rss_kib(&read("status")?).ok_or("no VmRSS in its status")?;
+            let ticks = parse_cpu_ticks(&read("stat")?).ok_or("unreadable stat line")?;
+            #[allow(clippy::cast_precision_loss)]
+            let cpu_s = ticks as f64 / self.ticks_per_second;
+            total.rss_kib += rss_kib;
+            total.cpu_s += cpu_s;
+        }
+        Ok(total)
     }
 
     /// The hub's soft open-file limit, from `/proc/<pid>/limits`.

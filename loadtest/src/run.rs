@@ -58,7 +58,7 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Report> {
     let dialer = Arc::new(
         Dialer::resolve(
-            &config.target,
+            &config.nodes,
             config.source_addrs,
             config.total_connections(),
         )
@@ -74,7 +74,7 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
     for w in preflight::before_run(config, files, dialer.sources()) {
         eprintln!("warning: {w}");
     }
-    let probe = config.hub_pid.map(|pid| Arc::new(HubProbe::new(pid)));
+    let probe = HubProbe::of(&config.hub_pid).map(Arc::new);
     // A wrong pid is said now, before minutes of setup, not at the first phase boundary.
     if let Some(p) = &probe {
         let _ = p.sample();
@@ -110,7 +110,7 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
     };
     let mut marks = Marks::default();
     probes.mark(&mut marks, |r| &mut r.before);
-    let counted_before = hubmetrics::scrape(&config.target).await;
+    let counted_before = hubmetrics::scrape_all(&config.nodes).await;
     let watch = (phases.phase_rx.clone(), phases.stop_rx.clone());
     let connecting = connect::open_all(config, &fixture, &dialer, &ctx, &watch);
     let mut conns = phases.interruptible(connecting).await.unwrap_or_else(|| {
@@ -184,7 +184,7 @@ pub async fn run(config: &Config, files: Option<FileLimit>) -> anyhow::Result<Re
     let samples = close_members(&mut conns.members, &phases.stop_tx).await;
     let storm_connect = storm.close(CLOSE_GRACE).await;
     phases.progress.abort();
-    let hub_counted = match (counted_before, hubmetrics::scrape(&config.target).await) {
+    let hub_counted = match (counted_before, hubmetrics::scrape_all(&config.nodes).await) {
         (Some(before), Some(after)) => Some(HubCounted::between(before, after)),
         _ => None,
     };

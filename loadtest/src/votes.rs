@@ -108,7 +108,7 @@ struct Kept {
 }
 
 async fn run(config: &Config) -> anyhow::Result<VotesReport> {
-    let dialer = Dialer::resolve(&config.target, config.source_addrs, config.users).await?;
+    let dialer = Dialer::resolve(&config.nodes, config.source_addrs, config.users).await?;
     let api = Api::new(config.target.clone());
     let run_id = rest::run_id();
     eprintln!(
@@ -152,7 +152,7 @@ async fn run(config: &Config) -> anyhow::Result<VotesReport> {
     );
     warn_about_limits(config, counters);
 
-    let probe = config.hub_pid.map(HubProbe::new);
+    let probe = HubProbe::of(&config.hub_pid);
     let own = HubProbe::new(std::process::id());
     let (mut hub_marks, mut own_marks) = (HubReadings::default(), HubReadings::default());
     let journal_before = metrics::read(&config.target).await;

@@ -177,7 +177,7 @@ async fn setup(
         .await
         .with_context(|| format!("starting the session (POST {start})"))?;
 
-    let dialer = Dialer::resolve(&config.target, config.source_addrs, config.users + 1).await?;
+    let dialer = Dialer::resolve(&config.nodes, config.source_addrs, config.users + 1).await?;
     let (socket, hub_limits) = dialer
         .open_bare(&presenter.access_token, 0)
         .await

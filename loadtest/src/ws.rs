@@ -80,10 +80,10 @@ pub struct Session {
     pub task: Option<(TaskId, u64)>,
 }
 
-/// Opens connections to one hub; the address is resolved once for all of them.
+/// Opens connections to a hub, or to the nodes of a cluster (connection i to node i % n); the
+/// addresses are resolved once for all of them.
 pub struct Dialer {
-    target: Target,
-    addrs: Vec<SocketAddr>,
+    nodes: Vec<(Target, Vec<SocketAddr>)>,
     /// Source addresses connections are spread over; 0 binds nothing.
     sources: usize,
 }
@@ -96,35 +96,44 @@ impl Dialer {
     /// When the name does not resolve, or source addresses were asked for and it resolves to
     /// nothing on 127.0.0.0/8.
     pub async fn resolve(
-        target: &Target,
+        targets: &[Target],
         source_addrs: SourceAddrs,
         connections: usize,
     ) -> anyhow::Result<Dialer> {
-        let mut addrs: Vec<SocketAddr> =
-            tokio::net::lookup_host((target.host.as_str(), target.port))
-                .await
-                .with_context(|| format!("resolving {}", target.host))?
-                .collect();
-        anyhow::ensure!(!addrs.is_empty(), "{} resolves to no address", target.host);
+        let mut nodes = Vec::with_capacity(targets.len());
+        for target in targets {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((target.host.as_str(), target.port))
+                    .await
+                    .with_context(|| format!("resolving {}", target.host))?
+                    .collect();
+            anyhow::ensure!(!addrs.is_empty(), "{} resolves to no address", target.host);
+            nodes.push((target.clone(), addrs));
+        }
+        let first = nodes.first().context("no hub address")?;
         // `localhost` may resolve to ::1 first; bound sockets need the IPv4 loopback.
-        let loopback = addrs
+        let loopback = first
+            .1
             .iter()
             .map(SocketAddr::ip)
             .find(|&ip| addrs::is_loopback_v4(ip));
-        let sources = source_addrs.resolve(connections, loopback.unwrap_or(addrs[0].ip()));
+        let sources = source_addrs.resolve(connections, loopback.unwrap_or(first.1[0].ip()));
         if sources > 0 {
-            addrs.retain(|a| addrs::is_loopback_v4(a.ip()));
-            anyhow::ensure!(
-                !addrs.is_empty(),
-                "--source-addrs needs a hub on 127.0.0.0/8; {} is not",
-                target.host
-            );
+            for (target, addrs) in &mut nodes {
+                addrs.retain(|a| addrs::is_loopback_v4(a.ip()));
+                anyhow::ensure!(
+                    !addrs.is_empty(),
+                    "--source-addrs needs a hub on 127.0.0.0/8; {} is not",
+                    target.host
+                );
+            }
         }
-        Ok(Dialer {
-            target: target.clone(),
-            addrs,
-            sources,
-        })
+        Ok(Dialer { nodes, sources })
+    }
+
+    /// The node connection `conn` goes to.
+    fn node(&self, conn: usize) -> &(Target, Vec<SocketAddr>) {
+        &self.nodes[conn % self.nodes.len()]
     }
 
     /// How many source addresses the connections are spread over (0: the kernel's choice).
@@ -179,10 +188,11 @@ impl Dialer {
     /// An [`OpenError`] of step `tcp` or `handshake`.
     pub async fn upgrade(&self, token: &str, conn: usize) -> Result<Socket, OpenError> {
         let tcp = self.tcp(conn).await?;
+        let target = &self.node(conn).0;
         let req = Request::builder()
             .method("GET")
-            .uri(self.target.ws_path(token))
-            .header(header::HOST, &self.target.authority)
+            .uri(target.ws_path(token))
+            .header(header::HOST, &target.authority)
             .header(header::UPGRADE, "websocket")
             .header(header::CONNECTION, "upgrade")
             .header(header::SEC_WEBSOCKET_KEY, handshake::generate_key())
@@ -223,7 +233,7 @@ impl Dialer {
     async fn tcp(&self, conn: usize) -> Result<TcpStream, OpenError> {
         let source = addrs::source_for(conn, self.sources);
         let mut last = None;
-        for addr in &self.addrs {
+        for addr in &self.node(conn).1 {
             match connect(*addr, source).await {
                 Ok(tcp) => {
                     // Latency is the point of the run: no Nagle delay on small frames.
