@@ -115,6 +115,28 @@ impl Store {
         })?)
     }
 
+    /// Accounts, newest first: at most `limit`, older than `before` if given (ids are
+    /// time-ordered, so the id is the cursor). For the operator's list.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn list_users(
+        &self,
+        before: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, email, name, password_hash, created_at, disabled_at FROM users \
+                 WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+            )
+            .bind(before.map(|b| b.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+
     /// Finds an account by id.
     ///
     /// # Errors

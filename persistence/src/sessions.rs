@@ -212,6 +212,30 @@ impl Store {
             .collect()
     }
 
+    /// Sessions, newest first: at most `limit`, older than `before` if given. For the
+    /// operator's list.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn list_sessions(
+        &self,
+        before: Option<SessionId>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s \
+             WHERE ($1 IS NULL OR s.id < $1) ORDER BY s.id DESC LIMIT $2"
+        );
+        let rows: Vec<SessionRow> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(before.map(|b| b.as_uuid()))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+        })?;
+        rows.into_iter().map(SessionRow::record).collect()
+    }
+
     /// `user`'s staff role in a session, if they have one.
     ///
     /// # Errors

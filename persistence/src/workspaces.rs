@@ -113,6 +113,28 @@ impl Store {
             .collect()
     }
 
+    /// Workspaces, newest first: at most `limit`, older than `before` if given. For the
+    /// operator's list.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn list_workspaces(
+        &self,
+        before: Option<WorkspaceId>,
+        limit: u32,
+    ) -> Result<Vec<WorkspaceRecord>, StoreError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, name, created_at FROM workspaces \
+                 WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+            )
+            .bind(before.map(|b| b.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+
     /// One workspace.
     ///
     /// # Errors

@@ -5,6 +5,8 @@
 //! - `GET /admin/rooms`: the rooms running in the cluster, with their node, epoch, offset and
 //!   members.
 //! - `POST /admin/rooms/{room}/move`: hands a room to another node.
+//! - `GET /admin/users`, `/admin/workspaces`, `/admin/sessions` (pages, newest first) and each
+//!   by id: the operator's lookups.
 //! - `POST /admin/users/{id}/disable`: tokens refused, refresh tokens revoked, sockets closed.
 //! - `POST /admin/users/{id}/enable`: the account may sign in again.
 //! - `DELETE /admin/users/{id}`: the account is deleted as by the user themselves.
@@ -291,4 +293,177 @@ fn parse_room(room: &str) -> Option<signaling::RoomKey> {
         )),
         _ => None,
     }
+}
+
+/// A page of an operator's list: `before` (an id: older than it) and `limit` (1–200, 50).
+#[derive(serde::Deserialize)]
+pub struct Page {
+    before: Option<uuid::Uuid>,
+    limit: Option<u32>,
+    /// `GET /admin/users` only: the account with this email.
+    email: Option<String>,
+}
+
+impl Page {
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(50).clamp(1, 200)
+    }
+}
+
+fn user_json(u: &persistence::UserRecord) -> Value {
+    json!({"id": u.id, "email": u.email, "name": u.name, "created_at": u.created_at,
+           "disabled": u.disabled_at.is_some()})
+}
+
+fn session_json(s: &persistence::SessionRecord) -> Value {
+    json!({"id": s.id, "title": s.title, "status": s.status.as_str(), "created_by": s.created_by,
+           "scheduled_at": s.scheduled_at, "capacity": s.capacity, "created_at": s.created_at})
+}
+
+/// Where a room runs: `{"node": id | null}` (the lease holder in a cluster; this node or none
+/// alone).
+async fn room_place(state: &AppState, room: signaling::RoomKey) -> Value {
+    match &state.cluster {
+        Some(cluster) => match cluster.lease_holder(&room.to_string()).await {
+            Ok(node) => json!({"node": node}),
+            Err(_) => json!({"node": null, "unknown": true}),
+        },
+        None => json!({"node": state.router.runs(room).then_some("local")}),
+    }
+}
+
+/// The next page's cursor: the last item's id when the page is full.
+fn next_cursor(items: &[Value], limit: u32) -> Value {
+    if items.len() == limit as usize {
+        items.last().map_or(Value::Null, |i| i["id"].clone())
+    } else {
+        Value::Null
+    }
+}
+
+/// `GET /api/v1/admin/users`: `{"users": [...], "next": id | null}`, newest first; `?email=`
+/// finds one account.
+pub async fn list_users(
+    State(state): State<AppState>,
+    _: Operator,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(email) = &page.email {
+        let found = state
+            .store
+            .user_by_email(&email.trim().to_lowercase())
+            .await?;
+        let users: Vec<Value> = found.iter().map(user_json).collect();
+        return Ok(Json(json!({"users": users, "next": null})));
+    }
+    let limit = page.limit();
+    let users: Vec<Value> = state
+        .store
+        .list_users(page.before.map(UserId::from_uuid), limit)
+        .await?
+        .iter()
+        .map(user_json)
+        .collect();
+    let next = next_cursor(&users, limit);
+    Ok(Json(json!({"users": users, "next": next})))
+}
+
+/// `GET /api/v1/admin/users/{id}`: the account and its workspaces with its role in each.
+pub async fn get_user(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiPath(user): ApiPath<UserId>,
+) -> Result<Json<Value>, ApiError> {
+    let record = state
+        .store
+        .user_by_id(user)
+        .await?
+        .ok_or_else(no_such_account)?;
+    let workspaces: Vec<Value> = state
+        .store
+        .workspaces_for_user(user)
+        .await?
+        .into_iter()
+        .map(|(w, role)| json!({"id": w.id, "name": w.name, "role": role}))
+        .collect();
+    let mut body = user_json(&record);
+    body["workspaces"] = json!(workspaces);
+    Ok(Json(body))
+}
+
+/// `GET /api/v1/admin/workspaces`: `{"workspaces": [...], "next"}`, newest first.
+pub async fn list_workspaces(
+    State(state): State<AppState>,
+    _: Operator,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page.limit();
+    let workspaces: Vec<Value> = state
+        .store
+        .list_workspaces(page.before.map(signaling::WorkspaceId::from_uuid), limit)
+        .await?
+        .into_iter()
+        .map(|w| json!({"id": w.id, "name": w.name, "created_at": w.created_at}))
+        .collect();
+    let next = next_cursor(&workspaces, limit);
+    Ok(Json(json!({"workspaces": workspaces, "next": next})))
+}
+
+/// `GET /api/v1/admin/workspaces/{id}`: the workspace, its members, and where its room runs.
+pub async fn get_workspace(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiPath(id): ApiPath<signaling::WorkspaceId>,
+) -> Result<Json<Value>, ApiError> {
+    let w = state.store.workspace(id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such workspace",
+        )
+    })?;
+    let members = state.store.members(id).await?;
+    let room = room_place(&state, signaling::RoomKey::Workspace(id)).await;
+    Ok(Json(
+        json!({"id": w.id, "name": w.name, "created_at": w.created_at,
+                   "members": members, "room": room}),
+    ))
+}
+
+/// `GET /api/v1/admin/sessions`: `{"sessions": [...], "next"}`, newest first.
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    _: Operator,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page.limit();
+    let sessions: Vec<Value> = state
+        .store
+        .list_sessions(page.before.map(signaling::SessionId::from_uuid), limit)
+        .await?
+        .iter()
+        .map(session_json)
+        .collect();
+    let next = next_cursor(&sessions, limit);
+    Ok(Json(json!({"sessions": sessions, "next": next})))
+}
+
+/// `GET /api/v1/admin/sessions/{id}`: the session, its attendee count, and where its room runs.
+pub async fn get_session(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiPath(id): ApiPath<signaling::SessionId>,
+) -> Result<Json<Value>, ApiError> {
+    let s = state.store.session(id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such session",
+        )
+    })?;
+    let attendees = state.store.attendees(id).await?.len();
+    let mut body = session_json(&s);
+    body["attendees"] = json!(attendees);
+    body["room"] = room_place(&state, signaling::RoomKey::Session(id)).await;
+    Ok(Json(body))
 }

@@ -176,11 +176,16 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/nodes/{id}/drain", post(admin::drain_node))
         .route("/admin/rooms", get(admin::rooms))
         .route("/admin/rooms/{room}/move", post(admin::move_room))
+        .route("/admin/users", get(admin::list_users))
+        .route("/admin/workspaces", get(admin::list_workspaces))
+        .route("/admin/workspaces/{id}", get(admin::get_workspace))
+        .route("/admin/sessions", get(admin::list_sessions))
+        .route("/admin/sessions/{id}", get(admin::get_session))
         .route("/admin/users/{id}/disable", post(admin::disable_user))
         .route("/admin/users/{id}/enable", post(admin::enable_user))
         .route(
             "/admin/users/{id}",
-            axum::routing::delete(admin::delete_user),
+            get(admin::get_user).delete(admin::delete_user),
         )
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), throttle))

@@ -661,6 +661,26 @@ async fn alone_a_hub_lists_itself_as_the_only_node() {
         (200, None),
         "no redis alone: {body}"
     );
+    // The operator's lists work on the embedded store too.
+    let (ada, _, ws) = hub.api().team("member").await;
+    for (path, key, want) in [
+        ("/api/v1/admin/users?limit=5", "users", ada.id.clone()),
+        ("/api/v1/admin/workspaces", "workspaces", ws.clone()),
+    ] {
+        let (status, body) = hub
+            .api()
+            .call(reqwest::Method::GET, path, Some(ADMIN_TOKEN), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body[key]
+                .as_array()
+                .expect("list")
+                .iter()
+                .any(|x| x["id"] == json!(want)),
+            "{body}"
+        );
+    }
     hub.stop().await;
 }
 
@@ -1242,6 +1262,100 @@ async fn writes_continue_through_a_redis_restart_and_nothing_acknowledged_is_los
     offsets.sort_unstable();
     offsets.dedup();
     assert_eq!(offsets.len(), acked.len(), "each write at its own offset");
+    b.stop().await;
+    a.stop().await;
+}
+
+/// The operator lists and looks up accounts, workspaces and sessions on any node, and sees
+/// where each room runs.
+#[tokio::test]
+async fn the_operator_lists_and_looks_up_users_workspaces_and_sessions() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("node-a").await;
+    let b = cluster.node("node-b").await;
+    lists(&b.base, &["node-a", "node-b"]).await;
+    let api = a.api();
+    let (ada, bob, ws) = api.team("member").await;
+    let s = crate::sessions::create_session(&api, &ada, json!({"title": "Town hall"})).await;
+    let mut member = a.ws(&bob).await;
+    member.join(&ws, None).await;
+    let owner = lease_holder(&cluster, &format!("ws:{ws}"));
+    let admin = |path: String| {
+        let api = b.api();
+        async move {
+            api.call(reqwest::Method::GET, &path, Some(ADMIN_TOKEN), None)
+                .await
+        }
+    };
+
+    let (status, body) = admin("/api/v1/admin/users?limit=1".into()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["users"][0]["id"],
+        json!(bob.id),
+        "newest first: {body}"
+    );
+    assert!(body["users"][0].get("password_hash").is_none());
+    let (_, body) = admin(format!("/api/v1/admin/users?limit=1&before={}", bob.id)).await;
+    assert_eq!(
+        body["users"][0]["id"],
+        json!(ada.id),
+        "the next page: {body}"
+    );
+    let (_, body) = admin(format!(
+        "/api/v1/admin/users?email={}",
+        ada.email.to_uppercase()
+    ))
+    .await;
+    assert_eq!(body["users"][0]["id"], json!(ada.id), "by email: {body}");
+
+    let (status, body) = admin(format!("/api/v1/admin/users/{}", bob.id)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["workspaces"][0]["id"].as_str(),
+            body["workspaces"][0]["role"].as_str()
+        ),
+        (Some(ws.as_str()), Some("member"))
+    );
+
+    let (_, body) = admin("/api/v1/admin/workspaces".into()).await;
+    assert!(
+        body["workspaces"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|w| w["id"] == json!(ws))
+    );
+    let (status, body) = admin(format!("/api/v1/admin/workspaces/{ws}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["members"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["room"]["node"], json!(owner), "{body}");
+
+    let (_, body) = admin("/api/v1/admin/sessions".into()).await;
+    assert_eq!(body["sessions"][0]["id"], json!(s), "{body}");
+    let (status, body) = admin(format!("/api/v1/admin/sessions/{s}")).await;
+    assert_eq!(
+        (status, body["title"].as_str()),
+        (200, Some("Town hall")),
+        "{body}"
+    );
+    let runs_on = lease_holder(&cluster, &format!("session:{s}"));
+    assert_eq!(body["room"]["node"], json!(runs_on), "{body}");
+
+    let (status, _) = admin(format!("/api/v1/admin/users/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(status, 404);
+    let (status, _) = b
+        .api()
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/admin/users",
+            Some("not the token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    drop(member);
     b.stop().await;
     a.stop().await;
 }
