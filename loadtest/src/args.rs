@@ -100,6 +100,32 @@ pub struct Args {
     /// Connections the storm opens (needs --storm).
     #[arg(long, value_name = "N")]
     pub storm_count: Option<usize>,
+    /// `--scenario chaos`: the pid of a node to kill (`SIGKILL`) during the run.
+    #[arg(long, value_name = "PID")]
+    pub chaos_pid: Option<u32>,
+    /// `--scenario chaos`: seconds into the run to kill it (default: a third of --duration).
+    #[arg(long, value_name = "SECS")]
+    pub chaos_at: Option<f64>,
+    /// `--scenario chaos`: a shell command that starts the killed node again (in the
+    /// background), run --chaos-restart-after seconds after the kill.
+    #[arg(long, value_name = "CMD")]
+    pub chaos_restart: Option<String>,
+    /// Seconds between the kill and --chaos-restart.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub chaos_restart_after: f64,
+}
+
+/// `--chaos-*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChaosConfig {
+    /// The node to kill.
+    pub pid: u32,
+    /// When, from the start of the writes.
+    pub at: Duration,
+    /// How to start it again.
+    pub restart: Option<String>,
+    /// When, after the kill.
+    pub restart_after: Duration,
 }
 
 /// The command each connection sends during the load phase.
@@ -161,6 +187,8 @@ pub struct Config {
     pub slow_readers: usize,
     /// The connection storm, if any.
     pub storm: Option<StormConfig>,
+    /// The node to kill, for `--scenario chaos`.
+    pub chaos: Option<ChaosConfig>,
 }
 
 /// `--scenario`.
@@ -172,6 +200,9 @@ pub enum Scenario {
     Votes,
     /// Real WebRTC peers negotiate with a presenter peer through the hub.
     Webrtc,
+    /// Durable writes through a cluster while a node is killed; every acknowledged write must
+    /// be found afterwards.
+    Chaos,
 }
 
 /// `--storm` and `--storm-count`.
@@ -259,6 +290,28 @@ impl Args {
             );
         }
         let storm = storm_config(self.storm, self.storm_count)?;
+        let chaos = match self.chaos_pid {
+            None => None,
+            Some(0) => bail!("--chaos-pid must be a process id"),
+            Some(pid) => {
+                let at = self.chaos_at.unwrap_or(self.duration as f64 / 3.0);
+                if !at.is_finite() || at <= 0.0 || at >= self.duration as f64 {
+                    bail!("--chaos-at must be within the run (0 < SECS < --duration)");
+                }
+                if !self.chaos_restart_after.is_finite() || self.chaos_restart_after < 0.0 {
+                    bail!("--chaos-restart-after must be 0 or more seconds");
+                }
+                Some(ChaosConfig {
+                    pid,
+                    at: Duration::from_secs_f64(at),
+                    restart: self.chaos_restart.clone(),
+                    restart_after: Duration::from_secs_f64(self.chaos_restart_after),
+                })
+            }
+        };
+        if chaos.is_some() && self.scenario != Scenario::Chaos {
+            bail!("--chaos-pid needs --scenario chaos");
+        }
         if self.scenario == Scenario::Votes {
             votes_questions(self.questions, self.users / self.rooms)?;
         }
@@ -280,6 +333,7 @@ impl Args {
             hold,
             slow_readers: self.slow_readers,
             storm,
+            chaos,
         })
     }
 }
@@ -352,6 +406,43 @@ mod tests {
         let mut argv = vec!["loadtest"];
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv)?.validate()
+    }
+
+    #[test]
+    fn a_cluster_run_takes_several_nodes_and_pids_and_a_node_to_kill() {
+        let c = parse(&[
+            "--url",
+            "http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3",
+            "--hub-pid",
+            "10,11,12",
+            "--scenario",
+            "chaos",
+            "--duration",
+            "30",
+            "--chaos-pid",
+            "11",
+        ])
+        .unwrap();
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.nodes[1].port, 2);
+        assert_eq!(c.hub_pid, vec![10, 11, 12]);
+        let chaos = c.chaos.expect("chaos");
+        assert_eq!((chaos.pid, chaos.at), (11, Duration::from_secs(10)));
+        let err = parse(&["--chaos-pid", "11"]).unwrap_err().to_string();
+        assert!(err.contains("--scenario chaos"), "{err}");
+        let err = parse(&[
+            "--scenario",
+            "chaos",
+            "--chaos-pid",
+            "11",
+            "--chaos-at",
+            "40",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--chaos-at"), "{err}");
+        let err = parse(&["--url", "http://127.0.0.1:1,http://example.com:2"]).unwrap_err();
+        assert!(format!("{err:#}").contains("loopback"), "{err:#}");
     }
 
     #[test]

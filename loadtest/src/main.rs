@@ -50,11 +50,16 @@
 //! `--scenario votes` ([`votes`]) is a vote storm in conference sessions instead: guests vote
 //! on questions and the hub's totals are checked against the acknowledged votes.
 //!
+//! `--scenario chaos` ([`chaos`]) writes through a cluster (`--url` lists its nodes) while
+//! `--chaos-pid` is killed and (`--chaos-restart`) started again; every acknowledged write must be
+//! found afterwards, and the report gives the failover time.
+//!
 //! Exits 0 after a completed run, 1 if the setup failed or no member was held at the end,
 //! 2 for a bad command line.
 
 mod addrs;
 mod args;
+mod chaos;
 mod client;
 mod connect;
 mod fdlimit;
@@ -109,6 +114,7 @@ async fn main() -> ExitCode {
         args::Scenario::Webrtc => return webrtc::main(&config).await,
         // Each scenario of a conference session lives in its own module and prints its report.
         args::Scenario::Votes => return votes::main(&config).await,
+        args::Scenario::Chaos => return chaos::main(&config).await,
     }
     let report = match run::run(&config, files).await {
         Ok(report) => report,
