@@ -10,6 +10,7 @@ mod collab;
 mod errors;
 mod members;
 mod ops;
+mod pgrestart;
 mod pipeline;
 mod recovery;
 mod resume;
