@@ -4,13 +4,8 @@
 #   scripts/bench-cluster.sh 1|N     ARGS="..." to change the loadtest arguments; OUT=dir for the JSON
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export HUB_LIMIT_REGISTER_PER_IP=100000/h HUB_LIMIT_AUTH_PER_IP=100000/min \
-  HUB_LIMIT_WRITE_PER_USER=100000/s+100000 HUB_LIMIT_WRITE_PER_IP=100000/s+100000 \
-  HUB_LIMIT_READ_PER_IP=100000/s+100000 HUB_LIMIT_READ_PER_USER=100000/s+100000 \
-  HUB_QUOTA_WORKSPACES_PER_HOUR=100000 HUB_MAX_CONNS_PER_USER=1000000 HUB_MAX_CONNS_PER_IP=1000000 \
-  HUB_LIMIT_REGISTER_PER_EMAIL=100000/h
+. scripts/loadtest-env.sh
 ARGS=${ARGS:-"--users 300 --rooms 10 --rate 1000 --duration 20 --op broadcast"}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pg=postgres://postgres@127.0.0.1:5432
 mode=$1
 db="bench_$(date +%s%N)"

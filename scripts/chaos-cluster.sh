@@ -6,14 +6,9 @@
 # Hubs on CPU 0, the harness on CPU 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export HUB_LIMIT_REGISTER_PER_IP=100000/h HUB_LIMIT_AUTH_PER_IP=100000/min \
-  HUB_LIMIT_WRITE_PER_USER=100000/s+100000 HUB_LIMIT_WRITE_PER_IP=100000/s+100000 \
-  HUB_LIMIT_READ_PER_IP=100000/s+100000 HUB_LIMIT_READ_PER_USER=100000/s+100000 \
-  HUB_QUOTA_WORKSPACES_PER_HOUR=100000 HUB_MAX_CONNS_PER_USER=1000000 HUB_MAX_CONNS_PER_IP=1000000 \
-  HUB_LIMIT_REGISTER_PER_EMAIL=100000/h
+. scripts/loadtest-env.sh
 ARGS=${ARGS:-"--users 60 --rooms 12 --rate 300 --duration 20 --chaos-at 6"}
 [ -x target/release/hub ] && [ -x target/release/loadtest ] || cargo build --release -p hub -p loadtest
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pg="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
 db="chaos_$(date +%s%N)"
 psql "$pg/postgres" -qc "CREATE DATABASE $db"

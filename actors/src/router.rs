@@ -291,25 +291,31 @@ impl Router {
 
     /// Tells a room running here that a connection was lost with its node.
     pub fn lost_here(&self, room: RoomKey, conn: ConnId) {
-        if let Some(e) = self.shared.rooms.get(&room) {
-            e.depth.fetch_add(1, Ordering::Relaxed);
-            let sent = match &e.actor {
-                RoomRef::Workspace(a) => a.cast(RoomMsg::Lost(conn)).is_ok(),
-                RoomRef::Session(a) => a.cast(RoomMsg::Lost(conn)).is_ok(),
-            };
-            if !sent {
-                depth_down(&e.depth);
-            }
-        }
+        self.tell_running(room, || RoomMsg::Lost(conn), || RoomMsg::Lost(conn));
     }
 
     /// Tells a room running here that a connection closed.
     pub fn disconnected_here(&self, room: RoomKey, conn: ConnId) {
+        self.tell_running(
+            room,
+            || RoomMsg::Disconnected(conn),
+            || RoomMsg::Disconnected(conn),
+        );
+    }
+
+    /// Sends a core message to `room` if it runs here (never starting it), counted in its
+    /// mailbox depth; the two builders make the same message for either kind.
+    fn tell_running(
+        &self,
+        room: RoomKey,
+        workspace: impl FnOnce() -> RoomMsg<WorkspaceMsg>,
+        session: impl FnOnce() -> RoomMsg<SessionMsg>,
+    ) {
         if let Some(e) = self.shared.rooms.get(&room) {
             e.depth.fetch_add(1, Ordering::Relaxed);
             let sent = match &e.actor {
-                RoomRef::Workspace(a) => a.cast(RoomMsg::Disconnected(conn)).is_ok(),
-                RoomRef::Session(a) => a.cast(RoomMsg::Disconnected(conn)).is_ok(),
+                RoomRef::Workspace(a) => a.cast(workspace()).is_ok(),
+                RoomRef::Session(a) => a.cast(session()).is_ok(),
             };
             if !sent {
                 depth_down(&e.depth);

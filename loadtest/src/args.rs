@@ -374,6 +374,15 @@ fn votes_questions(questions: usize, voters: usize) -> anyhow::Result<()> {
 }
 
 impl Config {
+    /// Every node's WebSocket URL, comma-separated (for the report).
+    pub fn urls_display(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Target::ws_display)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Connections that send and read during the load phase: all but the slow readers.
     pub fn senders(&self) -> usize {
         self.users - self.slow_readers

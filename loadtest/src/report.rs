@@ -201,12 +201,7 @@ impl Report {
         };
         Report {
             run_id: m.run_id,
-            url: config
-                .nodes
-                .iter()
-                .map(crate::target::Target::ws_display)
-                .collect::<Vec<_>>()
-                .join(","),
+            url: config.urls_display(),
             op: config.op,
             users: config.users,
             rooms: config.rooms,

@@ -128,22 +128,7 @@ async fn pass(state: &AppState, addr: &str, proof: &str, req: Request) -> Result
     *forwarded.uri_mut() = path
         .parse()
         .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
-    let tcp = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let response = sender
-        .send_request(forwarded)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = send(addr, forwarded).await?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok(Response::from_parts(parts, Body::from(body)))
@@ -177,22 +162,7 @@ pub async fn call_node(
         None => Body::empty(),
     };
     let req = req.body(body).map_err(|e| e.to_string())?;
-    let tcp = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let response =
-        tokio::time::timeout(std::time::Duration::from_secs(10), sender.send_request(req))
-            .await
-            .map_err(|_| "the node did not answer in time".to_owned())?
-            .map_err(|e| e.to_string())?;
+    let response = send(addr, req).await?;
     let status = response.status();
     let bytes = response
         .into_body()
@@ -206,4 +176,28 @@ pub async fn call_node(
         serde_json::from_slice(&bytes).map_err(|e| e.to_string())?
     };
     Ok((status, value))
+}
+
+/// Sends `req` to the node at `addr` on a connection of its own (one request each: forwarding is
+/// for REST and operator calls, not the per-event path); connecting may take 1 s, the answer 10 s.
+async fn send(
+    addr: &str,
+    req: Request,
+) -> Result<axum::http::Response<hyper::body::Incoming>, String> {
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    tokio::time::timeout(std::time::Duration::from_secs(10), sender.send_request(req))
+        .await
+        .map_err(|_| "the node did not answer in time".to_owned())?
+        .map_err(|e| e.to_string())
 }

@@ -767,16 +767,7 @@ async fn the_owner_killed_mid_traffic_loses_no_acknowledged_write_and_its_room_m
     writer.clear();
 
     // The writer joins again until the room runs somewhere again (after B's lease expired).
-    loop {
-        let r = writer
-            .request(json!({"type": "join_workspace", "workspace_id": ws, "last_offset": seen}))
-            .await;
-        if r["type"] == "ack" {
-            break;
-        }
-        assert_eq!(r["code"], "unavailable", "{r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rejoin(&mut writer, &ws, seen).await;
     let first = writer.create_task(&ws, "after").await;
     eprintln!(
         "failover: {:?} from the kill to the first write served by the new owner",
@@ -805,49 +796,11 @@ async fn the_owner_killed_mid_traffic_loses_no_acknowledged_write_and_its_room_m
 
     // The watcher, told to resync too, catches up by offset: every task exactly once, in
     // offset order, with no gap.
-    let mut created: Vec<(u64, String)> = Vec::new();
-    let mut bob_seen = 0;
-    loop {
-        let v = watcher.next().await;
-        bob_seen = last_offset(bob_seen, &v);
-        if v["type"] == "task_created" {
-            created.push((
-                v["offset"].as_u64().expect("offset"),
-                v["task"]["title"].as_str().expect("title").to_owned(),
-            ));
-        }
-        if v["type"] == "resync" {
-            break;
-        }
-    }
-    loop {
-        let r = watcher
-            .request(json!({"type": "join_workspace", "workspace_id": ws, "last_offset": bob_seen}))
-            .await;
-        if r["type"] == "ack" {
-            assert_eq!(r["result"]["mode"], "replay", "{r}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    while created.len() < titles.len() {
-        let v = watcher.next().await;
-        if v["type"] == "task_created" {
-            created.push((
-                v["offset"].as_u64().expect("offset"),
-                v["task"]["title"].as_str().expect("title").to_owned(),
-            ));
-        }
-    }
-    let mut sorted_titles: Vec<String> = created.iter().map(|(_, t)| t.clone()).collect();
-    sorted_titles.sort();
-    let mut stored = titles.clone();
-    stored.sort();
-    assert_eq!(sorted_titles, stored, "the watcher saw every task once");
-    assert!(
-        created.windows(2).all(|w| w[0].0 < w[1].0),
-        "in offset order: {created:?}"
-    );
+    let (mut bob_seen, mut created) = (0, Vec::new());
+    until_resync(&mut watcher, &mut bob_seen, &mut created).await;
+    let joined = rejoin(&mut watcher, &ws, bob_seen).await;
+    assert_eq!(joined["mode"], "replay", "{joined}");
+    all_created(&mut watcher, &mut created, &titles).await;
     a.stop().await;
 }
 

@@ -141,12 +141,7 @@ impl VotesReport {
         VotesReport {
             scenario: "votes",
             run_id,
-            url: config
-                .nodes
-                .iter()
-                .map(crate::target::Target::ws_display)
-                .collect::<Vec<_>>()
-                .join(","),
+            url: config.urls_display(),
             voters: config.users,
             sessions: config.rooms,
             questions_per_session: config.questions,
