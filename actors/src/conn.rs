@@ -250,6 +250,23 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(capacity: usize) -> Shared {
+        Shared {
+            queue: Mutex::default(),
+            capacity: capacity.max(1),
+            len: AtomicUsize::new(0),
+            receiver_gone: AtomicBool::new(false),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+            close_notify: Notify::new(),
+            reason: OnceLock::new(),
+            drained: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            latest: Mutex::default(),
+            latest_len: AtomicUsize::new(0),
+        }
+    }
+
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A poisoned queue is still a valid queue: each operation is a single push or pop.
         self.queue
@@ -438,20 +455,7 @@ impl ConnHandle {
         guest: Option<SessionId>,
         capacity: usize,
     ) -> (ConnHandle, Outbox) {
-        let shared = Arc::new(Shared {
-            queue: Mutex::default(),
-            capacity: capacity.max(1),
-            len: AtomicUsize::new(0),
-            receiver_gone: AtomicBool::new(false),
-            ready: Notify::new(),
-            closed: AtomicBool::new(false),
-            close_notify: Notify::new(),
-            reason: OnceLock::new(),
-            drained: Notify::new(),
-            waiting: AtomicUsize::new(0),
-            latest: Mutex::default(),
-            latest_len: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(capacity));
         (
             ConnHandle {
                 id,
@@ -468,11 +472,15 @@ impl ConnHandle {
     /// A member connected to another node, as `member` (whose `conn` is this node's id for it),
     /// reached through `remote`.
     pub fn remote(member: Member, capacity: usize, remote: Arc<dyn Remote>) -> ConnHandle {
-        // The outbox is never read: dropping it would mark the connection gone.
-        let (mut conn, outbox) = Self::build(member.conn, member.user, member.guest, capacity);
-        std::mem::forget(outbox);
-        conn.remote = Some(remote);
-        conn
+        // No outbox: nothing is queued here. Only the close flag and the room marks are used.
+        ConnHandle {
+            id: member.conn,
+            user: member.user,
+            guest: member.guest,
+            shared: Arc::new(Shared::new(capacity)),
+            rooms: Arc::default(),
+            remote: Some(remote),
+        }
     }
 
     /// True for a member connected to another node.

@@ -90,7 +90,7 @@ pub struct Links {
     owners: DashMap<RoomKey, String>,
     next_proxy: AtomicU64,
     /// Counters.
-    pub stats: LinkStats,
+    pub stats: Arc<LinkStats>,
 }
 
 /// Where a room runs, as far as this node can tell.
@@ -114,7 +114,7 @@ impl Links {
             edges: Mutex::default(),
             owners: DashMap::new(),
             next_proxy: AtomicU64::new(1),
-            stats: LinkStats::default(),
+            stats: Arc::default(),
         })
     }
 
@@ -482,7 +482,7 @@ impl Links {
             waits: Arc::default(),
             tokens: Arc::new(AtomicU64::new(1)),
         };
-        tokio::spawn(write_down(wr, rx, stop.clone(), self.clone()));
+        tokio::spawn(write_down(wr, rx, stop.clone(), self.stats.clone()));
         let mut link = link;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut watch = tokio::time::interval(self.cluster.config.node_ttl / 2);
@@ -867,7 +867,7 @@ async fn write_down(
     mut wr: impl AsyncWrite + Unpin,
     mut rx: mpsc::UnboundedReceiver<Out>,
     stop: CancellationToken,
-    links: Arc<Links>,
+    stats: Arc<LinkStats>,
 ) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut conns: Vec<ConnId> = Vec::new();
@@ -913,7 +913,6 @@ async fn write_down(
                     }
                 }
                 Down::encode_frame(&mut buf, &conns, class, &frame);
-                let stats = &links.stats;
                 stats.frames_sent.fetch_add(1, Ordering::Relaxed);
                 stats
                     .remote_deliveries
@@ -973,4 +972,71 @@ fn close_reason(code: u16) -> CloseReason {
         code,
         reason: "closed by the room's node",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(conn: ConnId, bytes: &Bytes, queued: &Arc<AtomicUsize>) -> Out {
+        queued.fetch_add(1, Ordering::Relaxed);
+        Out::Frame {
+            conn,
+            class: Class::MustDeliver,
+            frame: bytes.clone(),
+            queued: queued.clone(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_for_several_members_of_a_node_crosses_the_link_once() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let event = Bytes::from_static(b"\x81\x05event");
+        let other = Bytes::from_static(b"\x81\x05other");
+        // A room's fan-out: the same buffer for three members, then another frame, then the
+        // first buffer again (after something else: not merged across it).
+        for conn in [1, 2, 3] {
+            tx.send(frame(conn, &event, &queued)).unwrap();
+        }
+        tx.send(frame(4, &other, &queued)).unwrap();
+        tx.send(Out::Msg(Down::Close {
+            conn: 9,
+            code: 4008,
+        }))
+        .unwrap();
+        tx.send(frame(5, &event, &queued)).unwrap();
+        drop(tx);
+        let stats = Arc::new(LinkStats::default());
+        write_down(ours, rx, CancellationToken::new(), stats.clone()).await;
+        let mut raw = Vec::new();
+        theirs.read_to_end(&mut raw).await.unwrap();
+        let mut buf = BytesMut::from(&raw[..]);
+        let mut got = Vec::new();
+        while let Some(body) = wire::split(&mut buf).unwrap() {
+            got.push(Down::decode(body).unwrap());
+        }
+        let conns: Vec<Vec<ConnId>> = got
+            .iter()
+            .filter_map(|m| match m {
+                Down::Frame { conns, .. } => Some(conns.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(conns, vec![vec![1, 2, 3], vec![4], vec![5]], "{got:?}");
+        assert!(
+            matches!(
+                got[2],
+                Down::Close {
+                    conn: 9,
+                    code: 4008
+                }
+            ),
+            "in order: {got:?}"
+        );
+        assert_eq!(queued.load(Ordering::Relaxed), 0, "every frame counted out");
+        assert_eq!(stats.frames_sent.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.remote_deliveries.load(Ordering::Relaxed), 5);
+    }
 }
