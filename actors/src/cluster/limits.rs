@@ -36,6 +36,53 @@ end
 return 1
 ";
 
+/// Admits a connection against the caps counted over the live node instances: `KEYS[1]` the
+/// user's counts, `KEYS[2]` the address's (hashes: instance -> connections); `ARGV[1]` this
+/// instance, `ARGV[2]`/`ARGV[3]` the caps, `ARGV[4..]` the live instances (the counts of others,
+/// gone without releasing theirs, are dropped). 0: admitted; 1: the user's cap; 2: the address's.
+const CONN_ADMIT: &str = r"
+local live = {}
+for i = 4, #ARGV do live[ARGV[i]] = true end
+local function total(key)
+  local sum = 0
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    if live[fields[i]] then
+      sum = sum + tonumber(fields[i + 1])
+    else
+      redis.call('HDEL', key, fields[i])
+    end
+  end
+  return sum
+end
+if total(KEYS[1]) >= tonumber(ARGV[2]) then return 1 end
+if total(KEYS[2]) >= tonumber(ARGV[3]) then return 2 end
+for i = 1, 2 do
+  redis.call('HINCRBY', KEYS[i], ARGV[1], 1)
+  redis.call('PEXPIRE', KEYS[i], 86400000)
+end
+return 0
+";
+
+/// Releases a connection admitted by [`CONN_ADMIT`].
+const CONN_RELEASE: &str = r"
+for i = 1, #KEYS do
+  if redis.call('HINCRBY', KEYS[i], ARGV[1], -1) <= 0 then
+    redis.call('HDEL', KEYS[i], ARGV[1])
+  end
+end
+return 1
+";
+
+/// Which cluster-wide connection cap refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnCap {
+    /// Connections per user.
+    User,
+    /// Connections per client address.
+    Address,
+}
+
 fn micros(d: Duration) -> String {
     d.as_micros().to_string()
 }
@@ -84,6 +131,68 @@ impl Cluster {
     pub async fn limit_reset(&self, key: &str) -> Result<(), ClusterError> {
         let _: i64 = self.redis.del(self.limit_key(key)).await?;
         Ok(())
+    }
+
+    /// Counts a new connection of `user` from `address` against the caps over the whole cluster.
+    ///
+    /// # Errors
+    /// `Ok(Err(cap))`: over a cap. `Err`: Redis did not answer (the node's own caps still hold).
+    pub async fn conn_admit(
+        &self,
+        user: &str,
+        address: &str,
+        per_user: usize,
+        per_address: usize,
+    ) -> Result<Result<(), ConnCap>, ClusterError> {
+        let mut args = vec![
+            self.instance(),
+            per_user.to_string(),
+            per_address.to_string(),
+        ];
+        args.extend(
+            self.live_nodes()
+                .iter()
+                .map(|n| format!("{}@{}", n.id, n.started_at_ms)),
+        );
+        let verdict: i64 = self
+            .redis
+            .eval(CONN_ADMIT, self.conn_keys(user, address), args)
+            .await?;
+        Ok(match verdict {
+            0 => Ok(()),
+            1 => Err(ConnCap::User),
+            _ => Err(ConnCap::Address),
+        })
+    }
+
+    /// Releases a connection [`Cluster::conn_admit`] counted.
+    ///
+    /// # Errors
+    /// Redis did not answer (the count is dropped when this node's instance is gone).
+    pub async fn conn_release(&self, user: &str, address: &str) -> Result<(), ClusterError> {
+        let _: i64 = self
+            .redis
+            .eval(
+                CONN_RELEASE,
+                self.conn_keys(user, address),
+                vec![self.instance()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// This process as a node instance: a node restarted under its id is another instance, so
+    /// its predecessor's counts are not taken for its own.
+    fn instance(&self) -> String {
+        format!("{}@{}", self.config.node_id, self.started_at_ms)
+    }
+
+    fn conn_keys(&self, user: &str, address: &str) -> Vec<String> {
+        let p = &self.config.prefix;
+        vec![
+            format!("{{{p}}}:conns:user:{user}"),
+            format!("{{{p}}}:conns:ip:{address}"),
+        ]
     }
 
     fn limit_key(&self, key: &str) -> String {

@@ -104,6 +104,13 @@ pub async fn upgrade(
         Ok(a) => a,
         Err(refused) => return refused_connection(&state, refused).into_response(),
     };
+    let admission = match &state.cluster {
+        Some(cluster) => match admission.count_in_cluster(cluster).await {
+            Ok(a) => a,
+            Err(refused) => return refused_connection(&state, refused).into_response(),
+        },
+        None => admission,
+    };
     if !vouched && guest.is_none() {
         state.registry.account_read(user);
     }

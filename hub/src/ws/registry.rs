@@ -69,6 +69,8 @@ pub struct Admission {
     ip: IpAddr,
     generation: u64,
     conn: Option<ConnId>,
+    /// Counted in the cluster's caps too: released with it.
+    shared: Option<Arc<actors::cluster::Cluster>>,
 }
 
 impl Registry {
@@ -127,6 +129,7 @@ impl Registry {
             ip,
             generation: conns.generation,
             conn: None,
+            shared: None,
         })
     }
 
@@ -209,8 +212,51 @@ impl Admission {
     }
 }
 
+impl Admission {
+    /// Counts this connection in the cluster's caps as well (cluster mode): over the whole
+    /// cluster, a user and an address hold at most the configured connections. A refusal is the
+    /// same as the node's own; Redis not answering leaves the node's own caps alone in charge.
+    ///
+    /// # Errors
+    /// Over a cap, counted over every live node.
+    pub async fn count_in_cluster(
+        mut self,
+        cluster: &Arc<actors::cluster::Cluster>,
+    ) -> Result<Admission, CapExceeded> {
+        let (user, ip) = (self.user.to_string(), self.ip.to_string());
+        let admitted = cluster
+            .conn_admit(&user, &ip, self.inner.per_user, self.inner.per_ip)
+            .await;
+        match admitted {
+            Ok(Ok(())) => {
+                self.shared = Some(cluster.clone());
+                Ok(self)
+            }
+            Ok(Err(actors::cluster::limits::ConnCap::User)) => {
+                Err(CapExceeded::PerUser(self.inner.per_user))
+            }
+            Ok(Err(actors::cluster::limits::ConnCap::Address)) => {
+                Err(CapExceeded::PerAddress(self.inner.per_ip))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster connection caps unreachable; this node's own hold");
+                Ok(self)
+            }
+        }
+    }
+}
+
 impl Drop for Admission {
     fn drop(&mut self) {
+        if let Some(cluster) = self.shared.take() {
+            let (user, ip) = (self.user.to_string(), self.ip.to_string());
+            // Outside a runtime (a test's teardown) it is dropped with this node's instance.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = cluster.conn_release(&user, &ip).await;
+                });
+            }
+        }
         release_ip(&self.inner, self.ip);
         if let Entry::Occupied(mut e) = self.inner.users.entry(self.user) {
             let conns = e.get_mut();

@@ -1312,3 +1312,43 @@ async fn the_operator_lists_and_looks_up_users_workspaces_and_sessions() {
     b.stop().await;
     a.stop().await;
 }
+
+/// The connection caps hold over the cluster: a user at the cap on one node is refused on the
+/// other, until one of their connections closes.
+#[tokio::test]
+async fn the_connection_cap_per_user_is_counted_across_nodes() {
+    let cluster = TestCluster::new().await;
+    let cap = |c: &mut hub::Config| c.ws.max_conns_per_user = 2;
+    let a = cluster.node_with("node-a", cap).await;
+    let b = cluster.node_with("node-b", cap).await;
+    lists(&b.base, &["node-a", "node-b"]).await;
+    let ada = a.api().register("ada").await;
+    let first = a.ws(&ada).await;
+    let _second = b.ws(&ada).await;
+    let url = format!(
+        "{}/ws?token={}",
+        a.base.replacen("http", "ws", 1),
+        ada.token
+    );
+    match tokio_tungstenite::connect_async(url.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(
+                resp.status().as_u16(),
+                429,
+                "a third connection, on either node"
+            );
+        }
+        other => panic!(
+            "the third connection was not refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    drop(first);
+    eventually("a slot is free again once one closes", || {
+        let url = url.clone();
+        async move { tokio_tungstenite::connect_async(url).await.is_ok() }
+    })
+    .await;
+    b.stop().await;
+    a.stop().await;
+}
