@@ -525,7 +525,12 @@ impl ConnHandle {
             if self.is_closed() {
                 return Delivery::Gone;
             }
-            return remote.push(&frame, class);
+            let delivery = remote.push(&frame, class);
+            if delivery == Delivery::Evicted {
+                // The sink asked the member's node to close it: closed here too, once.
+                self.shared.close(CloseReason::SLOW_CONSUMER);
+            }
+            return delivery;
         }
         match class {
             Class::MustDeliver => self.send_or_evict(Slot::Frame(frame.0)),

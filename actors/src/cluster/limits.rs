@@ -37,17 +37,31 @@ return 1
 ";
 
 /// Admits a connection against the caps counted over the live node instances: `KEYS[1]` the
-/// user's counts, `KEYS[2]` the address's (hashes: instance -> connections); `ARGV[1]` this
-/// instance, `ARGV[2]`/`ARGV[3]` the caps, `ARGV[4..]` the live instances (the counts of others,
-/// gone without releasing theirs, are dropped). 0: admitted; 1: the user's cap; 2: the address's.
+/// user's counts, `KEYS[2]` the address's (hashes: `<node>@<start ms>` -> connections);
+/// `ARGV[1]` this instance, `ARGV[2]`/`ARGV[3]` the caps, `ARGV[4]` the prefix of the nodes'
+/// registration keys. An instance counts while its node's registration exists with that start
+/// time (read here, not from any node's view, which may lag); the counts of one gone without
+/// releasing them are dropped. 0: admitted; 1: the user's cap; 2: the address's.
 const CONN_ADMIT: &str = r"
-local live = {}
-for i = 4, #ARGV do live[ARGV[i]] = true end
+local alive = {}
+local function live(instance)
+  if alive[instance] == nil then
+    local at = string.find(instance, '@', 1, true)
+    local info = at and redis.call('GET', ARGV[4] .. string.sub(instance, 1, at - 1))
+    local ok = false
+    if info then
+      local started = cjson.decode(info)['started_at_ms']
+      ok = started ~= nil and string.format('%.0f', started) == string.sub(instance, at + 1)
+    end
+    alive[instance] = ok
+  end
+  return alive[instance]
+end
 local function total(key)
   local sum = 0
   local fields = redis.call('HGETALL', key)
   for i = 1, #fields, 2 do
-    if live[fields[i]] then
+    if fields[i] == ARGV[1] or live(fields[i]) then
       sum = sum + tonumber(fields[i + 1])
     else
       redis.call('HDEL', key, fields[i])
@@ -144,16 +158,12 @@ impl Cluster {
         per_user: usize,
         per_address: usize,
     ) -> Result<Result<(), ConnCap>, ClusterError> {
-        let mut args = vec![
+        let args = vec![
             self.instance(),
             per_user.to_string(),
             per_address.to_string(),
+            self.node_prefix(),
         ];
-        args.extend(
-            self.live_nodes()
-                .iter()
-                .map(|n| format!("{}@{}", n.id, n.started_at_ms)),
-        );
         let verdict: i64 = self
             .redis
             .eval(CONN_ADMIT, self.conn_keys(user, address), args)

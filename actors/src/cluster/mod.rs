@@ -440,7 +440,7 @@ impl Cluster {
         format!("{{{}}}:nodes", self.config.prefix)
     }
 
-    fn node_prefix(&self) -> String {
+    pub(crate) fn node_prefix(&self) -> String {
         format!("{{{}}}:node:", self.config.prefix)
     }
 }

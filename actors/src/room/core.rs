@@ -564,8 +564,12 @@ async fn committed<K: RoomKind>(
         snapshot(kind, core).await;
     }
     while let Some(front) = core.deferred.front() {
-        // A fenced snapshot just now, or the message before, may have closed the room.
-        if core.stop.is_some() || (core.writing() && K::needs_committed(front)) {
+        // A fenced snapshot just now, or the message before, may have closed the room; a room
+        // being handed off decides nothing more (what waits is answered as it stops).
+        if core.stop.is_some()
+            || core.handing_off.is_some()
+            || (core.writing() && K::needs_committed(front))
+        {
             break;
         }
         if let Some(m) = core.deferred.pop_front() {

@@ -56,6 +56,10 @@ const COMMANDS_QUEUED: usize = 256;
 /// A remote member is a slow consumer once this many times its outbox is waiting to cross
 /// the link (the link itself is stuck: its own outbox over there never fills).
 const LINK_SLACK: usize = 4;
+/// Rooms whose node is remembered; beyond it the cache starts over (it is only a shortcut).
+const MAX_CACHED_PLACES: usize = 100_000;
+/// Rooms a connection's unanswered commands are remembered for, per link.
+const MAX_ASKED: usize = 64;
 /// Bytes written to a link in one go, at most.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -137,19 +141,25 @@ impl Links {
             self.owners.remove(&room);
         }
         let key = room.to_string();
-        let node = match self.cluster.lease_holder(&key).await? {
-            Some(holder) if holder == me => return Ok(Place::Here),
-            Some(holder) if self.cluster.is_live(&holder) => holder,
+        match self.cluster.lease_holder(&key).await? {
+            Some(holder) if holder == me => Ok(Place::Here),
+            // Cached only when a node runs it (so that ids no one runs, a client's guesses
+            // included, are never kept).
+            Some(holder) if self.cluster.is_live(&holder) => {
+                if self.owners.len() >= MAX_CACHED_PLACES {
+                    self.owners.clear();
+                }
+                self.owners.insert(room, holder.clone());
+                Ok(Place::Node(holder))
+            }
             // Free, or held by a node that is gone (its lease expires soon): where placement
             // says, among the nodes not draining. A node gone without releasing keeps its
             // rooms until then.
             _ => match self.cluster.placed(&key) {
-                Some(node) if node != me => node,
-                _ => return Ok(Place::Here),
+                Some(node) if node != me => Ok(Place::Node(node)),
+                _ => Ok(Place::Here),
             },
-        };
-        self.owners.insert(room, node.clone());
-        Ok(Place::Node(node))
+        }
     }
 
     /// True when another live node holds `room`'s lease.
@@ -184,12 +194,19 @@ impl Links {
                 return answer_unavailable(&conn, reference);
             }
         };
-        lock(&link.conns)
-            .entry(conn.id())
-            .or_insert_with(|| EdgeConn {
+        {
+            let mut conns = lock(&link.conns);
+            let c = conns.entry(conn.id()).or_insert_with(|| EdgeConn {
                 handle: conn.clone(),
                 rooms: HashSet::new(),
+                asked: HashSet::new(),
             });
+            // Bounded: a client asking rooms it is refused (not a member) keeps no more.
+            if c.asked.len() >= MAX_ASKED {
+                c.asked.clear();
+            }
+            c.asked.insert(cmd.room());
+        }
         let sent = link.out.send(Up::Command {
             conn: conn.id(),
             member: conn.member(),
@@ -345,17 +362,20 @@ impl Links {
         }
         self.owners.retain(|_, node| *node != link.node);
         let conns = std::mem::take(&mut *lock(&link.conns));
-        let resyncs: usize = conns.values().map(|c| c.rooms.len()).sum();
+        let resyncs: usize = conns
+            .values()
+            .map(|c| c.rooms.union(&c.asked).count())
+            .sum();
         if resyncs > 0 {
             self.stats.links_lost.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(node = %link.node, end, members = resyncs, "link to a room's node lost; its members here resync");
         }
         for c in conns.into_values() {
-            for room in c.rooms {
-                c.handle.unmark_pending(room);
-                c.handle.mark_left(room);
+            for room in c.rooms.union(&c.asked) {
+                c.handle.unmark_pending(*room);
+                c.handle.mark_left(*room);
                 c.handle
-                    .push(crate::room::resync_frame(room, None), Class::MustDeliver);
+                    .push(crate::room::resync_frame(*room, None), Class::MustDeliver);
             }
         }
     }
@@ -512,6 +532,8 @@ impl Links {
             self.on_up(&mut link, &router, msg);
         }
         stop.cancel();
+        // Flow-control requests still waiting get `false` (their catch-ups end).
+        lock(&link.waits).clear();
         // The edge is gone, or cut off: its clients may be reconnecting elsewhere.
         for (_, proxy) in link.proxies.drain() {
             proxy.sink.lost.store(true, Ordering::Relaxed);
@@ -688,7 +710,11 @@ struct EdgeLink {
 
 struct EdgeConn {
     handle: ConnHandle,
+    /// The rooms over there this connection is in (or joining).
     rooms: HashSet<RoomKey>,
+    /// The rooms it sent commands to over this link: if the link breaks, those commands may
+    /// never be answered, so their rooms get `resync` too.
+    asked: HashSet<RoomKey>,
 }
 
 /// The owner's side of a link: the edge's clients, as stand-ins the rooms here hold.
@@ -775,6 +801,9 @@ impl Remote for ProxySink {
         free: usize,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
         Box::pin(async move {
+            if self.lost.load(Ordering::Relaxed) {
+                return false;
+            }
             let token = self.tokens.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
             lock(&self.waits).insert(token, tx);
@@ -919,7 +948,8 @@ async fn write_down(
                     .fetch_add(conns.len() as u64, Ordering::Relaxed);
             }
         }
-        if carry.is_none() && (buf.len() >= WRITE_BATCH || rx.is_empty()) {
+        // A full batch goes out even mid-run (order is kept: what is carried comes after it).
+        if buf.len() >= WRITE_BATCH || (carry.is_none() && rx.is_empty()) {
             if wr.write_all(&buf).await.is_err() {
                 break;
             }
