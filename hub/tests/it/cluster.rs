@@ -124,6 +124,15 @@ impl TestCluster {
         .await
     }
 
+    /// Two nodes in this process, each listing the other.
+    pub async fn two(&self) -> (TestHub, TestHub) {
+        let a = self.node("node-a").await;
+        let b = self.node("node-b").await;
+        lists(&a.base, &["node-a", "node-b"]).await;
+        lists(&b.base, &["node-a", "node-b"]).await;
+        (a, b)
+    }
+
     /// A node as its own process (to be killed).
     pub async fn process(&self, id: &str, storage: &Storage) -> Process {
         Process::start_with(
@@ -451,10 +460,7 @@ async fn rooms_by_node(base: &str) -> Vec<(String, u64)> {
 #[tokio::test]
 async fn members_on_two_nodes_see_each_others_presence_and_work() {
     let cluster = TestCluster::new().await;
-    let a = cluster.node("node-a").await;
-    let b = cluster.node("node-b").await;
-    lists(&a.base, &["node-a", "node-b"]).await;
-    lists(&b.base, &["node-a", "node-b"]).await;
+    let (a, b) = cluster.two().await;
     let (ada, bob, ws) = a.api().team("member").await;
 
     let mut on_a = a.ws(&ada).await;
@@ -577,10 +583,7 @@ async fn members_on_two_nodes_see_each_others_presence_and_work() {
 async fn a_presenter_and_an_attendee_on_different_nodes_exchange_webrtc_signals() {
     use crate::sessions::{OFFER, create_session, guest, join, start};
     let cluster = TestCluster::new().await;
-    let a = cluster.node("node-a").await;
-    let b = cluster.node("node-b").await;
-    lists(&a.base, &["node-a", "node-b"]).await;
-    lists(&b.base, &["node-a", "node-b"]).await;
+    let (a, b) = cluster.two().await;
     let ada = a.api().register("ada").await;
     let s = create_session(&a.api(), &ada, json!({"title": "Across"})).await;
     start(&b.api(), &ada, &s).await;
@@ -777,22 +780,7 @@ async fn the_owner_killed_mid_traffic_loses_no_acknowledged_write_and_its_room_m
     assert_eq!(lease_holder(&cluster, &format!("ws:{ws}")), "node-a");
 
     // Every acknowledged write is there, each at its own offset.
-    let titles: Vec<String> = api
-        .tasks(&ada, &ws)
-        .await
-        .iter()
-        .map(|t| t["title"].as_str().expect("title").to_owned())
-        .collect();
-    for (title, _) in &acked {
-        assert!(
-            titles.contains(title),
-            "{title} was acknowledged and is kept"
-        );
-    }
-    let mut offsets: Vec<u64> = acked.iter().map(|(_, o)| *o).collect();
-    offsets.sort_unstable();
-    offsets.dedup();
-    assert_eq!(offsets.len(), acked.len(), "no offset given twice");
+    let titles = assert_kept(&api, &ada, &ws, &acked).await;
 
     // The watcher, told to resync too, catches up by offset: every task exactly once, in
     // offset order, with no gap.
@@ -1164,10 +1152,7 @@ async fn the_login_lockout_is_counted_across_nodes() {
 #[tokio::test]
 async fn writes_continue_through_a_redis_restart_and_nothing_acknowledged_is_lost() {
     let cluster = TestCluster::new().await;
-    let a = cluster.node("node-a").await;
-    let b = cluster.node("node-b").await;
-    lists(&a.base, &["node-a", "node-b"]).await;
-    lists(&b.base, &["node-a", "node-b"]).await;
+    let (a, b) = cluster.two().await;
     let api = a.api();
     let ada = api.register("ada").await;
     let bob = api.register("bob").await;
@@ -1202,19 +1187,7 @@ async fn writes_continue_through_a_redis_restart_and_nothing_acknowledged_is_los
         async move { holder == "node-b" }
     })
     .await;
-    let titles: Vec<String> = api
-        .tasks(&ada, &ws)
-        .await
-        .iter()
-        .map(|t| t["title"].as_str().expect("title").to_owned())
-        .collect();
-    for (title, _) in &acked {
-        assert!(titles.contains(title), "{title} kept");
-    }
-    let mut offsets: Vec<u64> = acked.iter().map(|(_, o)| *o).collect();
-    offsets.sort_unstable();
-    offsets.dedup();
-    assert_eq!(offsets.len(), acked.len(), "each write at its own offset");
+    assert_kept(&api, &ada, &ws, &acked).await;
     b.stop().await;
     a.stop().await;
 }
@@ -1224,9 +1197,7 @@ async fn writes_continue_through_a_redis_restart_and_nothing_acknowledged_is_los
 #[tokio::test]
 async fn the_operator_lists_and_looks_up_users_workspaces_and_sessions() {
     let cluster = TestCluster::new().await;
-    let a = cluster.node("node-a").await;
-    let b = cluster.node("node-b").await;
-    lists(&b.base, &["node-a", "node-b"]).await;
+    let (a, b) = cluster.two().await;
     let api = a.api();
     let (ada, bob, ws) = api.team("member").await;
     let s = crate::sessions::create_session(&api, &ada, json!({"title": "Town hall"})).await;
@@ -1351,4 +1322,31 @@ async fn the_connection_cap_per_user_is_counted_across_nodes() {
     .await;
     b.stop().await;
     a.stop().await;
+}
+
+/// Asserts that every acknowledged write (title, offset) is among `ws`'s tasks and that no two
+/// got the same offset; returns the titles stored.
+async fn assert_kept(
+    api: &crate::support::Api<'_>,
+    user: &crate::support::User,
+    ws: &str,
+    acked: &[(String, u64)],
+) -> Vec<String> {
+    let titles: Vec<String> = api
+        .tasks(user, ws)
+        .await
+        .iter()
+        .map(|t| t["title"].as_str().expect("title").to_owned())
+        .collect();
+    for (title, _) in acked {
+        assert!(
+            titles.contains(title),
+            "{title} was acknowledged and is kept"
+        );
+    }
+    let mut offsets: Vec<u64> = acked.iter().map(|(_, o)| *o).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    assert_eq!(offsets.len(), acked.len(), "no offset given twice");
+    titles
 }
