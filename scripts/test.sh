@@ -3,7 +3,8 @@
 #
 # PostgreSQL: uses HUB_TEST_PG_URL (an admin URL; each test creates and drops its own database),
 # else a server on 127.0.0.1:5432, else starts a throwaway server from the installed PostgreSQL
-# binaries and stops it afterwards. Redis: the cluster tests start their own `redis-server` on
+# binaries and stops it afterwards. The PostgreSQL restart test starts a server of its own from
+# those binaries (HUB_TEST_PG_BIN). Redis: the cluster tests start their own `redis-server` on
 # free ports, so it must be installed. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,16 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   echo "Install them:  apt-get update && apt-get install -y redis-server" >&2
   exit 1
 fi
+
+# A test restarts a PostgreSQL server of its own (pgrestart.rs): it needs the server binaries
+# even when a server is already running.
+pgbin=$(find_pg_bin || true)
+if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
+  echo "The PostgreSQL restart test needs the server binaries (initdb, pg_ctl)." >&2
+  echo "Install them:  apt-get update && apt-get install -y postgresql-15" >&2
+  exit 1
+fi
+export HUB_TEST_PG_BIN="$pgbin"
 
 export HUB_TEST_PG_URL="$url"
 cargo test --workspace --locked "$@"
