@@ -10,7 +10,7 @@
 #              hub_cluster_<time> is created on it and kept afterwards (drop it when done).
 #   HUB_BIN    the hub binary (default: built with `cargo build --release -p hub`).
 #   HUB_LOG    log filter for the nodes (default info); logs go to <dir>/node-<i>.log.
-# Needs redis-server, psql and python3 (for free ports).
+# Needs redis-server, psql, curl and python3 (for free ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
