@@ -168,6 +168,10 @@ pub struct HttpConfig {
     /// that sets it; otherwise clients could choose their own address).
     #[arg(long, env = "HUB_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// Browser origins allowed to call the REST API from another site (`https://app.example.com`,
+    /// comma-separated, exact). None by default: no CORS header is sent.
+    #[arg(long, env = "HUB_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 /// The shared abuse throttles, as `COUNT/UNIT[+BURST]` (UNIT `s`, `min` or `h`).

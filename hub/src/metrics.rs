@@ -15,6 +15,8 @@
 //! | `hub_events_dropped_total` | counter | droppable frames skipped for members falling behind |
 //! | `hub_events_conflated_total` | counter | presence frames that replaced an older one still queued |
 //! | `hub_rate_limited_total` | counter | requests, upgrades and frames refused by a limit or cap |
+//! | `hub_http_requests_total{route,method,status}` | counter | REST (and upgrade) requests answered |
+//! | `hub_http_request_duration_seconds{route,method,status}` | histogram | time to the response's head |
 //! | `hub_cluster_forwarded_commands_total` | counter | client commands sent to the node running their room |
 //! | `hub_cluster_link_frames_total` | counter | room frames sent to other nodes (one per frame per node) |
 //! | `hub_cluster_remote_deliveries_total` | counter | member deliveries those frames stood for |
@@ -46,6 +48,53 @@ pub struct HubMetrics {
     pub rooms: RoomMetrics,
     /// The cluster's counters (copied in from the cluster layer when rendered).
     pub cluster: ClusterCounters,
+    /// Requests by route, method and status.
+    pub http: HttpMetrics,
+}
+
+/// HTTP requests by route (the route's pattern, never the raw path: ids would make a series
+/// per id), method and status; the handles are made once per combination and kept.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    recorder: std::sync::Arc<PrometheusRecorder>,
+    handles: std::sync::Arc<dashmap::DashMap<HttpSeries, (Counter, Histogram)>>,
+}
+
+/// Route, method, status.
+type HttpSeries = (String, String, u16);
+
+/// Combinations kept at most (routes × methods × statuses is small; this is a backstop).
+const MAX_HTTP_SERIES: usize = 4096;
+
+impl HttpMetrics {
+    /// Counts one request.
+    pub fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let key = (route.to_owned(), method.to_owned(), status);
+        if let Some(h) = self.handles.get(&key) {
+            h.0.increment(1);
+            h.1.record(seconds);
+            return;
+        }
+        if self.handles.len() >= MAX_HTTP_SERIES {
+            return;
+        }
+        let labels = vec![
+            metrics::Label::new("route", route.to_owned()),
+            metrics::Label::new("method", method.to_owned()),
+            metrics::Label::new("status", status.to_string()),
+        ];
+        let counter = self.recorder.register_counter(
+            &Key::from_parts("hub_http_requests_total", labels.clone()),
+            &META,
+        );
+        let histogram = self.recorder.register_histogram(
+            &Key::from_parts("hub_http_request_duration_seconds", labels),
+            &META,
+        );
+        counter.increment(1);
+        histogram.record(seconds);
+        self.handles.insert(key, (counter, histogram));
+    }
 }
 
 /// The cluster counters, as exported.
@@ -77,6 +126,10 @@ impl ClusterCounters {
     }
 }
 
+const HTTP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 const JOURNAL_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
@@ -89,11 +142,27 @@ impl HubMetrics {
                 Matcher::Full("hub_journal_append_seconds".into()),
                 JOURNAL_BUCKETS,
             )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("hub_http_request_duration_seconds".into()),
+                    HTTP_BUCKETS,
+                )
+            })
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let r = Registrar {
             recorder: &recorder,
         };
+        recorder.describe_counter(
+            "hub_http_requests_total".into(),
+            None,
+            "HTTP requests answered, by route, method and status".into(),
+        );
+        recorder.describe_histogram(
+            "hub_http_request_duration_seconds".into(),
+            Some(Unit::Seconds),
+            "Time from a request to its response's head, by route, method and status".into(),
+        );
         HubMetrics {
             connections_open: r.gauge("hub_connections_open", "WebSocket connections open"),
             frames_in: r.counter("hub_frames_in_total", "Frames received from clients"),
@@ -164,6 +233,10 @@ impl HubMetrics {
                 ),
             },
             handle: recorder.handle(),
+            http: HttpMetrics {
+                recorder: std::sync::Arc::new(recorder),
+                handles: std::sync::Arc::default(),
+            },
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod forward;
 pub mod ops;
 pub mod sessions;
 pub mod tasks;
+pub mod web;
 pub mod workspaces;
 
 use std::time::Duration;
@@ -201,19 +202,26 @@ pub fn app(state: AppState) -> Router {
             .route("/debug/rooms/{id}/crash", post(ops::crash_room))
             .route("/debug/sessions/{id}/crash", post(ops::crash_session));
     }
-    app.fallback(ops::not_found)
+    let app = app
+        .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             forward::to_owner,
-        ))
-        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
+        ));
+    let app = match web::cors(&state.config.http.cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 ApiError::internal(&"a request handler panicked").into_response()
             },
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost: every answer is stamped and counted, preflights and panics included.
+        .layer(middleware::from_fn_with_state(state.clone(), web::stamp))
         .with_state(state)
 }
 

@@ -18,4 +18,5 @@ mod sessions;
 mod sockets;
 mod support;
 mod text_input;
+mod web;
 mod webrtc;
