@@ -23,6 +23,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Extra fields for the error object (a conflict's current task).
     pub details: Option<serde_json::Value>,
+    /// The allowance a `429` ran out of (sent as `RateLimit-*` headers).
+    pub allowance: Option<crate::limits::Allowance>,
 }
 
 impl ApiError {
@@ -33,6 +35,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allowance: None,
             details: None,
         }
     }
@@ -81,6 +84,9 @@ impl IntoResponse for ApiError {
             .and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let Some(allowance) = self.allowance {
+            allowance.set_headers(response.headers_mut());
         }
         response
     }

@@ -9,7 +9,8 @@ use fred::interfaces::{KeysInterface, LuaInterface};
 
 use super::{Cluster, ClusterError};
 
-/// Takes one unit: returns -1 when allowed, or the microseconds until a unit is available.
+/// Takes one unit: returns `-1 - ahead` when allowed (`ahead`: microseconds the allowance is now
+/// spent ahead of Redis's clock), or the microseconds until a unit is available.
 /// `ARGV[1]`: the emission interval, `ARGV[2]`: the burst tolerance, in microseconds.
 const ACQUIRE: &str = r"
 local t = redis.call('TIME')
@@ -22,7 +23,7 @@ local nxt = tat + interval
 local ahead = nxt - now
 if ahead <= tolerance then
   redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.floor(ahead / 1000) + 1)
-  return -1
+  return -1 - ahead
 end
 return ahead - tolerance
 ";
@@ -104,6 +105,9 @@ fn micros(d: Duration) -> String {
 impl Cluster {
     /// Takes one unit of `key`'s allowance (an interval per unit, a burst tolerance).
     ///
+    /// `Ok(Ok(ahead))`: taken; the allowance is now spent `ahead` of time (it is whole again
+    /// after that long).
+    ///
     /// # Errors
     /// `Ok(Err(wait))`: none is available for `wait`. `Err`: Redis did not answer.
     pub async fn limit_acquire(
@@ -111,7 +115,7 @@ impl Cluster {
         key: &str,
         interval: Duration,
         tolerance: Duration,
-    ) -> Result<Result<(), Duration>, ClusterError> {
+    ) -> Result<Result<Duration, Duration>, ClusterError> {
         let wait: i64 = self
             .redis
             .eval(
@@ -122,7 +126,7 @@ impl Cluster {
             .await?;
         Ok(match u64::try_from(wait) {
             Ok(us) => Err(Duration::from_micros(us)),
-            Err(_) => Ok(()),
+            Err(_) => Ok(Duration::from_micros(u64::try_from(-1 - wait).unwrap_or(0))),
         })
     }
 

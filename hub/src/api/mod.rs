@@ -232,15 +232,21 @@ async fn throttle(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Err(e) = state
+    match state
         .limits
         .request_from(ip, Access::of(req.method()))
         .await
     {
-        state.metrics.rate_limited.increment(1);
-        return e.into_response();
+        Ok(allowance) => {
+            let mut response = next.run(req).await;
+            allowance.set_headers(response.headers_mut());
+            response
+        }
+        Err(e) => {
+            state.metrics.rate_limited.increment(1);
+            e.into_response()
+        }
     }
-    next.run(req).await
 }
 
 /// Bounds how long a request may take, body upload included.

@@ -42,11 +42,12 @@ impl LimitStore {
         }
     }
 
-    /// Takes one unit of `key`'s allowance under `rate`, if one is available.
+    /// Takes one unit of `key`'s allowance under `rate`, if one is available; returns how far
+    /// ahead of now the allowance is spent (see [`Rate::remaining`]).
     ///
     /// # Errors
     /// How long until a unit is available again.
-    pub async fn acquire(&self, key: &str, rate: Rate) -> Result<(), Duration> {
+    pub async fn acquire(&self, key: &str, rate: Rate) -> Result<Duration, Duration> {
         match self {
             LimitStore::Memory(m) => m.acquire_at(key, rate, Instant::now()),
             LimitStore::Redis { cluster, fallback } => {
@@ -121,13 +122,13 @@ impl MemoryStore {
     ///
     /// # Errors
     /// How long until a unit is available again.
-    pub fn acquire_at(&self, key: &str, rate: Rate, now: Instant) -> Result<(), Duration> {
+    pub fn acquire_at(&self, key: &str, rate: Rate, now: Instant) -> Result<Duration, Duration> {
         let mut tat = self.tat.entry(key.to_owned()).or_insert(now);
         let next = (*tat).max(now) + rate.interval();
         let ahead = next.saturating_duration_since(now);
         if ahead <= rate.tolerance() {
             *tat = next;
-            Ok(())
+            Ok(ahead)
         } else {
             Err(ahead - rate.tolerance())
         }
@@ -178,6 +179,21 @@ mod tests {
         );
         // Other keys are not affected.
         assert!(s.acquire_at("other", r, t0).is_ok());
+    }
+
+    #[test]
+    fn what_is_left_counts_down_to_zero_then_comes_back() {
+        let s = MemoryStore::default();
+        let r = rate("10/s+3");
+        let t0 = Instant::now();
+        let left: Vec<u64> = (0..3)
+            .map(|_| r.remaining(s.acquire_at("k", r, t0).unwrap()))
+            .collect();
+        assert_eq!(left, [2, 1, 0]);
+        let later = s
+            .acquire_at("k", r, t0 + Duration::from_millis(250))
+            .unwrap();
+        assert_eq!(r.remaining(later), 1, "two units came back, one taken");
     }
 
     #[test]

@@ -25,6 +25,31 @@ pub use rate::Rate;
 use crate::config::LimitsConfig;
 use crate::error::ApiError;
 
+/// What is left of an allowance after a request, for the `RateLimit-*` response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Requests allowed at once (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests still allowed at once (`RateLimit-Remaining`).
+    pub remaining: u64,
+    /// When the allowance is whole again (`RateLimit-Reset`, in seconds).
+    pub reset: Duration,
+}
+
+impl Allowance {
+    /// Sets the `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers.
+    pub fn set_headers(&self, headers: &mut axum::http::HeaderMap) {
+        let mut set = |name: &'static str, value: u64| {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value.to_string()) {
+                headers.insert(name, v);
+            }
+        };
+        set("ratelimit-limit", u64::from(self.limit));
+        set("ratelimit-remaining", self.remaining);
+        set("ratelimit-reset", retry_secs(self.reset));
+    }
+}
+
 /// A REST request's kind, for the read and write allowances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -74,23 +99,45 @@ impl Limits {
     }
 
     async fn take(&self, key: &str, rate: Rate, what: &'static str) -> Result<(), ApiError> {
-        self.store
-            .acquire(key, rate)
-            .await
-            .map_err(|wait| too_many(wait, what))
+        self.allowance(key, rate, what).await.map(|_| ())
+    }
+
+    /// Takes one unit and says what is left of the allowance.
+    async fn allowance(
+        &self,
+        key: &str,
+        rate: Rate,
+        what: &'static str,
+    ) -> Result<Allowance, ApiError> {
+        match self.store.acquire(key, rate).await {
+            Ok(ahead) => Ok(Allowance {
+                limit: rate.burst.max(1),
+                remaining: rate.remaining(ahead),
+                reset: ahead,
+            }),
+            Err(wait) => {
+                let mut err = too_many(wait, what);
+                err.allowance = Some(Allowance {
+                    limit: rate.burst.max(1),
+                    remaining: 0,
+                    reset: wait,
+                });
+                Err(err)
+            }
+        }
     }
 
     /// Every `/api/v1` request, per client address.
     ///
     /// # Errors
     /// `429 rate_limited`.
-    pub async fn request_from(&self, ip: IpAddr, access: Access) -> Result<(), ApiError> {
+    pub async fn request_from(&self, ip: IpAddr, access: Access) -> Result<Allowance, ApiError> {
         let (kind, rate) = match access {
             Access::Read => ("read", self.config.read_per_ip),
             Access::Write => ("write", self.config.write_per_ip),
         };
         let key = format!("{kind}:ip:{ip}");
-        self.take(&key, rate, "too many requests from this address")
+        self.allowance(&key, rate, "too many requests from this address")
             .await
     }
 
@@ -256,6 +303,7 @@ impl Limits {
         self.store
             .acquire(&format!("quota:{what}:{user}"), rate)
             .await
+            .map(|_| ())
             .map_err(|wait| {
                 let mut err = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -27,6 +27,13 @@ impl Rate {
     pub fn tolerance(self) -> Duration {
         self.interval() * self.burst.max(1)
     }
+
+    /// Units still available at once when the allowance is spent `ahead` of now.
+    pub fn remaining(self, ahead: Duration) -> u64 {
+        let interval = self.interval().as_nanos().max(1);
+        let left = self.tolerance().saturating_sub(ahead).as_nanos() / interval;
+        u64::try_from(left).unwrap_or(u64::MAX)
+    }
 }
 
 impl FromStr for Rate {

@@ -157,3 +157,42 @@ async fn every_response_has_security_headers_a_request_id_and_is_counted_by_rout
     assert!(metrics.contains("hub_http_request_duration_seconds_bucket{"));
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn rest_responses_say_what_is_left_of_the_allowance_and_a_refusal_when_to_retry() {
+    let hub = TestHub::start_with(Backend::Sqlite, |c| {
+        c.limits.read_per_ip = "3/min".parse().expect("rate");
+    })
+    .await;
+    let ada = hub.api().register("ada").await;
+    let http = reqwest::Client::new();
+    let get = || {
+        http.get(format!("{}/api/v1/workspaces", hub.base))
+            .bearer_auth(&ada.token)
+            .send()
+    };
+    let header = |r: &reqwest::Response, name: &str| -> Option<u64> {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    };
+    let mut left = Vec::new();
+    for _ in 0..3 {
+        let r = get().await.expect("list");
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(header(&r, "ratelimit-limit"), Some(3));
+        assert!(header(&r, "ratelimit-reset").is_some_and(|s| s <= 60));
+        left.push(header(&r, "ratelimit-remaining").expect("remaining"));
+    }
+    assert_eq!(left, [2, 1, 0]);
+    let refused = get().await.expect("list");
+    assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(header(&refused, "ratelimit-remaining"), Some(0));
+    let retry = header(&refused, "retry-after").expect("Retry-After");
+    assert!(
+        (1..=20).contains(&retry),
+        "one unit comes back every 20 s: {retry}"
+    );
+    hub.stop().await;
+}
