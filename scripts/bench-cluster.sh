@@ -33,9 +33,9 @@ sleep 1
 url=$(IFS=,; echo "${urls[*]}"); pid=$(IFS=,; echo "${pids[*]}")
 taskset -c 1 ./target/release/loadtest --url "$url" --hub-pid "$pid" $ARGS --json > ${OUT:-/tmp}/result_$mode.json
 if [ "$mode" != 1 ]; then for u in "${urls[@]}"; do curl -s $u/metrics | grep -E "^hub_cluster_(link_frames|remote_deliveries|forwarded)" ; done; fi
-python3 - "$mode" <<'PY'
+python3 - "${OUT:-/tmp}/result_$mode.json" <<'PY'
 import json,sys
-r=json.load(open(f"${OUT:-/tmp}/result_{sys.argv[1]}.json"))
+r=json.load(open(sys.argv[1]))
 def find(d, keys):
     out={}
     def walk(x, path):
