@@ -483,11 +483,6 @@ impl ConnHandle {
         }
     }
 
-    /// True for a member connected to another node.
-    pub fn is_remote(&self) -> bool {
-        self.remote.is_some()
-    }
-
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.id

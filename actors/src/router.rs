@@ -124,14 +124,15 @@ impl Router {
     /// Hands a WebSocket command to the room it names, whatever its kind, here or on the node
     /// that runs it; the room answers on the connection (and so does this, when the room cannot
     /// be reached).
-    pub async fn client(&self, reply: ReplyTo, cmd: ClientMsg) {
+    /// `raw` is the command as the client sent it: it goes to another node as it is.
+    pub async fn client(&self, reply: ReplyTo, cmd: ClientMsg, raw: &[u8]) {
         let key = cmd.room();
         if let Some(links) = &self.links
             && !self.shared.rooms.contains_key(&key)
         {
             match links.place_of(key).await {
                 Ok(Place::Here) => {}
-                Ok(Place::Node(node)) => return links.forward(&node, reply, &cmd).await,
+                Ok(Place::Node(node)) => return links.forward(&node, reply, key, raw).await,
                 Err(e) => {
                     tracing::debug!(room = %key, error = %e, "where the room runs is unknown");
                     return drop(reply);

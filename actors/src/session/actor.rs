@@ -329,13 +329,7 @@ impl Room {
     /// was present and what it held for them; they come back through `join_session`).
     fn reattach(&mut self) {
         let conns: Vec<ConnHandle> = lock(&self.roster).drain().map(|(_, c)| c).collect();
-        let frame = WireFrame::text(
-            SessionFrame::SessionResync {
-                session_id: self.state.id,
-                offset: Some(self.state.offset),
-            }
-            .to_json(),
-        );
+        let frame = crate::room::resync_frame(self.key(), Some(self.state.offset));
         for conn in conns {
             conn.mark_left(self.key());
             if !conn.is_closed() {

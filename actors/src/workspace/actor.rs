@@ -137,13 +137,8 @@ impl RoomKind for Room {
     /// After a crash: re-attach the connections that were joined and tell them to resync.
     fn restarted(&mut self, core: &mut Core<Room>) {
         let conns: Vec<ConnHandle> = core.roster().values().cloned().collect();
-        let frame = WireFrame::text(
-            ServerMsg::Resync {
-                workspace_id: self.board.id,
-                offset: Some(self.board.offset),
-            }
-            .to_json(),
-        );
+        let frame =
+            crate::room::resync_frame(RoomKey::Workspace(self.board.id), Some(self.board.offset));
         for conn in conns {
             if conn.is_closed() || self.board.role(conn.user()).is_err() {
                 core.roster().remove(&conn.id());

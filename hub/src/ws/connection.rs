@@ -379,11 +379,12 @@ impl Reader<'_> {
         }
         match client::decode(payload) {
             Err(e) => self.error(e.reference.as_ref(), e.code, &e.message, None),
-            Ok((reference, msg)) => self.dispatch(reference, msg).await,
+            Ok((reference, msg)) => self.dispatch(reference, msg, payload).await,
         }
     }
 
-    async fn dispatch(&mut self, reference: Option<Ref>, msg: ClientMsg) {
+    /// `raw` is the command as the client sent it (what goes to another node, unchanged).
+    async fn dispatch(&mut self, reference: Option<Ref>, msg: ClientMsg, raw: &[u8]) {
         let key = msg.room();
         if let Some(session) = self.conn.guest_session()
             && key != RoomKey::Session(session)
@@ -406,7 +407,7 @@ impl Reader<'_> {
             return self.error(reference.as_ref(), ErrorCode::NotJoined, &message, None);
         }
         let reply = ReplyTo::new(self.conn.clone(), reference);
-        self.state.router.client(reply, msg).await;
+        self.state.router.client(reply, msg, raw).await;
     }
 
     fn error(

@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use signaling::client::{self, ClientMsg, Ref};
+use signaling::client::{self, Ref};
 use signaling::server::ServerMsg;
 use signaling::{ErrorCode, RoomKey};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -175,22 +175,15 @@ impl Links {
         self.owners.remove(&room);
     }
 
-    /// Sends a client's command to `node`, which runs its room and answers on the client's
-    /// connection.
-    pub async fn forward(self: &Arc<Self>, node: &str, reply: ReplyTo, cmd: &ClientMsg) {
+    /// Sends a client's command (`raw`: as the client sent it, already checked here) for `room`
+    /// to `node`, which decodes it again, runs it and answers on the client's connection.
+    pub async fn forward(self: &Arc<Self>, node: &str, reply: ReplyTo, room: RoomKey, raw: &[u8]) {
         let (conn, reference) = reply.forwarded();
-        let text = match command_text(reference.as_ref(), cmd) {
-            Ok(text) => text,
-            Err(e) => {
-                tracing::warn!(error = %e, "a command could not be encoded for its room's node");
-                return answer_unavailable(&conn, reference);
-            }
-        };
         let link = match self.edge(node).await {
             Ok(link) => link,
             Err(e) => {
                 tracing::debug!(node, error = %e, "no link to the room's node");
-                self.forget_place(cmd.room());
+                self.forget_place(room);
                 return answer_unavailable(&conn, reference);
             }
         };
@@ -205,13 +198,13 @@ impl Links {
             if c.asked.len() >= MAX_ASKED {
                 c.asked.clear();
             }
-            c.asked.insert(cmd.room());
+            c.asked.insert(room);
         }
         let sent = link.out.send(Up::Command {
             conn: conn.id(),
             member: conn.member(),
             capacity: u32::try_from(conn.capacity()).unwrap_or(u32::MAX),
-            text,
+            text: Bytes::copy_from_slice(raw),
         });
         if sent.is_err() {
             return answer_unavailable(&conn, reference);
@@ -971,15 +964,6 @@ async fn read_id(stream: &mut TcpStream) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     String::from_utf8(id).map_err(|_| "node id is not UTF-8".to_owned())
-}
-
-/// A command as JSON with its `ref`, as the owner's gateway code reads it.
-fn command_text(reference: Option<&Ref>, cmd: &ClientMsg) -> Result<Bytes, serde_json::Error> {
-    let mut value = serde_json::to_value(cmd)?;
-    if let (Some(reference), Some(obj)) = (reference, value.as_object_mut()) {
-        obj.insert("ref".into(), serde_json::to_value(reference)?);
-    }
-    Ok(Bytes::from(serde_json::to_vec(&value)?))
 }
 
 fn answer_unavailable(conn: &ConnHandle, reference: Option<Ref>) {

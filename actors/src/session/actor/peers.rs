@@ -362,13 +362,7 @@ impl Room {
             .into_iter()
             .chain(self.audience.conns_of(user))
             .collect();
-        let frame = WireFrame::text(
-            SessionFrame::SessionResync {
-                session_id: self.state.id,
-                offset: Some(self.state.offset),
-            }
-            .to_json(),
-        );
+        let frame = crate::room::resync_frame(self.key(), Some(self.state.offset));
         for id in conns {
             if let Some(conn) = self.conn(id).cloned() {
                 conn.push(frame.clone(), Class::MustDeliver);
