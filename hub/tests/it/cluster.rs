@@ -1355,3 +1355,36 @@ async fn assert_kept(
     assert_eq!(offsets.len(), acked.len(), "no offset given twice");
     titles
 }
+
+/// A draining node says so: `/ready` answers 503 (the load balancer sends new clients
+/// elsewhere), its registration says `draining`, and the others stop placing rooms on it.
+#[tokio::test]
+async fn a_draining_node_is_not_ready_and_gets_no_new_rooms() {
+    let cluster = TestCluster::new().await;
+    let (a, b) = cluster.two().await;
+    let hub_a = a.hub.as_ref().expect("running");
+    let cluster_a = hub_a.state().cluster.clone().expect("cluster mode");
+    cluster_a.announce_draining().await.expect("redis answers");
+    let (status, body) = ready(&a.base).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["message"], "this node is draining");
+    let base = b.base.clone();
+    eventually("B sees A draining", || {
+        let base = base.clone();
+        async move {
+            let (_, body) = nodes(&base).await;
+            body["nodes"][0]["draining"] == true
+        }
+    })
+    .await;
+    // Rooms placement would have given A now start on B.
+    let api = b.api();
+    let ada = api.register("ada").await;
+    let ws = workspace_placed_on(&api, &ada, "node-a", &["node-a", "node-b"]).await;
+    let mut member = b.ws(&ada).await;
+    member.join(&ws, None).await;
+    assert_eq!(lease_holder(&cluster, &format!("ws:{ws}")), "node-b");
+    drop(member);
+    b.stop().await;
+    a.stop().await;
+}
