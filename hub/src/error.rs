@@ -95,14 +95,16 @@ impl IntoResponse for ApiError {
 impl From<RoomError> for ApiError {
     fn from(e: RoomError) -> Self {
         let status = match &e {
-            RoomError::NotAMember | RoomError::TaskNotFound | RoomError::UserNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            RoomError::NotAMember
+            | RoomError::TaskNotFound
+            | RoomError::UserNotFound
+            | RoomError::CategoryNotFound => StatusCode::NOT_FOUND,
             RoomError::Forbidden(_) => StatusCode::FORBIDDEN,
             RoomError::NotJoined
             | RoomError::JoinInProgress
             | RoomError::AlreadyExists(_)
             | RoomError::LastOwner
+            | RoomError::LimitReached(_)
             | RoomError::Conflict { .. } => StatusCode::CONFLICT,
             RoomError::Invalid(_) => StatusCode::BAD_REQUEST,
             RoomError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

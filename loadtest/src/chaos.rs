@@ -177,11 +177,7 @@ async fn run(config: &Config) -> anyhow::Result<ChaosReport> {
     for ws in &fixture.workspaces {
         let mut listed = None;
         for node in &config.nodes {
-            let api = Api::new(node.clone());
-            if let Ok(tasks) = api
-                .get::<Vec<Value>>(&format!("/api/v1/workspaces/{ws}/tasks"), Some(&owner))
-                .await
-            {
+            if let Ok(tasks) = all_tasks(&Api::new(node.clone()), ws, &owner).await {
                 listed = Some(tasks);
                 break;
             }
@@ -417,6 +413,29 @@ impl Writer {
                 Some("error") if v["ref"] == json!(reference) => return Answer::Error,
                 _ => {}
             }
+        }
+    }
+}
+
+/// Every task of a workspace, page after page.
+async fn all_tasks(api: &Api, ws: &WorkspaceId, token: &str) -> anyhow::Result<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/workspaces/{ws}/tasks?limit=200");
+        if let Some(c) = &cursor {
+            path.push_str("&cursor=");
+            path.push_str(c);
+        }
+        let page: Value = api.get(&path, Some(token)).await?;
+        // An error answer (a node still taking the room over) is not an empty list.
+        let tasks = page["tasks"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("not a task list: {page}"))?;
+        all.extend(tasks.iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(all),
         }
     }
 }

@@ -47,10 +47,10 @@ pub fn join(workspace_id: WorkspaceId) -> ClientMsg {
 
 /// `task_create` of connection `conn`'s own task.
 pub fn task_create(workspace_id: WorkspaceId, conn: usize) -> ClientMsg {
-    ClientMsg::TaskCreate(TaskCreate {
+    ClientMsg::TaskCreate(Box::new(TaskCreate {
         workspace_id,
         task: TaskDraft::titled(format!("lt task {conn}")),
-    })
+    }))
 }
 
 /// The payload of a measured broadcast: send time and sender.
@@ -83,7 +83,7 @@ pub fn task_update(
     base_version: u64,
     t_micros: u64,
 ) -> ClientMsg {
-    ClientMsg::TaskUpdate(TaskUpdate {
+    ClientMsg::TaskUpdate(Box::new(TaskUpdate {
         workspace_id,
         task_id,
         base_version,
@@ -91,7 +91,7 @@ pub fn task_update(
             title: Some(format!("{TITLE_PREFIX}{t_micros}")),
             ..TaskChanges::default()
         },
-    })
+    }))
 }
 
 /// The send time written by [`task_update`], read back from a title.

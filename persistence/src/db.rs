@@ -72,6 +72,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/postgres/0006_session_analytics.sql"),
     ),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_board_index.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
@@ -89,6 +93,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_session_analytics.sql"),
     ),
+    (7, include_str!("../migrations/sqlite/0007_board_index.sql")),
 ];
 
 impl Store {

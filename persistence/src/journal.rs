@@ -9,9 +9,10 @@
 use std::time::Instant;
 
 use chrono::Utc;
+use signaling::category::Category;
 use signaling::session::Staff;
 use signaling::workspace::Role;
-use signaling::{SessionId, UserId, WorkspaceId};
+use signaling::{CategoryId, SessionId, TaskId, UserId, WorkspaceId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Store, on_pool};
@@ -90,9 +91,34 @@ pub enum SideEffect {
         /// The account.
         user: UserId,
     },
+    /// A task of the board's index was created or changed.
+    PutTask(Box<crate::board::TaskRow>),
+    /// Tasks left the board.
+    DeleteTasks {
+        /// The workspace.
+        workspace: WorkspaceId,
+        /// Which.
+        tasks: Vec<TaskId>,
+    },
+    /// A category was created or changed.
+    PutCategory {
+        /// The workspace.
+        workspace: WorkspaceId,
+        /// The category.
+        category: Box<Category>,
+        /// It, as clients see it.
+        doc: String,
+    },
+    /// A category was deleted.
+    DeleteCategory {
+        /// The workspace.
+        workspace: WorkspaceId,
+        /// Which.
+        category: CategoryId,
+    },
 }
 
-/// A room's events (and an optional side effect) to append atomically.
+/// A room's events (and their side effects) to append atomically.
 #[derive(Debug)]
 pub struct AppendRequest {
     /// The room's key.
@@ -101,8 +127,8 @@ pub struct AppendRequest {
     pub epoch: u64,
     /// The events, in offset order.
     pub entries: Vec<JournalEntry>,
-    /// A relational change to commit with them.
-    pub effect: Option<SideEffect>,
+    /// The relational changes to commit with them.
+    pub effects: Vec<SideEffect>,
 }
 
 struct Queued {
@@ -215,8 +241,11 @@ async fn commit_batch(
                 continue;
             };
             // The head guard: this append follows the last one journaled, under this epoch.
+            // The board index moves with the head when it was in step (this append writes its
+            // rows too); one behind stays behind, to be rebuilt when the room loads.
             let moved = sqlx::query(
-                "UPDATE rooms SET last_seq = $3 WHERE room_key = $1 AND epoch = $2 \
+                "UPDATE rooms SET last_seq = $3, indexed_seq = CASE WHEN indexed_seq = $4 \
+                 THEN $3 ELSE indexed_seq END WHERE room_key = $1 AND epoch = $2 \
                  AND last_seq = $4",
             )
             .bind(&r.room)
@@ -252,15 +281,15 @@ async fn commit_batch(
                 .execute(&mut *tx)
                 .await?;
             }
-            match &r.effect {
-                None => {}
-                Some(SideEffect::UpsertMember {
-                    workspace,
-                    user,
-                    role,
-                    by,
-                }) => {
-                    sqlx::query(
+            for effect in &r.effects {
+                match effect {
+                    SideEffect::UpsertMember {
+                        workspace,
+                        user,
+                        role,
+                        by,
+                    } => {
+                        sqlx::query(
                         "INSERT INTO workspace_members (workspace_id, user_id, role, added_by, joined_at) VALUES ($1, $2, $3, $4, $5) \
                          ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role",
                     )
@@ -271,75 +300,116 @@ async fn commit_batch(
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                }
-                Some(SideEffect::RemoveMember { workspace, user }) => {
-                    sqlx::query(
+                    }
+                    SideEffect::RemoveMember { workspace, user } => {
+                        sqlx::query(
                         "DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
                     )
                     .bind(workspace.as_uuid())
                     .bind(user.as_uuid())
                     .execute(&mut *tx)
                     .await?;
-                }
-                Some(SideEffect::RenameWorkspace { workspace, name }) => {
-                    sqlx::query("UPDATE workspaces SET name = $1 WHERE id = $2")
-                        .bind(name)
-                        .bind(workspace.as_uuid())
+                    }
+                    SideEffect::RenameWorkspace { workspace, name } => {
+                        sqlx::query("UPDATE workspaces SET name = $1 WHERE id = $2")
+                            .bind(name)
+                            .bind(workspace.as_uuid())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    SideEffect::UpdateSession { session: s } => {
+                        sqlx::query(
+                            "UPDATE sessions SET title = $1, description = $2, status = $3, \
+                         scheduled_at = $4, capacity = $5 WHERE id = $6",
+                        )
+                        .bind(&s.title)
+                        .bind(&s.description)
+                        .bind(s.status.as_str())
+                        .bind(s.scheduled_at)
+                        .bind(i64::from(s.capacity))
+                        .bind(s.id.as_uuid())
                         .execute(&mut *tx)
                         .await?;
-                }
-                Some(SideEffect::UpdateSession { session: s }) => {
-                    sqlx::query(
-                        "UPDATE sessions SET title = $1, description = $2, status = $3, \
-                         scheduled_at = $4, capacity = $5 WHERE id = $6",
-                    )
-                    .bind(&s.title)
-                    .bind(&s.description)
-                    .bind(s.status.as_str())
-                    .bind(s.scheduled_at)
-                    .bind(i64::from(s.capacity))
-                    .bind(s.id.as_uuid())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Some(SideEffect::SetSessionStaff {
-                    session,
-                    user,
-                    role,
-                }) => {
-                    sqlx::query(
-                        "INSERT INTO session_staff (session_id, user_id, role, added_at) \
+                    }
+                    SideEffect::SetSessionStaff {
+                        session,
+                        user,
+                        role,
+                    } => {
+                        sqlx::query(
+                            "INSERT INTO session_staff (session_id, user_id, role, added_at) \
                          VALUES ($1, $2, $3, $4) \
                          ON CONFLICT (session_id, user_id) DO UPDATE SET role = excluded.role",
-                    )
-                    .bind(session.as_uuid())
-                    .bind(user.as_uuid())
-                    .bind(role.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Some(SideEffect::IndexQuestion {
-                    session,
-                    question,
-                    at,
-                }) => {
-                    sqlx::query(
-                        "INSERT INTO session_questions (id, session_id, asked_at) \
+                        )
+                        .bind(session.as_uuid())
+                        .bind(user.as_uuid())
+                        .bind(role.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    SideEffect::IndexQuestion {
+                        session,
+                        question,
+                        at,
+                    } => {
+                        sqlx::query(
+                            "INSERT INTO session_questions (id, session_id, asked_at) \
                          VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(question)
-                    .bind(session.as_uuid())
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Some(SideEffect::RemoveSessionStaff { session, user }) => {
-                    sqlx::query("DELETE FROM session_staff WHERE session_id = $1 AND user_id = $2")
+                        )
+                        .bind(question)
+                        .bind(session.as_uuid())
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    SideEffect::RemoveSessionStaff { session, user } => {
+                        sqlx::query(
+                            "DELETE FROM session_staff WHERE session_id = $1 AND user_id = $2",
+                        )
                         .bind(session.as_uuid())
                         .bind(user.as_uuid())
                         .execute(&mut *tx)
                         .await?;
+                    }
+                    SideEffect::PutTask(row) => crate::board::put_task!(tx, row),
+                    SideEffect::DeleteTasks { workspace, tasks } => {
+                        for task in tasks {
+                            sqlx::query("DELETE FROM tasks WHERE workspace_id = $1 AND id = $2")
+                                .bind(workspace.as_uuid())
+                                .bind(task.as_uuid())
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    SideEffect::PutCategory {
+                        workspace,
+                        category,
+                        doc,
+                    } => {
+                        sqlx::query(
+                        "INSERT INTO categories (workspace_id, id, name, position, doc) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id, id) DO UPDATE \
+                         SET name = excluded.name, position = excluded.position, doc = excluded.doc",
+                    )
+                    .bind(workspace.as_uuid())
+                    .bind(category.id.as_uuid())
+                    .bind(&category.name)
+                    .bind(category.position)
+                    .bind(doc)
+                    .execute(&mut *tx)
+                    .await?;
+                    }
+                    SideEffect::DeleteCategory {
+                        workspace,
+                        category,
+                    } => {
+                        sqlx::query("DELETE FROM categories WHERE workspace_id = $1 AND id = $2")
+                            .bind(workspace.as_uuid())
+                            .bind(category.as_uuid())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
             }
             results.push(Ok(()));

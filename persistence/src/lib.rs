@@ -1,5 +1,5 @@
 //! Storage for the hub: account records (users, refresh tokens, workspaces, members, conference
-//! sessions with their staff and attendees) and room state (the journal of durable events,
+//! sessions with their staff and attendees), the task board's queryable index, and room state (the journal of durable events,
 //! snapshots, fencing epochs).
 //!
 //! One [`Store`] speaks to either PostgreSQL or an embedded SQLite file; both run the same SQL
@@ -12,6 +12,7 @@
 
 mod accounts;
 mod analytics;
+mod board;
 mod db;
 mod error;
 mod journal;
@@ -21,6 +22,7 @@ mod workspaces;
 
 pub use accounts::{AccountStatus, DELETED_ATTENDEE, NewUser, RefreshToken, UserRecord};
 pub use analytics::{Activity, QualitySample, SessionFact, Visit};
+pub use board::{SortValue, TaskCursor, TaskQuery, TaskRow, TaskSort, search_words};
 pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use journal::{AppendRequest, Committed, Journal, JournalEntry, SideEffect};

@@ -77,7 +77,7 @@ fn request(room: &str, epoch: u64, seqs: std::ops::RangeInclusive<u64>) -> Appen
         room: room.into(),
         epoch,
         entries: seqs.map(entry).collect(),
-        effect: None,
+        effects: Vec::new(),
     }
 }
 
@@ -235,12 +235,12 @@ async fn membership_side_effects_commit_with_their_event(db: Db) {
     let key = signaling::RoomKey::Workspace(ws.id).to_string();
     let epoch = db.store.claim_room(&key).await.unwrap();
     let mut req = request(&key, epoch, 1..=1);
-    req.effect = Some(SideEffect::UpsertMember {
+    req.effects = vec![SideEffect::UpsertMember {
         workspace: ws.id,
         user: other.id,
         role: Role::Viewer,
         by: owner.id,
-    });
+    }];
     journal.append(req).await.unwrap();
     assert_eq!(
         db.store.membership(ws.id, other.id).await.unwrap(),
@@ -249,10 +249,10 @@ async fn membership_side_effects_commit_with_their_event(db: Db) {
     // A fenced append applies no side effect either.
     db.store.claim_room(&key).await.unwrap();
     let mut stale = request(&key, epoch, 2..=2);
-    stale.effect = Some(SideEffect::RemoveMember {
+    stale.effects = vec![SideEffect::RemoveMember {
         workspace: ws.id,
         user: other.id,
-    });
+    }];
     assert!(journal.append(stale).await.is_err());
     assert_eq!(
         db.store.membership(ws.id, other.id).await.unwrap(),

@@ -11,12 +11,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::category::{CategoryChanges, CategoryDraft};
 use crate::conference::{
     BandwidthHint, JoinSession, QualityReport, QuestionAsk, QuestionDelete, QuestionEdit,
     QuestionModerate, QuestionVote, ScreenShare, SessionRef, Signal,
 };
 use crate::error::ErrorCode;
-use crate::ids::{RoomKey, TaskId, WorkspaceId};
+use crate::ids::{CategoryId, RoomKey, TaskId, WorkspaceId};
 use crate::json;
 use crate::task::{TaskChanges, TaskDraft};
 use crate::text;
@@ -49,12 +50,18 @@ pub enum ClientMsg {
     PresenceUpdate(PresenceUpdate),
     /// Say one is typing (droppable; not journaled).
     Typing(Typing),
-    /// Create a task.
-    TaskCreate(TaskCreate),
+    /// Create a task (boxed: the largest commands, kept off the size of every other one).
+    TaskCreate(Box<TaskCreate>),
     /// Change a task, based on the version the client saw.
-    TaskUpdate(TaskUpdate),
+    TaskUpdate(Box<TaskUpdate>),
     /// Delete a task.
     TaskDelete(TaskDelete),
+    /// Create a category.
+    CategoryCreate(Box<CategoryCreate>),
+    /// Change a category.
+    CategoryUpdate(Box<CategoryUpdate>),
+    /// Delete a category (its tasks keep existing, with no category).
+    CategoryDelete(CategoryDelete),
     /// Relay an app-defined event to every member of the room (sender included); not journaled.
     Broadcast(Broadcast),
     /// Enter a conference session's room; with `last_offset`, receive what was missed since.
@@ -148,6 +155,35 @@ pub struct TaskDelete {
     pub task_id: TaskId,
 }
 
+/// `category_create`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryCreate {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// The new category.
+    pub category: CategoryDraft,
+}
+
+/// `category_update`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryUpdate {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// The category.
+    pub category_id: CategoryId,
+    /// What to change.
+    pub changes: CategoryChanges,
+}
+
+/// `category_delete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryDelete {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// The category.
+    pub category_id: CategoryId,
+}
+
 /// `broadcast`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Broadcast {
@@ -186,6 +222,9 @@ impl ClientMsg {
             ClientMsg::TaskCreate(m) => ws(m.workspace_id),
             ClientMsg::TaskUpdate(m) => ws(m.workspace_id),
             ClientMsg::TaskDelete(m) => ws(m.workspace_id),
+            ClientMsg::CategoryCreate(m) => ws(m.workspace_id),
+            ClientMsg::CategoryUpdate(m) => ws(m.workspace_id),
+            ClientMsg::CategoryDelete(m) => ws(m.workspace_id),
             ClientMsg::Broadcast(m) => ws(m.workspace_id),
             ClientMsg::JoinSession(m) => session(m.session_id),
             ClientMsg::LeaveSession(m) => session(m.session_id),
@@ -281,20 +320,35 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
         }
         "typing" => ClientMsg::Typing(payload(frame, &fail)?),
         "task_create" => {
-            let mut m: TaskCreate = payload(frame, &fail)?;
+            let mut m: Box<TaskCreate> = payload(frame, &fail)?;
             m.task
                 .normalize()
                 .map_err(|e| fail(ErrorCode::InvalidPayload, format!("task.{e}")))?;
             ClientMsg::TaskCreate(m)
         }
         "task_update" => {
-            let mut m: TaskUpdate = payload(frame, &fail)?;
+            let mut m: Box<TaskUpdate> = payload(frame, &fail)?;
             m.changes
                 .normalize()
                 .map_err(|e| fail(ErrorCode::InvalidPayload, prefixed("changes", &e)))?;
             ClientMsg::TaskUpdate(m)
         }
         "task_delete" => ClientMsg::TaskDelete(payload(frame, &fail)?),
+        "category_create" => {
+            let mut m: Box<CategoryCreate> = payload(frame, &fail)?;
+            m.category
+                .normalize()
+                .map_err(|e| fail(ErrorCode::InvalidPayload, format!("category.{e}")))?;
+            ClientMsg::CategoryCreate(m)
+        }
+        "category_update" => {
+            let mut m: Box<CategoryUpdate> = payload(frame, &fail)?;
+            m.changes
+                .normalize()
+                .map_err(|e| fail(ErrorCode::InvalidPayload, prefixed("changes", &e)))?;
+            ClientMsg::CategoryUpdate(m)
+        }
+        "category_delete" => ClientMsg::CategoryDelete(payload(frame, &fail)?),
         "broadcast" => {
             let mut m: Broadcast = payload(frame, &fail)?;
             m.event = text::clean_line(&m.event, "event", MAX_EVENT_NAME_CHARS).map_err(|e| {
@@ -493,10 +547,10 @@ mod tests {
     #[test]
     fn commands_decode_and_encode_symmetrically() {
         let ws = WorkspaceId::new();
-        let msg = ClientMsg::TaskCreate(TaskCreate {
+        let msg = ClientMsg::TaskCreate(Box::new(TaskCreate {
             workspace_id: ws,
             task: TaskDraft::titled("write the docs"),
-        });
+        }));
         let text = serde_json::to_string(&msg).unwrap();
         let (r, back) = decode(text.as_bytes()).unwrap();
         assert_eq!(r, None);

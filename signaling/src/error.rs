@@ -98,6 +98,10 @@ pub enum ErrorCode {
     PeerNotFound,
     /// Too many signals are held for a peer that is away.
     SignalBacklogFull,
+    /// The category does not exist in this workspace.
+    CategoryNotFound,
+    /// The workspace holds as many of these (tasks, categories) as allowed.
+    LimitReached,
 }
 
 impl ErrorCode {
@@ -148,6 +152,8 @@ impl ErrorCode {
             ErrorCode::InvalidCandidate => "invalid_candidate",
             ErrorCode::PeerNotFound => "peer_not_found",
             ErrorCode::SignalBacklogFull => "signal_backlog_full",
+            ErrorCode::CategoryNotFound => "category_not_found",
+            ErrorCode::LimitReached => "limit_reached",
         }
     }
 }
@@ -199,6 +205,8 @@ mod tests {
             ErrorCode::InvalidCandidate,
             ErrorCode::PeerNotFound,
             ErrorCode::SignalBacklogFull,
+            ErrorCode::CategoryNotFound,
+            ErrorCode::LimitReached,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),

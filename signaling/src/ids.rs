@@ -109,6 +109,11 @@ uuid_id!(
     TaskId,
     "task"
 );
+uuid_id!(
+    /// A category of a workspace's tasks.
+    CategoryId,
+    "category"
+);
 
 impl AttendeeId {
     /// A registered user's attendee id in `session`: the same every time they join it, and

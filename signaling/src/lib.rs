@@ -4,7 +4,8 @@
 //! signaling`, `loadtest -> signaling`) and is pure: no tokio, no IO. It holds
 //!
 //! - [`ids`]: typed ids (`UserId`, `WorkspaceId`, `TaskId`, `RoomKey`) validated on parse;
-//! - [`task`]: the task board's records and their validation;
+//! - [`task`]: the task board's records and their validation; [`rank`]: board positions that
+//!   never need renumbering; [`category`]: a workspace's task categories;
 //! - [`text`]: normalizing and checking human text (emails, names, titles, descriptions) before
 //!   it is stored, so that every database sees the same clean input;
 //! - [`session`]: a conference session's status and staff roles;
@@ -16,12 +17,14 @@
 //! - [`frame`]: WebSocket framing: reading clients' masked frames, writing server frames;
 //! - [`error`]: the stable error codes every client can match on.
 
+pub mod category;
 pub mod client;
 pub mod conference;
 pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod json;
+pub mod rank;
 pub mod rest;
 pub mod server;
 pub mod session;
@@ -30,4 +33,4 @@ pub mod text;
 pub mod workspace;
 
 pub use error::ErrorCode;
-pub use ids::{AttendeeId, RoomKey, SessionId, TaskId, UserId, WorkspaceId};
+pub use ids::{AttendeeId, CategoryId, RoomKey, SessionId, TaskId, UserId, WorkspaceId};

@@ -5,9 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::category::{Category, CategoryChanges};
 use crate::client::Ref;
 use crate::error::ErrorCode;
-use crate::ids::{TaskId, UserId, WorkspaceId};
+use crate::ids::{CategoryId, TaskId, UserId, WorkspaceId};
 use crate::task::{Task, TaskChanges};
 use crate::workspace::{Member, PresenceStatus, Role};
 
@@ -34,12 +35,46 @@ pub enum Event {
         /// Who changed it.
         by: UserId,
     },
-    /// A task was deleted.
+    /// A task was deleted, and its subtasks with it.
     TaskDeleted {
         /// Which task.
         task_id: TaskId,
+        /// Its subtasks, deleted with it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        subtasks: Vec<TaskId>,
         /// Who deleted it.
         by: UserId,
+    },
+    /// A category was created.
+    CategoryCreated {
+        /// The new category.
+        category: Category,
+        /// Who created it.
+        by: UserId,
+    },
+    /// A category changed.
+    CategoryUpdated {
+        /// Which.
+        category_id: CategoryId,
+        /// The fields that changed, as sent.
+        changes: CategoryChanges,
+        /// The category after the change.
+        category: Category,
+        /// Who changed it.
+        by: UserId,
+    },
+    /// A category was deleted; every task in it now has none (each such task's version grows
+    /// by one and its `updated_at` becomes `at`).
+    CategoryDeleted {
+        /// Which.
+        category_id: CategoryId,
+        /// The tasks that were in it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tasks: Vec<TaskId>,
+        /// Who deleted it.
+        by: UserId,
+        /// When.
+        at: chrono::DateTime<chrono::Utc>,
     },
     /// Someone became a member.
     MemberJoined {
@@ -110,6 +145,8 @@ pub struct WorkspaceView<'a> {
     pub name: &'a str,
     /// Its members.
     pub members: Vec<&'a Member>,
+    /// Its categories, by position.
+    pub categories: Vec<&'a Category>,
     /// Its tasks, by position.
     pub tasks: Vec<&'a Task>,
 }
@@ -137,6 +174,13 @@ pub enum AckResult<'a> {
     Task {
         /// The task after the write.
         task: &'a Task,
+        /// The offset of the event the write produced.
+        offset: u64,
+    },
+    /// A category write: the category as it now is and the event's offset.
+    Category {
+        /// The category after the write.
+        category: &'a Category,
         /// The offset of the event the write produced.
         offset: u64,
     },
@@ -297,6 +341,10 @@ pub fn changed_fields(changes: &TaskChanges) -> Vec<&'static str> {
     add(changes.position.is_some(), "position");
     add(changes.assignee.is_some(), "assignee");
     add(changes.due_date.is_some(), "due_date");
+    add(changes.category_id.is_some(), "category_id");
+    add(changes.tags.is_some(), "tags");
+    add(changes.parent_id.is_some(), "parent_id");
+    add(changes.recurrence.is_some(), "recurrence");
     fields
 }
 
@@ -309,6 +357,7 @@ mod tests {
         let ws = WorkspaceId::new();
         let ev = Event::TaskDeleted {
             task_id: TaskId::new(),
+            subtasks: Vec::new(),
             by: UserId::new(),
         };
         let json = serde_json::to_string(&ev).unwrap();

@@ -1,11 +1,12 @@
 //! The task board's records: a [`Task`], what a client sends to create one ([`TaskDraft`]) and to
 //! change one ([`TaskChanges`]), and their validation. Limits follow the product plan: a title of
-//! 1–500 characters, a description of at most 2000.
+//! 1–500 characters, a description of at most 2000; at most 20 tags of 1–32 characters.
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::ids::{TaskId, UserId};
+use crate::ids::{CategoryId, TaskId, UserId};
+use crate::rank::Rank;
 use crate::text;
 pub use crate::text::FieldError;
 
@@ -13,6 +14,45 @@ pub use crate::text::FieldError;
 pub const MAX_TITLE_CHARS: usize = 500;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+/// Most tags on one task.
+pub const MAX_TAGS: usize = 20;
+/// Longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 32;
+/// Longest recurrence interval (every 365 days, weeks, ...).
+pub const MAX_RECURRENCE_INTERVAL: u16 = 365;
+
+/// How often a recurring task comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Frequency {
+    /// Every `interval` days.
+    Daily,
+    /// Every `interval` weeks.
+    Weekly,
+    /// Every `interval` months.
+    Monthly,
+    /// Every `interval` years.
+    Yearly,
+}
+
+/// A recurring task's rule; stored and returned as given (the hub does not create the
+/// occurrences: the app does, from this rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recurrence {
+    /// The unit.
+    pub frequency: Frequency,
+    /// Every how many units, 1–365 (default 1).
+    #[serde(default = "one")]
+    pub interval: u16,
+    /// No occurrence after this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+fn one() -> u16 {
+    1
+}
 
 /// How urgent a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -55,12 +95,27 @@ pub struct Task {
     pub priority: Priority,
     /// Where it stands.
     pub status: Status,
-    /// Order on the board; lower comes first.
-    pub position: i64,
+    /// Order on the board: a key compared as text, lower first (see [`crate::rank`]).
+    pub position: Rank,
     /// The member it is assigned to.
     pub assignee: Option<UserId>,
     /// When it is due.
     pub due_date: Option<DateTime<Utc>>,
+    /// Its category, if any.
+    #[serde(default)]
+    pub category_id: Option<CategoryId>,
+    /// Free labels, each 1–32 characters, at most 20, no duplicates.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The task this one is a subtask of (one level: a subtask has no subtasks).
+    #[serde(default)]
+    pub parent_id: Option<TaskId>,
+    /// When it was last completed; `null` while it is not.
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// How it recurs, if it does.
+    #[serde(default)]
+    pub recurrence: Option<Recurrence>,
     /// Grows by one with every change; a write names the version it was based on.
     pub version: u64,
     /// Who created it.
@@ -94,13 +149,25 @@ pub struct TaskDraft {
     pub completed: bool,
     /// Defaults to after the last task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<i64>,
+    pub position: Option<Rank>,
     /// A member of the workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<UserId>,
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_date: Option<DateTime<Utc>>,
+    /// A category of the workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_id: Option<CategoryId>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Makes it a subtask of a task that is not itself one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<TaskId>,
+    /// Makes it recurring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<Recurrence>,
 }
 
 impl TaskDraft {
@@ -116,6 +183,10 @@ impl TaskDraft {
             position: None,
             assignee: None,
             due_date: None,
+            category_id: None,
+            tags: Vec::new(),
+            parent_id: None,
+            recurrence: None,
         }
     }
 
@@ -126,6 +197,8 @@ impl TaskDraft {
     pub fn validate(&self) -> Result<(), FieldError> {
         clean_title(&self.title)?;
         clean_description(self.description.as_deref())?;
+        clean_tags(&self.tags)?;
+        check_recurrence(self.recurrence.as_ref())?;
         check_due_date(self.due_date)
     }
 
@@ -137,6 +210,8 @@ impl TaskDraft {
     pub fn normalize(&mut self) -> Result<(), FieldError> {
         self.title = clean_title(&self.title)?;
         self.description = clean_description(self.description.as_deref())?;
+        self.tags = clean_tags(&self.tags)?;
+        check_recurrence(self.recurrence.as_ref())?;
         check_due_date(self.due_date)
     }
 }
@@ -165,9 +240,9 @@ pub struct TaskChanges {
     /// New status (moves `completed` with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
-    /// New position.
+    /// New position (a key between the new neighbours' keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<i64>,
+    pub position: Option<Rank>,
     /// New assignee, or `null` to unassign.
     #[serde(
         default,
@@ -182,10 +257,34 @@ pub struct TaskChanges {
         skip_serializing_if = "Option::is_none"
     )]
     pub due_date: Option<Option<DateTime<Utc>>>,
+    /// New category, or `null` to clear.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub category_id: Option<Option<CategoryId>>,
+    /// The new set of tags (replaces the old one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// New parent, or `null` to make it a top-level task.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub parent_id: Option<Option<TaskId>>,
+    /// New recurrence rule, or `null` to stop recurring.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub recurrence: Option<Option<Recurrence>>,
 }
 
 /// Tells an absent field (`None`, through `default`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -219,6 +318,12 @@ impl TaskChanges {
         if let Some(due_date) = self.due_date {
             check_due_date(due_date)?;
         }
+        if let Some(tags) = &self.tags {
+            clean_tags(tags)?;
+        }
+        if let Some(recurrence) = &self.recurrence {
+            check_recurrence(recurrence.as_ref())?;
+        }
         Ok(())
     }
 
@@ -239,6 +344,12 @@ impl TaskChanges {
         if let Some(due_date) = self.due_date {
             check_due_date(due_date)?;
         }
+        if let Some(tags) = &self.tags {
+            self.tags = Some(clean_tags(tags)?);
+        }
+        if let Some(recurrence) = &self.recurrence {
+            check_recurrence(recurrence.as_ref())?;
+        }
         Ok(())
     }
 
@@ -254,8 +365,20 @@ impl TaskChanges {
         if let Some(priority) = self.priority {
             task.priority = priority;
         }
-        if let Some(position) = self.position {
-            task.position = position;
+        if let Some(position) = &self.position {
+            task.position.clone_from(position);
+        }
+        if let Some(category) = self.category_id {
+            task.category_id = category;
+        }
+        if let Some(tags) = &self.tags {
+            task.tags.clone_from(tags);
+        }
+        if let Some(parent) = self.parent_id {
+            task.parent_id = parent;
+        }
+        if let Some(recurrence) = &self.recurrence {
+            task.recurrence.clone_from(recurrence);
         }
         if let Some(assignee) = self.assignee {
             task.assignee = assignee;
@@ -290,6 +413,40 @@ fn clean_description(description: Option<&str>) -> Result<Option<String>, FieldE
                 .map_err(|e| with_limit(e, "must be at most 2000 characters"))
         })
         .transpose()
+}
+
+/// Tags in their stored form: each a clean line of 1–32 characters, duplicates dropped (first
+/// kept), at most 20.
+fn clean_tags(tags: &[String]) -> Result<Vec<String>, FieldError> {
+    if tags.len() > MAX_TAGS {
+        return Err(FieldError {
+            field: "tags",
+            problem: "must hold at most 20 tags",
+        });
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = text::clean_line(tag, "tags", MAX_TAG_CHARS)
+            .map_err(|e| with_limit(e, "each must be 1-32 characters"))?;
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    Ok(out)
+}
+
+fn check_recurrence(rule: Option<&Recurrence>) -> Result<(), FieldError> {
+    let Some(rule) = rule else { return Ok(()) };
+    if !(1..=MAX_RECURRENCE_INTERVAL).contains(&rule.interval) {
+        return Err(FieldError {
+            field: "recurrence.interval",
+            problem: "must be between 1 and 365",
+        });
+    }
+    check_due_date(rule.until).map_err(|_| FieldError {
+        field: "recurrence.until",
+        problem: "must be between the years 1 and 9999 (UTC)",
+    })
 }
 
 /// A due date must be one RFC 3339 can write: years 1 to 9999 in UTC (`0000-01-01T00:30:00+01:00`
@@ -329,9 +486,14 @@ mod tests {
             completed: false,
             priority: Priority::Medium,
             status: Status::Todo,
-            position: 0,
+            position: Rank::first(),
             assignee: None,
             due_date: None,
+            category_id: None,
+            tags: Vec::new(),
+            parent_id: None,
+            completed_at: None,
+            recurrence: None,
             version: 1,
             created_by: UserId::new(),
             created_at: now,
@@ -428,6 +590,54 @@ mod tests {
         let mut d = TaskDraft::titled("x");
         d.due_date = Some("0001-01-01T00:00:00Z".parse().unwrap());
         assert!(d.normalize().is_ok());
+    }
+
+    #[test]
+    fn tags_are_cleaned_deduplicated_and_bounded() {
+        let mut d = TaskDraft::titled("x");
+        d.tags = vec![" urgent ".into(), "urgent".into(), "home".into()];
+        d.normalize().unwrap();
+        assert_eq!(d.tags, ["urgent", "home"]);
+        d.tags = (0..21).map(|i| format!("t{i}")).collect();
+        assert_eq!(d.validate().unwrap_err().field, "tags");
+        d.tags = vec!["x".repeat(33)];
+        assert_eq!(
+            d.validate().unwrap_err().to_string(),
+            "tags: each must be 1-32 characters"
+        );
+        d.tags = vec!["  ".into()];
+        assert!(d.validate().is_err());
+    }
+
+    #[test]
+    fn recurrence_rules_are_bounded() {
+        let rule: Recurrence = serde_json::from_str(r#"{"frequency":"weekly"}"#).unwrap();
+        assert_eq!(rule.interval, 1);
+        let mut d = TaskDraft::titled("x");
+        d.recurrence = Some(Recurrence {
+            interval: 0,
+            ..rule.clone()
+        });
+        assert_eq!(d.validate().unwrap_err().field, "recurrence.interval");
+        d.recurrence = Some(Recurrence {
+            interval: 365,
+            ..rule
+        });
+        assert!(d.validate().is_ok());
+        assert!(serde_json::from_str::<Recurrence>(r#"{"frequency":"hourly"}"#).is_err());
+        assert!(serde_json::from_str::<Recurrence>(r#"{"frequency":"daily","count":3}"#).is_err());
+    }
+
+    /// Journals and snapshots written before categories, tags and string positions still read.
+    #[test]
+    fn tasks_stored_before_the_new_fields_still_read() {
+        let old = r#"{"id":"0190b8a2-7c1e-7000-8000-000000000001","title":"t","description":null,
+            "completed":false,"priority":"medium","status":"todo","position":4,"assignee":null,
+            "due_date":null,"version":1,"created_by":"0190b8a2-7c1e-7000-8000-000000000002",
+            "created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}"#;
+        let t: Task = serde_json::from_str(old).unwrap();
+        assert_eq!(t.position, Rank::from_i64(4));
+        assert!(t.tags.is_empty() && t.category_id.is_none() && t.completed_at.is_none());
     }
 
     #[test]

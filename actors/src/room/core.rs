@@ -195,13 +195,13 @@ impl<K: RoomKind> Core<K> {
         &mut self,
         offset: u64,
         json: String,
-        effect: Option<SideEffect>,
+        effects: Vec<SideEffect>,
         release: Release<K>,
     ) -> Result<(), Release<K>> {
         if self.stop.is_some() {
             return Err(release);
         }
-        let queued = match self.durable.submit(&self.ctx, offset, json, effect).await {
+        let queued = match self.durable.submit(&self.ctx, offset, json, effects).await {
             Ok(committed) => self.watcher.send((offset, committed)).is_ok(),
             Err(_) => false,
         };

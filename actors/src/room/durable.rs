@@ -140,7 +140,7 @@ impl Durable {
         ctx: &RoomContext,
         offset: u64,
         json: String,
-        effect: Option<SideEffect>,
+        effects: Vec<SideEffect>,
     ) -> Result<Committed, AppendError> {
         let request = AppendRequest {
             room: self.key.clone(),
@@ -149,7 +149,7 @@ impl Durable {
                 seq: offset,
                 event: json,
             }],
-            effect,
+            effects,
         };
         ctx.journal
             .submit(request)

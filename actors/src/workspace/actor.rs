@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use persistence::SideEffect;
+use persistence::{SideEffect, TaskRow};
 use ractor::RpcReplyPort;
 use signaling::client::ClientMsg;
 use signaling::server::{AckResult, Event, JoinMode, ServerMsg, durable_frame};
 use signaling::workspace::PresenceStatus;
-use signaling::{RoomKey, UserId, WorkspaceId};
+use signaling::{RoomKey, TaskId, UserId, WorkspaceId};
 
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
 use super::state::WorkspaceState;
@@ -71,6 +71,9 @@ impl RoomKind for Room {
             .into_iter()
             .map(|m| (m.user_id, m))
             .collect();
+        if !store.board_in_step(&key.to_string(), board.offset).await? {
+            rebuild_index(store, &key.to_string(), durable.epoch(), &board).await?;
+        }
         tracing::info!(
             epoch = durable.epoch(),
             offset = board.offset,
@@ -99,7 +102,7 @@ impl RoomKind for Room {
             WorkspaceMsg::Resume { .. } => true,
             WorkspaceMsg::Call { op, .. } => matches!(
                 op,
-                Op::Describe | Op::ListTasks | Op::GetTask(_) | Op::Delete
+                Op::Describe | Op::ListTasks | Op::GetTask(_) | Op::ListCategories | Op::Delete
             ),
         }
     }
@@ -161,6 +164,38 @@ impl RoomKind for Room {
     }
 }
 
+/// Rewrites a workspace's board index from its state (a room journaled before the index existed,
+/// or whose index fell behind).
+async fn rebuild_index(
+    store: &persistence::Store,
+    room: &str,
+    epoch: u64,
+    board: &WorkspaceState,
+) -> Result<(), StartError> {
+    let started = Instant::now();
+    let corrupt = |e: serde_json::Error| persistence::StoreError::Corrupt(e.to_string());
+    let tasks = board
+        .tasks
+        .values()
+        .map(|t| TaskRow::new(board.id, t.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let categories = board
+        .categories
+        .values()
+        .map(|c| serde_json::to_string(c).map(|doc| (c.clone(), doc)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt)?;
+    store
+        .rebuild_board(room, epoch, board.offset, board.id, &tasks, &categories)
+        .await?;
+    tracing::info!(
+        tasks = tasks.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "board index rebuilt"
+    );
+    Ok(())
+}
+
 impl Answer {
     /// Sends a write's result: over WebSocket an `ack` (or `error`, with `conflict_detected`
     /// first for a conflict), over REST the reply.
@@ -181,6 +216,12 @@ fn answer_ws(workspace: WorkspaceId, reply: ReplyTo, result: Result<Option<Reply
             task: &task,
             offset,
         })),
+        Ok(Some(Reply::Category(category, Some(offset)))) => {
+            reply.ack(Some(AckResult::Category {
+                category: &category,
+                offset,
+            }));
+        }
         Ok(Some(Reply::Done(offset))) => reply.ack(Some(AckResult::Offset { offset })),
         Ok(_) => reply.ack(None::<AckResult<'_>>),
         Err(err) => {
@@ -232,6 +273,12 @@ impl Room {
                 changes: u.changes,
             },
             ClientMsg::TaskDelete(d) => Op::DeleteTask(d.task_id),
+            ClientMsg::CategoryCreate(c) => Op::CreateCategory(c.category),
+            ClientMsg::CategoryUpdate(u) => Op::UpdateCategory {
+                category_id: u.category_id,
+                changes: u.changes,
+            },
+            ClientMsg::CategoryDelete(d) => Op::DeleteCategory(d.category_id),
             // The router sends a workspace only workspace commands.
             _ => return reply.error(&RoomError::Invalid("not a workspace command".into())),
         };
@@ -411,6 +458,13 @@ impl Room {
                 });
                 return answer.send(ws, result);
             }
+            Op::ListCategories => {
+                let result = self.board.role(user).map(|_| {
+                    let categories = self.board.categories_in_order().into_iter();
+                    Reply::Categories(categories.cloned().collect())
+                });
+                return answer.send(ws, result);
+            }
             Op::GetTask(id) => {
                 let result = self
                     .board
@@ -433,6 +487,21 @@ impl Room {
                 .decide_update(user, task_id, base_version, changes, now)
                 .map(|e| (e, None)),
             Op::DeleteTask(id) => self.board.decide_delete(user, id).map(|e| (e, None)),
+            Op::CreateCategory(draft) => self
+                .board
+                .decide_create_category(user, draft, now)
+                .map(|e| (e, None)),
+            Op::UpdateCategory {
+                category_id,
+                changes,
+            } => self
+                .board
+                .decide_update_category(user, category_id, changes, now)
+                .map(|e| (e, None)),
+            Op::DeleteCategory(id) => self
+                .board
+                .decide_delete_category(user, id, now)
+                .map(|e| (e, None)),
             Op::AddMember(member) => {
                 let effect = SideEffect::UpsertMember {
                     workspace: ws,
@@ -525,13 +594,31 @@ impl Room {
         let Ok(json) = serde_json::to_string(&event) else {
             return answer.send(ws, Err(RoomError::Unavailable));
         };
+        let unassigned: Vec<TaskId> = match &event {
+            Event::MemberLeft { user_id, .. } => self
+                .board
+                .tasks
+                .values()
+                .filter(|t| t.assignee == Some(*user_id))
+                .map(|t| t.id)
+                .collect(),
+            _ => Vec::new(),
+        };
         self.board.apply(offset, &event);
+        let mut effects: Vec<SideEffect> = effect.into_iter().collect();
+        if let Err(e) = self.index_effects(&event, &unassigned, &mut effects) {
+            tracing::error!(room = %ws, error = %e, "indexing a task failed");
+            return answer.send(ws, Err(RoomError::Unavailable));
+        }
         let frame = WireFrame::text(durable_frame(ws, offset, &json));
         // What the caller is told, as of this event (later ones may be in flight by the time
         // it is released).
         let reply = match &event {
             Event::TaskCreated { task, .. } | Event::TaskUpdated { task, .. } => {
                 Reply::Task(task.clone(), Some(offset))
+            }
+            Event::CategoryCreated { category, .. } | Event::CategoryUpdated { category, .. } => {
+                Reply::Category(category.clone(), Some(offset))
             }
             _ => Reply::Done(offset),
         };
@@ -554,9 +641,69 @@ impl Room {
                 Err(_) => answer.send(ws, Err(RoomError::Unavailable)),
             },
         );
-        if let Err(release) = core.commit(offset, json, effect, release).await {
+        if let Err(release) = core.commit(offset, json, effects, release).await {
             release(self, core, Err(crate::room::core::Refused));
         }
+    }
+
+    /// The board index's writes for an event already applied: the tasks and categories it
+    /// changed, as they now are (`unassigned`: the tasks a leaving member had).
+    fn index_effects(
+        &self,
+        event: &Event,
+        unassigned: &[TaskId],
+        effects: &mut Vec<SideEffect>,
+    ) -> Result<(), persistence::StoreError> {
+        let ws = self.board.id;
+        let put = |id: &TaskId| -> Result<Option<SideEffect>, persistence::StoreError> {
+            self.board
+                .tasks
+                .get(id)
+                .map(|t| TaskRow::new(ws, t.clone()).map(|r| SideEffect::PutTask(Box::new(r))))
+                .transpose()
+        };
+        match event {
+            Event::TaskCreated { task, .. } | Event::TaskUpdated { task, .. } => {
+                effects.extend(put(&task.id)?);
+            }
+            Event::TaskDeleted {
+                task_id, subtasks, ..
+            } => effects.push(SideEffect::DeleteTasks {
+                workspace: ws,
+                tasks: std::iter::once(*task_id)
+                    .chain(subtasks.iter().copied())
+                    .collect(),
+            }),
+            Event::CategoryCreated { category, .. } | Event::CategoryUpdated { category, .. } => {
+                let doc = serde_json::to_string(category)
+                    .map_err(|e| persistence::StoreError::Corrupt(e.to_string()))?;
+                effects.push(SideEffect::PutCategory {
+                    workspace: ws,
+                    category: Box::new(category.clone()),
+                    doc,
+                });
+            }
+            Event::CategoryDeleted {
+                category_id, tasks, ..
+            } => {
+                effects.push(SideEffect::DeleteCategory {
+                    workspace: ws,
+                    category: *category_id,
+                });
+                for id in tasks {
+                    effects.extend(put(id)?);
+                }
+            }
+            Event::MemberLeft { .. } => {
+                for id in unassigned {
+                    effects.extend(put(id)?);
+                }
+            }
+            Event::MemberJoined { .. }
+            | Event::MemberUpdated { .. }
+            | Event::WorkspaceRenamed { .. } => {}
+        }
+        Ok(())
     }
 
     fn broadcast_presence(

@@ -1,10 +1,11 @@
 //! What a workspace room is sent, and what it answers.
 
 use ractor::RpcReplyPort;
+use signaling::category::{Category, CategoryChanges, CategoryDraft};
 use signaling::client::ClientMsg;
 use signaling::task::{Task, TaskChanges, TaskDraft};
 use signaling::workspace::{Member, Role};
-use signaling::{ErrorCode, TaskId, UserId};
+use signaling::{CategoryId, ErrorCode, TaskId, UserId};
 
 pub use crate::room::ReplyTo;
 use crate::room::RouterError;
@@ -61,8 +62,21 @@ pub enum Op {
         /// What to change.
         changes: TaskChanges,
     },
-    /// Delete a task.
+    /// Delete a task (and its subtasks).
     DeleteTask(TaskId),
+    /// All categories, in list order.
+    ListCategories,
+    /// Create a category.
+    CreateCategory(CategoryDraft),
+    /// Change a category.
+    UpdateCategory {
+        /// Which.
+        category_id: CategoryId,
+        /// What to change.
+        changes: CategoryChanges,
+    },
+    /// Delete a category (its tasks keep existing, with none).
+    DeleteCategory(CategoryId),
     /// Add a member (resolved by the caller from an email).
     AddMember(Member),
     /// Change a member's role.
@@ -98,6 +112,10 @@ pub enum Reply {
     Tasks(Vec<Task>),
     /// A task as it is after the operation, with the offset of the event if one was written.
     Task(Task, Option<u64>),
+    /// For `ListCategories`.
+    Categories(Vec<Category>),
+    /// A category as it is after the operation, with the offset of the event if one was written.
+    Category(Category, Option<u64>),
     /// Done; the event's offset.
     Done(u64),
 }
@@ -142,6 +160,12 @@ pub enum RoomError {
         /// The fields the write wanted to change.
         fields: Vec<&'static str>,
     },
+    /// No such category.
+    #[error("category not found")]
+    CategoryNotFound,
+    /// The workspace is full of these.
+    #[error("{0}")]
+    LimitReached(&'static str),
     /// Storage failed or the room stopped before answering. A refused append changed nothing;
     /// a call that timed out, or a room that crashed after journaling, may have applied the
     /// write: re-read (or resume by offset) before retrying a create.
@@ -163,6 +187,8 @@ impl RoomError {
             RoomError::LastOwner => ErrorCode::LastOwner,
             RoomError::Invalid(_) => ErrorCode::InvalidPayload,
             RoomError::Conflict { .. } => ErrorCode::VersionConflict,
+            RoomError::CategoryNotFound => ErrorCode::CategoryNotFound,
+            RoomError::LimitReached(_) => ErrorCode::LimitReached,
             RoomError::Unavailable => ErrorCode::Unavailable,
         }
     }

@@ -21,6 +21,7 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::Index;
+use signaling::rank::Rank;
 use signaling::rest::MAX_NAME_CHARS;
 use signaling::server::Event;
 use signaling::task::{
@@ -179,8 +180,8 @@ fn description() -> impl Strategy<Value = String> {
 }
 
 /// Small positions, so that they collide. The extremes have their own property below.
-fn position() -> impl Strategy<Value = i64> {
-    -3..10i64
+fn position() -> impl Strategy<Value = Rank> {
+    (-3..10i64).prop_map(Rank::from_i64)
 }
 
 fn due_date() -> impl Strategy<Value = DateTime<Utc>> {
@@ -216,6 +217,10 @@ fn draft() -> impl Strategy<Value = TaskDraft> {
                     position,
                     assignee,
                     due_date: due,
+                    category_id: None,
+                    tags: Vec::new(),
+                    parent_id: None,
+                    recurrence: None,
                 }
             },
         )
@@ -244,6 +249,7 @@ fn changes() -> impl Strategy<Value = TaskChanges> {
                     position,
                     assignee,
                     due_date: due,
+                    ..TaskChanges::default()
                 }
             },
         )
@@ -429,14 +435,22 @@ fn author(event: &Event) -> UserId {
         | Event::MemberJoined { by, .. }
         | Event::MemberUpdated { by, .. }
         | Event::MemberLeft { by, .. }
-        | Event::WorkspaceRenamed { by, .. } => *by,
+        | Event::WorkspaceRenamed { by, .. }
+        | Event::CategoryCreated { by, .. }
+        | Event::CategoryUpdated { by, .. }
+        | Event::CategoryDeleted { by, .. } => *by,
     }
 }
 
 fn changes_tasks(event: &Event) -> bool {
     matches!(
         event,
-        Event::TaskCreated { .. } | Event::TaskUpdated { .. } | Event::TaskDeleted { .. }
+        Event::TaskCreated { .. }
+            | Event::TaskUpdated { .. }
+            | Event::TaskDeleted { .. }
+            | Event::CategoryCreated { .. }
+            | Event::CategoryUpdated { .. }
+            | Event::CategoryDeleted { .. }
     )
 }
 
@@ -624,7 +638,7 @@ proptest! {
 }
 
 /// Creates a task at each position, then one without a position, and says where that one went.
-fn create_after(positions: &[i64]) -> Result<(), TestCaseError> {
+fn create_after(positions: &[Rank]) -> Result<(), TestCaseError> {
     let owner = user(0);
     let mut state = WorkspaceState::new(
         WorkspaceId::from_uuid(Uuid::from_u128(0x5ace)),
@@ -633,7 +647,7 @@ fn create_after(positions: &[i64]) -> Result<(), TestCaseError> {
     state.members.insert(owner, member(0, Role::Owner));
     for (n, position) in positions.iter().enumerate() {
         let mut draft = TaskDraft::titled(format!("t{n}"));
-        draft.position = Some(*position);
+        draft.position = Some(position.clone());
         let event = state
             .decide_create(owner, draft, clock(n))
             .expect("a valid create");
@@ -656,13 +670,16 @@ fn create_after(positions: &[i64]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Positions as a client may send them: small ones and the ends of the range.
-fn any_position() -> impl Strategy<Value = i64> {
+/// Positions as a client may send them: small ones, integers at the ends of the range (as older
+/// clients send them) and the largest integer part a key can have.
+fn any_position() -> impl Strategy<Value = Rank> {
     prop_oneof![
-        3 => -3..10i64,
-        1 => Just(i64::MAX),
-        1 => Just(i64::MIN),
-        1 => any::<i64>(),
+        3 => (-3..10i64).prop_map(Rank::from_i64),
+        1 => Just(Rank::from_i64(i64::MAX)),
+        1 => Just(Rank::from_i64(i64::MIN)),
+        1 => any::<i64>().prop_map(Rank::from_i64),
+        1 => Just(Rank::parse(&"z".repeat(27)).expect("the largest integer key")),
+        1 => Just(Rank::parse(&format!("{}V", "z".repeat(27))).expect("a key past it")),
     ]
 }
 

@@ -9,12 +9,19 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use signaling::category::{Category, CategoryChanges, CategoryDraft};
+use signaling::rank::Rank;
 use signaling::server::{Event, WorkspaceView, changed_fields};
 use signaling::task::{Task, TaskChanges, TaskDraft};
 use signaling::workspace::{Member, Role};
-use signaling::{TaskId, UserId, WorkspaceId};
+use signaling::{CategoryId, TaskId, UserId, WorkspaceId};
 
 use super::messages::RoomError;
+
+/// Most tasks one workspace holds (subtasks included).
+pub const MAX_TASKS: usize = 10_000;
+/// Most categories one workspace holds.
+pub const MAX_CATEGORIES: usize = 100;
 
 /// A workspace room's durable state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +36,9 @@ pub struct WorkspaceState {
     pub members: HashMap<UserId, Member>,
     /// Tasks by id.
     pub tasks: HashMap<TaskId, Task>,
+    /// Categories by id.
+    #[serde(default)]
+    pub categories: HashMap<CategoryId, Category>,
 }
 
 impl WorkspaceState {
@@ -40,6 +50,7 @@ impl WorkspaceState {
             offset: 0,
             members: HashMap::new(),
             tasks: HashMap::new(),
+            categories: HashMap::new(),
         }
     }
 
@@ -95,9 +106,60 @@ impl WorkspaceState {
     pub fn tasks_in_order(&self) -> Vec<&Task> {
         let mut tasks: Vec<&Task> = self.tasks.values().collect();
         tasks.sort_by(|a, b| {
-            (a.position, a.created_at, a.id).cmp(&(b.position, b.created_at, b.id))
+            (&a.position, a.created_at, a.id).cmp(&(&b.position, b.created_at, b.id))
         });
         tasks
+    }
+
+    /// Categories in list order (position, then creation).
+    pub fn categories_in_order(&self) -> Vec<&Category> {
+        let mut categories: Vec<&Category> = self.categories.values().collect();
+        categories.sort_by(|a, b| {
+            (a.position, a.created_at, a.id).cmp(&(b.position, b.created_at, b.id))
+        });
+        categories
+    }
+
+    /// A category.
+    ///
+    /// # Errors
+    /// [`RoomError::CategoryNotFound`].
+    pub fn category(&self, id: CategoryId) -> Result<&Category, RoomError> {
+        self.categories.get(&id).ok_or(RoomError::CategoryNotFound)
+    }
+
+    fn check_category(&self, category: Option<CategoryId>) -> Result<(), RoomError> {
+        match category {
+            Some(c) if !self.categories.contains_key(&c) => Err(RoomError::Invalid(
+                "category_id: no such category in this workspace".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A task may become a subtask of `parent` when `parent` exists, is not itself a subtask and
+    /// is not the task; and the task has no subtasks of its own (one level only).
+    fn check_parent(&self, task: Option<TaskId>, parent: Option<TaskId>) -> Result<(), RoomError> {
+        let Some(parent) = parent else { return Ok(()) };
+        let invalid = |why: &str| Err(RoomError::Invalid(format!("parent_id: {why}")));
+        match self.tasks.get(&parent) {
+            None => return invalid("no such task in this workspace"),
+            Some(p) if p.parent_id.is_some() => return invalid("a subtask cannot have subtasks"),
+            Some(_) if Some(parent) == task => return invalid("a task cannot be its own parent"),
+            Some(_) => {}
+        }
+        if let Some(task) = task
+            && self.tasks.values().any(|t| t.parent_id == Some(task))
+        {
+            return invalid("a task with subtasks cannot become a subtask");
+        }
+        Ok(())
+    }
+
+    /// The key after the last task on the board.
+    fn end_of_board(&self) -> Result<Rank, RoomError> {
+        let last = self.tasks.values().map(|t| &t.position).max();
+        Rank::between(last, None).map_err(|e| RoomError::Invalid(format!("position: {e}")))
     }
 
     /// Members, owners first, then by name.
@@ -116,6 +178,7 @@ impl WorkspaceState {
             offset: self.offset,
             name: &self.name,
             members: self.members_in_order(),
+            categories: self.categories_in_order(),
             tasks: self.tasks_in_order(),
         }
     }
@@ -123,7 +186,8 @@ impl WorkspaceState {
     /// Checks a create.
     ///
     /// # Errors
-    /// Not a writer, a taken id, a non-member assignee.
+    /// Not a writer, a taken id, a non-member assignee, an unknown category or parent, a full
+    /// board.
     pub fn decide_create(
         &self,
         user: UserId,
@@ -135,32 +199,42 @@ impl WorkspaceState {
             .validate()
             .map_err(|e| RoomError::Invalid(format!("task.{e}")))?;
         self.check_assignee(draft.assignee)?;
+        self.check_category(draft.category_id)?;
         let id = draft.id.unwrap_or_default();
         if self.tasks.contains_key(&id) {
             return Err(RoomError::AlreadyExists("a task with this id exists"));
         }
+        if self.tasks.len() >= MAX_TASKS {
+            return Err(RoomError::LimitReached(
+                "a workspace holds at most 10000 tasks",
+            ));
+        }
+        self.check_parent(None, draft.parent_id)?;
         let status = match (draft.status, draft.completed) {
             (Some(s), _) => s,
             (None, true) => signaling::task::Status::Done,
             (None, false) => signaling::task::Status::Todo,
         };
-        let position = draft.position.unwrap_or_else(|| {
-            self.tasks
-                .values()
-                .map(|t| t.position.saturating_add(1))
-                .max()
-                .unwrap_or(0)
-        });
+        let position = match draft.position {
+            Some(p) => p,
+            None => self.end_of_board()?,
+        };
+        let completed = status == signaling::task::Status::Done;
         let task = Task {
             id,
             title: draft.title,
             description: draft.description,
-            completed: status == signaling::task::Status::Done,
+            completed,
             priority: draft.priority,
             status,
             position,
             assignee: draft.assignee,
             due_date: draft.due_date,
+            category_id: draft.category_id,
+            tags: draft.tags,
+            parent_id: draft.parent_id,
+            completed_at: completed.then_some(now),
+            recurrence: draft.recurrence,
             version: 1,
             created_by: user,
             created_at: now,
@@ -199,8 +273,19 @@ impl WorkspaceState {
         if let Some(assignee) = changes.assignee {
             self.check_assignee(assignee)?;
         }
+        if let Some(category) = changes.category_id {
+            self.check_category(category)?;
+        }
+        if let Some(parent) = changes.parent_id {
+            self.check_parent(Some(task_id), parent)?;
+        }
         let mut task = current.clone();
         changes.apply_to(&mut task);
+        task.completed_at = match (current.completed, task.completed) {
+            (false, true) => Some(now),
+            (_, false) => None,
+            (true, true) => current.completed_at,
+        };
         task.version += 1;
         task.updated_at = now;
         Ok(Event::TaskUpdated {
@@ -211,14 +296,138 @@ impl WorkspaceState {
         })
     }
 
-    /// Checks a delete.
+    /// Checks a delete (its subtasks go with it).
     ///
     /// # Errors
     /// Not a writer, no such task.
     pub fn decide_delete(&self, user: UserId, task_id: TaskId) -> Result<Event, RoomError> {
         self.writer(user)?;
         self.task(task_id)?;
-        Ok(Event::TaskDeleted { task_id, by: user })
+        let mut subtasks: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.parent_id == Some(task_id))
+            .map(|t| t.id)
+            .collect();
+        subtasks.sort();
+        Ok(Event::TaskDeleted {
+            task_id,
+            subtasks,
+            by: user,
+        })
+    }
+
+    fn name_taken(&self, name: &str, except: Option<CategoryId>) -> Result<(), RoomError> {
+        let lower = name.to_lowercase();
+        if self
+            .categories
+            .values()
+            .any(|c| Some(c.id) != except && c.name.to_lowercase() == lower)
+        {
+            return Err(RoomError::AlreadyExists(
+                "a category with this name exists in the workspace",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks creating a category (writers may).
+    ///
+    /// # Errors
+    /// Not a writer, a taken id or name, too many categories.
+    pub fn decide_create_category(
+        &self,
+        user: UserId,
+        mut draft: CategoryDraft,
+        now: DateTime<Utc>,
+    ) -> Result<Event, RoomError> {
+        self.writer(user)?;
+        draft
+            .normalize()
+            .map_err(|e| RoomError::Invalid(format!("category.{e}")))?;
+        let id = draft.id.unwrap_or_default();
+        if self.categories.contains_key(&id) {
+            return Err(RoomError::AlreadyExists("a category with this id exists"));
+        }
+        self.name_taken(&draft.name, None)?;
+        if self.categories.len() >= MAX_CATEGORIES {
+            return Err(RoomError::LimitReached(
+                "a workspace holds at most 100 categories",
+            ));
+        }
+        let position = draft.position.unwrap_or_else(|| {
+            self.categories
+                .values()
+                .map(|c| c.position.saturating_add(1))
+                .max()
+                .unwrap_or(0)
+        });
+        let category = Category {
+            id,
+            name: draft.name,
+            color: draft.color,
+            position,
+            created_by: user,
+            created_at: now,
+            updated_at: now,
+        };
+        Ok(Event::CategoryCreated { category, by: user })
+    }
+
+    /// Checks changing a category.
+    ///
+    /// # Errors
+    /// Not a writer, no such category, a taken name.
+    pub fn decide_update_category(
+        &self,
+        user: UserId,
+        category_id: CategoryId,
+        mut changes: CategoryChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Event, RoomError> {
+        self.writer(user)?;
+        changes
+            .normalize()
+            .map_err(|e| RoomError::Invalid(format!("changes.{e}")))?;
+        let mut category = self.category(category_id)?.clone();
+        if let Some(name) = &changes.name {
+            self.name_taken(name, Some(category_id))?;
+        }
+        changes.apply_to(&mut category);
+        category.updated_at = now;
+        Ok(Event::CategoryUpdated {
+            category_id,
+            changes,
+            category,
+            by: user,
+        })
+    }
+
+    /// Checks deleting a category: its tasks stay, with no category.
+    ///
+    /// # Errors
+    /// Not a writer, no such category.
+    pub fn decide_delete_category(
+        &self,
+        user: UserId,
+        category_id: CategoryId,
+        now: DateTime<Utc>,
+    ) -> Result<Event, RoomError> {
+        self.writer(user)?;
+        self.category(category_id)?;
+        let mut tasks: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.category_id == Some(category_id))
+            .map(|t| t.id)
+            .collect();
+        tasks.sort();
+        Ok(Event::CategoryDeleted {
+            category_id,
+            tasks,
+            by: user,
+            at: now,
+        })
     }
 
     /// Checks adding `member` (their role inside). Only an owner may make another owner.
@@ -323,8 +532,31 @@ impl WorkspaceState {
             Event::TaskCreated { task, .. } | Event::TaskUpdated { task, .. } => {
                 self.tasks.insert(task.id, task.clone());
             }
-            Event::TaskDeleted { task_id, .. } => {
+            Event::TaskDeleted {
+                task_id, subtasks, ..
+            } => {
                 self.tasks.remove(task_id);
+                for id in subtasks {
+                    self.tasks.remove(id);
+                }
+            }
+            Event::CategoryCreated { category, .. } | Event::CategoryUpdated { category, .. } => {
+                self.categories.insert(category.id, category.clone());
+            }
+            Event::CategoryDeleted {
+                category_id,
+                tasks,
+                at,
+                ..
+            } => {
+                self.categories.remove(category_id);
+                for id in tasks {
+                    if let Some(task) = self.tasks.get_mut(id) {
+                        task.category_id = None;
+                        task.version += 1;
+                        task.updated_at = *at;
+                    }
+                }
             }
             Event::MemberJoined { member, .. } => {
                 self.members.insert(member.user_id, member.clone());
@@ -420,7 +652,7 @@ mod tests {
         let mut f = fixture();
         let a = created_task(&mut f.state, f.member, "a");
         let b = created_task(&mut f.state, f.owner, "b");
-        assert_eq!((a.position, b.position), (0, 1));
+        assert_eq!((a.position.as_str(), b.position.as_str()), ("a0", "a1"));
         assert_eq!(a.version, 1);
         assert_eq!(f.state.offset, 2);
         let order: Vec<_> = f
@@ -579,6 +811,174 @@ mod tests {
         };
         commit(&mut f.state, |s| s.decide_remove_member(f.member, f.member));
         assert_eq!(f.state.tasks[&task.id].assignee, None);
+    }
+
+    fn category(state: &mut WorkspaceState, by: UserId, name: &str) -> Category {
+        let draft = CategoryDraft {
+            id: None,
+            name: name.into(),
+            color: None,
+            position: None,
+        };
+        match commit(state, |s| s.decide_create_category(by, draft, Utc::now())) {
+            Event::CategoryCreated { category, .. } => category,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn category_names_are_unique_ignoring_case_and_deleting_one_unsets_its_tasks() {
+        let mut f = fixture();
+        let work = category(&mut f.state, f.member, "Work");
+        let home = category(&mut f.state, f.member, "Home");
+        assert_eq!((work.position, home.position), (0, 1));
+        let again = CategoryDraft {
+            id: None,
+            name: "WORK".into(),
+            color: None,
+            position: None,
+        };
+        assert!(matches!(
+            f.state.decide_create_category(f.owner, again, Utc::now()),
+            Err(RoomError::AlreadyExists(_))
+        ));
+        let rename = CategoryChanges {
+            name: Some("home".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            f.state
+                .decide_update_category(f.owner, work.id, rename, Utc::now()),
+            Err(RoomError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            f.state
+                .decide_delete_category(f.viewer, work.id, Utc::now()),
+            Err(RoomError::Forbidden(_))
+        ));
+        let mut draft = TaskDraft::titled("in work");
+        draft.category_id = Some(work.id);
+        let Event::TaskCreated { task, .. } = commit(&mut f.state, |s| {
+            s.decide_create(f.owner, draft, Utc::now())
+        }) else {
+            panic!()
+        };
+        let other = created_task(&mut f.state, f.owner, "no category");
+        let Event::CategoryDeleted { tasks, .. } = commit(&mut f.state, |s| {
+            s.decide_delete_category(f.owner, work.id, Utc::now())
+        }) else {
+            panic!()
+        };
+        assert_eq!(tasks, [task.id]);
+        let after = &f.state.tasks[&task.id];
+        assert_eq!((after.category_id, after.version), (None, 2));
+        assert_eq!(f.state.tasks[&other.id].version, 1);
+        let mut stale = TaskDraft::titled("x");
+        stale.category_id = Some(work.id);
+        assert!(matches!(
+            f.state.decide_create(f.owner, stale, Utc::now()),
+            Err(RoomError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn subtasks_are_one_level_deep_and_go_with_their_parent() {
+        let mut f = fixture();
+        let parent = created_task(&mut f.state, f.owner, "parent");
+        let mut draft = TaskDraft::titled("child");
+        draft.parent_id = Some(parent.id);
+        let Event::TaskCreated { task: child, .. } = commit(&mut f.state, |s| {
+            s.decide_create(f.owner, draft, Utc::now())
+        }) else {
+            panic!()
+        };
+        let mut grandchild = TaskDraft::titled("grandchild");
+        grandchild.parent_id = Some(child.id);
+        assert!(matches!(
+            f.state.decide_create(f.owner, grandchild, Utc::now()),
+            Err(RoomError::Invalid(m)) if m.contains("subtask cannot have subtasks")
+        ));
+        let other = created_task(&mut f.state, f.owner, "other");
+        let adopt = |p| TaskChanges {
+            parent_id: Some(Some(p)),
+            ..Default::default()
+        };
+        // A task with subtasks cannot become one; a task cannot be its own parent.
+        assert!(
+            f.state
+                .decide_update(f.owner, parent.id, None, adopt(other.id), Utc::now())
+                .is_err()
+        );
+        assert!(
+            f.state
+                .decide_update(f.owner, other.id, None, adopt(other.id), Utc::now())
+                .is_err()
+        );
+        let Event::TaskDeleted { subtasks, .. } =
+            commit(&mut f.state, |s| s.decide_delete(f.owner, parent.id))
+        else {
+            panic!()
+        };
+        assert_eq!(subtasks, [child.id]);
+        assert_eq!(f.state.tasks.len(), 1);
+    }
+
+    #[test]
+    fn completed_at_is_set_on_completion_and_cleared_on_reopening() {
+        let mut f = fixture();
+        let t = created_task(&mut f.state, f.owner, "x");
+        assert_eq!(t.completed_at, None);
+        let done_at = Utc::now();
+        let complete = TaskChanges {
+            completed: Some(true),
+            ..Default::default()
+        };
+        commit(&mut f.state, |s| {
+            s.decide_update(f.owner, t.id, None, complete.clone(), done_at)
+        });
+        assert_eq!(f.state.tasks[&t.id].completed_at, Some(done_at));
+        // Completing again keeps the first time; a title edit keeps it too.
+        commit(&mut f.state, |s| {
+            s.decide_update(f.owner, t.id, None, complete, Utc::now())
+        });
+        assert_eq!(f.state.tasks[&t.id].completed_at, Some(done_at));
+        let reopen = TaskChanges {
+            status: Some(signaling::task::Status::InProgress),
+            ..Default::default()
+        };
+        commit(&mut f.state, |s| {
+            s.decide_update(f.owner, t.id, None, reopen, Utc::now())
+        });
+        assert_eq!(f.state.tasks[&t.id].completed_at, None);
+    }
+
+    #[test]
+    fn a_full_workspace_refuses_more_tasks_and_categories() {
+        let mut f = fixture();
+        for n in 0..MAX_CATEGORIES {
+            category(&mut f.state, f.owner, &format!("c{n}"));
+        }
+        let draft = CategoryDraft {
+            id: None,
+            name: "one more".into(),
+            color: None,
+            position: None,
+        };
+        assert!(matches!(
+            f.state.decide_create_category(f.owner, draft, Utc::now()),
+            Err(RoomError::LimitReached(_))
+        ));
+        let template = created_task(&mut f.state, f.owner, "t");
+        while f.state.tasks.len() < MAX_TASKS {
+            let mut t = template.clone();
+            t.id = TaskId::new();
+            f.state.tasks.insert(t.id, t);
+        }
+        assert!(matches!(
+            f.state
+                .decide_create(f.owner, TaskDraft::titled("one more"), Utc::now()),
+            Err(RoomError::LimitReached(_))
+        ));
     }
 
     #[test]

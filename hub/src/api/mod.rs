@@ -3,7 +3,8 @@
 //!
 //! - [`auth`]: register, login, refresh, logout, me, deleting one's account.
 //! - [`workspaces`]: workspaces and their members.
-//! - [`tasks`]: the task board (writes go through the room, so members see them live).
+//! - [`tasks`]: the task board (writes go through the room, so members see them live);
+//!   [`categories`]: the board's categories.
 //! - [`admin`]: the operator's routes (the cluster's nodes; disable, enable, delete accounts).
 //! - [`ops`]: health, readiness, metrics, fault injection.
 //!
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod categories;
 pub mod forward;
 pub mod ops;
 pub mod sessions;
@@ -106,6 +108,27 @@ where
     }
 }
 
+/// `Query` whose rejections are [`ApiError`]s: `400 invalid_payload` saying which parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::invalid(e.body_text()))
+    }
+}
+
 /// All routes.
 pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
@@ -136,6 +159,15 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/workspaces/{id}/tasks",
             get(tasks::list).post(tasks::create),
+        )
+        .route("/workspaces/{id}/tasks/recurring", get(tasks::recurring))
+        .route(
+            "/workspaces/{id}/categories",
+            get(categories::list).post(categories::create),
+        )
+        .route(
+            "/workspaces/{id}/categories/{category_id}",
+            axum::routing::put(categories::update).delete(categories::delete),
         )
         .route(
             "/workspaces/{id}/tasks/{task_id}",

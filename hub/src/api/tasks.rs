@@ -4,12 +4,18 @@
 use actors::workspace::{Op, Reply};
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use persistence::{TaskCursor, TaskQuery, TaskSort};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use signaling::task::{Task, TaskChanges, TaskDraft};
-use signaling::{TaskId, WorkspaceId};
+use signaling::{CategoryId, TaskId, UserId, WorkspaceId};
 
-use super::{ApiJson, ApiPath};
+use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -21,16 +27,251 @@ fn task_of(reply: Reply) -> Result<Task, ApiError> {
     }
 }
 
-/// `GET /api/v1/workspaces/{id}/tasks`: in board order.
+/// The query of `GET …/tasks`: filters, order and page. Every parameter is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskParams {
+    status: Option<String>,
+    priority: Option<String>,
+    assignee: Option<String>,
+    category: Option<String>,
+    parent: Option<String>,
+    tag: Option<String>,
+    due_before: Option<String>,
+    due_after: Option<String>,
+    completed: Option<String>,
+    recurring: Option<String>,
+    q: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// Longest search text, in characters.
+const MAX_SEARCH_CHARS: usize = 200;
+/// Most words a search matches on.
+const MAX_SEARCH_WORDS: usize = 8;
+/// Largest page.
+const MAX_PAGE: u32 = 200;
+/// Page size when none is asked for.
+const DEFAULT_PAGE: u32 = 50;
+
+fn bad(param: &str, rule: &str) -> ApiError {
+    ApiError::invalid(format!("{param}: {rule}"))
+}
+
+fn list_of<T>(
+    param: &str,
+    raw: Option<&str>,
+    rule: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, ApiError> {
+    raw.map_or(Ok(Vec::new()), |raw| {
+        raw.split(',')
+            .map(|v| parse(v.trim()).ok_or_else(|| bad(param, rule)))
+            .collect()
+    })
+}
+
+/// `none` (not set) or an id.
+fn id_or_none<T: std::str::FromStr>(
+    param: &str,
+    raw: Option<&str>,
+) -> Result<Option<Option<T>>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some("none") => Ok(Some(None)),
+        Some(v) => v
+            .parse()
+            .map(|id| Some(Some(id)))
+            .map_err(|_| bad(param, "must be an id or `none`")),
+    }
+}
+
+fn flag(param: &str, raw: Option<&str>) -> Result<Option<bool>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(bad(param, "must be true or false")),
+    }
+}
+
+fn instant(param: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.map(|v| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|_| bad(param, "must be an RFC 3339 time"))
+    })
+    .transpose()
+}
+
+impl TaskParams {
+    /// The store's query, each bad parameter refused by name.
+    fn query(&self, me: UserId) -> Result<TaskQuery, ApiError> {
+        let status = list_of(
+            "status",
+            self.status.as_deref(),
+            "must be todo, in_progress or done (comma-separated)",
+            |v| serde_json::from_value(Value::String(v.into())).ok(),
+        )?;
+        let priority = list_of(
+            "priority",
+            self.priority.as_deref(),
+            "must be low, medium or high (comma-separated)",
+            |v| serde_json::from_value(Value::String(v.into())).ok(),
+        )?;
+        let assignee = match self.assignee.as_deref() {
+            Some("me") => Some(Some(me)),
+            other => id_or_none("assignee", other)?,
+        };
+        let tag = self
+            .tag
+            .as_deref()
+            .map(|t| {
+                signaling::text::clean_line(t, "tag", signaling::task::MAX_TAG_CHARS)
+                    .map_err(|e| ApiError::invalid(e.to_string()))
+            })
+            .transpose()?;
+        let words = match self.q.as_deref() {
+            None => Vec::new(),
+            Some(q) if q.chars().count() > MAX_SEARCH_CHARS => {
+                return Err(bad("q", "must be at most 200 characters"));
+            }
+            Some(q) => {
+                let words = persistence::search_words(q, MAX_SEARCH_WORDS);
+                if words.is_empty() {
+                    return Err(bad("q", "must hold a letter or a digit"));
+                }
+                words
+            }
+        };
+        let sort = match self.sort.as_deref() {
+            None => TaskSort::default(),
+            Some(s) => TaskSort::parse(s).ok_or_else(|| {
+                bad(
+                    "sort",
+                    "must be position, created_at, updated_at, due_date, priority or title",
+                )
+            })?,
+        };
+        let desc = match self.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(_) => return Err(bad("order", "must be asc or desc")),
+        };
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|c| {
+                decode_cursor(c)
+                    .filter(|c| c.sort == sort.as_str() && c.desc == desc)
+                    .ok_or_else(|| {
+                        bad(
+                            "cursor",
+                            "is not a cursor of this list (same sort and order)",
+                        )
+                    })
+            })
+            .transpose()?;
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_PAGE,
+            Some(l) => l
+                .parse()
+                .ok()
+                .filter(|l| (1..=MAX_PAGE).contains(l))
+                .ok_or_else(|| bad("limit", "must be between 1 and 200"))?,
+        };
+        Ok(TaskQuery {
+            status,
+            priority,
+            assignee,
+            category: id_or_none::<CategoryId>("category", self.category.as_deref())?,
+            parent: id_or_none::<TaskId>("parent", self.parent.as_deref())?,
+            tag,
+            due_before: instant("due_before", self.due_before.as_deref())?,
+            due_after: instant("due_after", self.due_after.as_deref())?,
+            completed: flag("completed", self.completed.as_deref())?,
+            recurring: flag("recurring", self.recurring.as_deref())?,
+            words,
+            sort,
+            desc,
+            after,
+            limit,
+        })
+    }
+}
+
+fn encode_cursor(cursor: &TaskCursor) -> Result<String, ApiError> {
+    let json = serde_json::to_vec(cursor).map_err(|e| ApiError::internal(&e))?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
+}
+
+fn decode_cursor(text: &str) -> Option<TaskCursor> {
+    let bytes = URL_SAFE_NO_PAD.decode(text.as_bytes()).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// `GET /api/v1/workspaces/{id}/tasks`: a page of the tasks that match the filters, in the asked
+/// order (board order by default): `{"tasks": [...], "next": cursor | null}`. Read from the
+/// board's index, once the room has said the caller is a member and committed every write it
+/// acknowledged.
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
-) -> Result<Json<Vec<Task>>, ApiError> {
-    match state.router.call(id, user, Op::ListTasks).await? {
-        Reply::Tasks(tasks) => Ok(Json(tasks)),
-        other => Err(ApiError::internal(&format!("unexpected reply {other:?}"))),
-    }
+    ApiQuery(params): ApiQuery<TaskParams>,
+) -> Result<Response, ApiError> {
+    page(&state, user, id, params.query(user)?).await
+}
+
+/// `GET /api/v1/workspaces/{id}/tasks/recurring`: [`list`] of the tasks with a recurrence rule.
+pub async fn recurring(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(id): ApiPath<WorkspaceId>,
+    ApiQuery(params): ApiQuery<TaskParams>,
+) -> Result<Response, ApiError> {
+    let mut query = params.query(user)?;
+    query.recurring = Some(true);
+    page(&state, user, id, query).await
+}
+
+async fn page(
+    state: &AppState,
+    user: UserId,
+    id: WorkspaceId,
+    mut query: TaskQuery,
+) -> Result<Response, ApiError> {
+    // The room says whether the caller is a member, loads (and so indexes) the board if it was
+    // not running, and answers only once its appends in flight are committed.
+    state.router.call(id, user, Op::Describe).await?;
+    let limit = query.limit as usize;
+    // One more than the page, to know whether another follows.
+    query.limit += 1;
+    let mut docs = state.store.board_tasks(id, &query).await?;
+    let next = if docs.len() > limit {
+        docs.truncate(limit);
+        let last: Task = docs
+            .last()
+            .map(|d| serde_json::from_str(d))
+            .transpose()
+            .map_err(|e| ApiError::internal(&e))?
+            .ok_or_else(|| ApiError::internal(&"an empty page has no last task"))?;
+        Value::String(encode_cursor(&TaskCursor::after(
+            query.sort, query.desc, &last,
+        ))?)
+    } else {
+        Value::Null
+    };
+    let mut body = String::with_capacity(docs.iter().map(|d| d.len() + 1).sum::<usize>() + 64);
+    body.push_str("{\"tasks\":[");
+    body.push_str(&docs.join(","));
+    body.push_str("],\"next\":");
+    body.push_str(&next.to_string());
+    body.push('}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `POST /api/v1/workspaces/{id}/tasks`.

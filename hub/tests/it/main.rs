@@ -5,6 +5,7 @@ mod abuse;
 mod accounts;
 mod auth;
 mod backpressure;
+mod board;
 mod cluster;
 mod collab;
 mod errors;

@@ -108,9 +108,18 @@ async fn a_client_resumes_after_1024_5000_and_20000_missed_events(backend: Backe
         assert_eq!(ack["result"]["replayed"], missed);
         assert_eq!(ack["result"]["offset"], last + missed);
         last += missed;
-        // Joined: live events flow again, right after the replay.
-        running.api().create_tasks(&ada, &ws, 1, 1).await;
-        let live = b.next_of("task_created").await;
+        // Joined: live events flow again, right after the replay. (A category: after the
+        // seeded 20 000 the board is past its 10 000 tasks and takes no more.)
+        let (status, body) = running
+            .api()
+            .post(
+                &format!("/api/v1/workspaces/{ws}/categories"),
+                Some(&ada.token),
+                serde_json::json!({"name": format!("after {missed}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let live = b.next_of("category_created").await;
         assert_eq!(live["offset"], last + 1);
         last += 1;
         drop(b);

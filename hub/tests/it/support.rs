@@ -304,12 +304,23 @@ impl Api<'_> {
             .await;
     }
 
+    /// Every task of the workspace, in board order, page after page.
     pub async fn tasks(&self, user: &User, ws: &str) -> Vec<Value> {
-        let (status, body) = self
-            .get(&format!("/api/v1/workspaces/{ws}/tasks"), &user.token)
-            .await;
-        assert_eq!(status, 200, "list tasks: {body}");
-        body.as_array().expect("array").clone()
+        let mut all = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/workspaces/{ws}/tasks?limit=200");
+            if let Some(cursor) = &next {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let (status, body) = self.get(&path, &user.token).await;
+            assert_eq!(status, 200, "list tasks: {body}");
+            all.extend(body["tasks"].as_array().expect("tasks").iter().cloned());
+            match body["next"].as_str() {
+                Some(cursor) => next = Some(cursor.to_owned()),
+                None => return all,
+            }
+        }
     }
 }
 
@@ -659,9 +670,14 @@ pub async fn seed_journal(database_url: &str, ws: &str, author: &str, n: u64) {
                     completed: false,
                     priority: Priority::Medium,
                     status: Status::Todo,
-                    position: seq as i64,
+                    position: signaling::rank::Rank::from_i64(seq as i64),
                     assignee: None,
                     due_date: None,
+                    category_id: None,
+                    tags: Vec::new(),
+                    parent_id: None,
+                    completed_at: None,
+                    recurrence: None,
                     version: 1,
                     created_by: by,
                     created_at: now,
@@ -679,13 +695,15 @@ pub async fn seed_journal(database_url: &str, ws: &str, author: &str, n: u64) {
                 room: key.clone(),
                 epoch,
                 entries,
-                effect: None,
+                effects: Vec::new(),
             })
             .await
             .expect("append");
         next = batch_end;
     }
     drop(journal);
+    // Written behind the room's back: its board index is rebuilt when it loads.
+    store.invalidate_board(&key).await.expect("invalidate");
     store.close().await;
 }
 

@@ -417,7 +417,10 @@ impl Room {
                 Err(_) => answer.err(SessionError::Unavailable),
             },
         );
-        if let Err(release) = core.commit(offset, json, effect, release).await {
+        if let Err(release) = core
+            .commit(offset, json, effect.into_iter().collect(), release)
+            .await
+        {
             release(self, core, Err(Refused));
         }
     }
