@@ -625,3 +625,105 @@ impl Store {
         })
     }
 }
+
+/// A conflict ledger entry as stored, with how it was settled.
+#[derive(Debug, Clone)]
+pub struct ConflictRecord {
+    /// The entry.
+    pub conflict: signaling::sync::Conflict,
+    /// `(choice, by, when)` once settled.
+    pub resolved: Option<(String, UserId, DateTime<Utc>)>,
+}
+
+type ConflictRow = (String, Option<i64>, Option<Uuid>, Option<String>);
+
+fn conflict_record(row: ConflictRow) -> Result<ConflictRecord, StoreError> {
+    let (doc, resolved_ms, by, choice) = row;
+    let conflict = serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let resolved = match (resolved_ms, by, choice) {
+        (Some(ms), Some(by), Some(choice)) => Some((
+            choice,
+            UserId::from_uuid(by),
+            DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+        )),
+        _ => None,
+    };
+    Ok(ConflictRecord { conflict, resolved })
+}
+
+impl Store {
+    /// A workspace's ledger entries, newest first: `open` only those not settled (or only those
+    /// settled), `before` an entry's id to page.
+    ///
+    /// # Errors
+    /// The database failed, or an entry does not read.
+    pub async fn conflicts(
+        &self,
+        workspace: WorkspaceId,
+        open: Option<bool>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<ConflictRecord>, StoreError> {
+        let mut sql = String::from(
+            "SELECT doc, resolved_ms, resolved_by, resolution FROM sync_conflicts \
+             WHERE workspace_id = $1",
+        );
+        match open {
+            Some(true) => sql.push_str(" AND resolved_ms IS NULL"),
+            Some(false) => sql.push_str(" AND resolved_ms IS NOT NULL"),
+            None => {}
+        }
+        let mut args = vec![Arg::Uuid(workspace.as_uuid())];
+        if let Some(before) = before {
+            args.push(Arg::Uuid(before));
+            sql.push_str(" AND id < $2");
+        }
+        args.push(Arg::Int(i64::from(limit)));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", args.len()));
+        let rows: Vec<ConflictRow> = on_pool!(self, |pool| {
+            bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql)), args)
+                .fetch_all(pool)
+                .await
+        })?;
+        rows.into_iter().map(conflict_record).collect()
+    }
+
+    /// One ledger entry.
+    ///
+    /// # Errors
+    /// The database failed, or the entry does not read.
+    pub async fn conflict(
+        &self,
+        workspace: WorkspaceId,
+        id: Uuid,
+    ) -> Result<Option<ConflictRecord>, StoreError> {
+        let row: Option<ConflictRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT doc, resolved_ms, resolved_by, resolution FROM sync_conflicts \
+                 WHERE workspace_id = $1 AND id = $2",
+            )
+            .bind(workspace.as_uuid())
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        row.map(conflict_record).transpose()
+    }
+
+    /// How many ledger entries of a workspace are not settled.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn open_conflicts(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
+        let (n,): (i64,) = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM sync_conflicts WHERE workspace_id = $1 \
+                 AND resolved_ms IS NULL",
+            )
+            .bind(workspace.as_uuid())
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}

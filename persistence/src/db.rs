@@ -76,6 +76,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../migrations/postgres/0007_board_index.sql"),
     ),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_sync_conflicts.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
@@ -94,6 +98,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0006_session_analytics.sql"),
     ),
     (7, include_str!("../migrations/sqlite/0007_board_index.sql")),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_sync_conflicts.sql"),
+    ),
 ];
 
 impl Store {

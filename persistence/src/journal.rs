@@ -11,6 +11,7 @@ use std::time::Instant;
 use chrono::Utc;
 use signaling::category::Category;
 use signaling::session::Staff;
+use signaling::sync::{Choice, Conflict};
 use signaling::workspace::Role;
 use signaling::{CategoryId, SessionId, TaskId, UserId, WorkspaceId};
 use tokio::sync::{mpsc, oneshot};
@@ -115,6 +116,24 @@ pub enum SideEffect {
         workspace: WorkspaceId,
         /// Which.
         category: CategoryId,
+    },
+    /// Conflict ledger entries were made.
+    PutConflicts {
+        /// The workspace.
+        workspace: WorkspaceId,
+        /// The entries.
+        conflicts: Vec<Conflict>,
+    },
+    /// A ledger entry was settled.
+    ResolveConflict {
+        /// The workspace.
+        workspace: WorkspaceId,
+        /// The entry.
+        id: uuid::Uuid,
+        /// The choice.
+        choice: Choice,
+        /// Who.
+        by: UserId,
     },
 }
 
@@ -399,6 +418,49 @@ async fn commit_batch(
                     .bind(doc)
                     .execute(&mut *tx)
                     .await?;
+                    }
+                    SideEffect::PutConflicts {
+                        workspace,
+                        conflicts,
+                    } => {
+                        for c in conflicts {
+                            let doc = serde_json::to_string(c)
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                            sqlx::query(
+                                "INSERT INTO sync_conflicts (workspace_id, id, task_id, created_ms, doc) \
+                                 VALUES ($1, $2, $3, $4, $5)",
+                            )
+                            .bind(workspace.as_uuid())
+                            .bind(c.id)
+                            .bind(c.task_id.as_uuid())
+                            .bind(c.at.timestamp_millis())
+                            .bind(doc)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                    SideEffect::ResolveConflict {
+                        workspace,
+                        id,
+                        choice,
+                        by,
+                    } => {
+                        let choice = match choice {
+                            Choice::Kept => "kept",
+                            Choice::Lost => "lost",
+                        };
+                        sqlx::query(
+                            "UPDATE sync_conflicts SET resolved_ms = $3, resolved_by = $4, \
+                             resolution = $5 WHERE workspace_id = $1 AND id = $2 \
+                             AND resolved_ms IS NULL",
+                        )
+                        .bind(workspace.as_uuid())
+                        .bind(id)
+                        .bind(now.timestamp_millis())
+                        .bind(by.as_uuid())
+                        .bind(choice)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     SideEffect::DeleteCategory {
                         workspace,

@@ -22,7 +22,9 @@ mod workspaces;
 
 pub use accounts::{AccountStatus, DELETED_ATTENDEE, NewUser, RefreshToken, UserRecord};
 pub use analytics::{Activity, QualitySample, SessionFact, Visit};
-pub use board::{SortValue, TaskCursor, TaskQuery, TaskRow, TaskSort, search_words};
+pub use board::{
+    ConflictRecord, SortValue, TaskCursor, TaskQuery, TaskRow, TaskSort, search_words,
+};
 pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use journal::{AppendRequest, Committed, Journal, JournalEntry, SideEffect};

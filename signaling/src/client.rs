@@ -62,6 +62,8 @@ pub enum ClientMsg {
     CategoryUpdate(Box<CategoryUpdate>),
     /// Delete a category (its tasks keep existing, with no category).
     CategoryDelete(CategoryDelete),
+    /// Push a batch of operations queued offline.
+    SyncPush(SyncPush),
     /// Relay an app-defined event to every member of the room (sender included); not journaled.
     Broadcast(Broadcast),
     /// Enter a conference session's room; with `last_offset`, receive what was missed since.
@@ -184,6 +186,27 @@ pub struct CategoryDelete {
     pub category_id: CategoryId,
 }
 
+/// `sync_push`: up to [`crate::sync::MAX_OPS`] operations, each read (and refused) on its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncPush {
+    /// The room.
+    pub workspace_id: WorkspaceId,
+    /// The operations, as sent.
+    pub ops: Vec<Box<RawValue>>,
+}
+
+impl PartialEq for SyncPush {
+    fn eq(&self, other: &Self) -> bool {
+        self.workspace_id == other.workspace_id
+            && self.ops.len() == other.ops.len()
+            && self
+                .ops
+                .iter()
+                .zip(&other.ops)
+                .all(|(a, b)| a.get() == b.get())
+    }
+}
+
 /// `broadcast`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Broadcast {
@@ -225,6 +248,7 @@ impl ClientMsg {
             ClientMsg::CategoryCreate(m) => ws(m.workspace_id),
             ClientMsg::CategoryUpdate(m) => ws(m.workspace_id),
             ClientMsg::CategoryDelete(m) => ws(m.workspace_id),
+            ClientMsg::SyncPush(m) => ws(m.workspace_id),
             ClientMsg::Broadcast(m) => ws(m.workspace_id),
             ClientMsg::JoinSession(m) => session(m.session_id),
             ClientMsg::LeaveSession(m) => session(m.session_id),
@@ -349,6 +373,16 @@ pub fn decode(frame: &[u8]) -> Result<(Option<Ref>, ClientMsg), DecodeError> {
             ClientMsg::CategoryUpdate(m)
         }
         "category_delete" => ClientMsg::CategoryDelete(payload(frame, &fail)?),
+        "sync_push" => {
+            let m: SyncPush = payload(frame, &fail)?;
+            if m.ops.is_empty() || m.ops.len() > crate::sync::MAX_OPS {
+                return Err(fail(
+                    ErrorCode::InvalidPayload,
+                    "ops: must hold 1-100 operations".into(),
+                ));
+            }
+            ClientMsg::SyncPush(m)
+        }
         "broadcast" => {
             let mut m: Broadcast = payload(frame, &fail)?;
             m.event = text::clean_line(&m.event, "event", MAX_EVENT_NAME_CHARS).map_err(|e| {

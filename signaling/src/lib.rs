@@ -9,6 +9,7 @@
 //! - [`text`]: normalizing and checking human text (emails, names, titles, descriptions) before
 //!   it is stored, so that every database sees the same clean input;
 //! - [`session`]: a conference session's status and staff roles;
+//! - [`sync`]: offline clients' queued operations, the merge rules and the conflict ledger;
 //! - [`workspace`]: roles, members, presence;
 //! - [`client`]: what a client sends ([`client::ClientMsg`]) and how a frame is decoded;
 //! - [`rest`]: the bodies of the REST requests and their checks;
@@ -28,6 +29,7 @@ pub mod rank;
 pub mod rest;
 pub mod server;
 pub mod session;
+pub mod sync;
 pub mod task;
 pub mod text;
 pub mod workspace;

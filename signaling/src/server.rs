@@ -9,6 +9,7 @@ use crate::category::{Category, CategoryChanges};
 use crate::client::Ref;
 use crate::error::ErrorCode;
 use crate::ids::{CategoryId, TaskId, UserId, WorkspaceId};
+use crate::sync::{Choice, Conflict};
 use crate::task::{Task, TaskChanges};
 use crate::workspace::{Member, PresenceStatus, Role};
 
@@ -23,6 +24,9 @@ pub enum Event {
         task: Task,
         /// Who created it.
         by: UserId,
+        /// When it came from an offline client's queue: that operation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sync: Option<SyncMeta>,
     },
     /// A task changed.
     TaskUpdated {
@@ -34,6 +38,10 @@ pub enum Event {
         task: Task,
         /// Who changed it.
         by: UserId,
+        /// When it came from an offline client's queue: that operation, and what lost in the
+        /// merge (`changes` then holds what was applied).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sync: Option<SyncMeta>,
     },
     /// A task was deleted, and its subtasks with it.
     TaskDeleted {
@@ -43,6 +51,33 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         subtasks: Vec<TaskId>,
         /// Who deleted it.
+        by: UserId,
+        /// When it came from an offline client's queue: that operation (and the edits the
+        /// deletion won over).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sync: Option<SyncMeta>,
+    },
+    /// An offline operation lost whole (an edit of a task deleted meanwhile): nothing changed
+    /// but the conflict ledger.
+    SyncConflicted {
+        /// The task.
+        task_id: TaskId,
+        /// Who pushed the operation.
+        by: UserId,
+        /// The operation and its ledger entries.
+        sync: SyncMeta,
+    },
+    /// A conflict ledger entry was settled; with `choice: lost`, the losing value was put back
+    /// and `task` is the task after that.
+    ConflictResolved {
+        /// The entry.
+        conflict_id: uuid::Uuid,
+        /// What was chosen.
+        choice: Choice,
+        /// The task after the choice was applied (absent for `kept`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<Task>,
+        /// Who settled it.
         by: UserId,
     },
     /// A category was created.
@@ -106,6 +141,18 @@ pub enum Event {
         /// Who renamed it.
         by: UserId,
     },
+}
+
+/// What a durable event carries when it came from an offline client's queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncMeta {
+    /// The client's id for the operation.
+    pub op_id: String,
+    /// When the user made it (by the client's clock, never after the hub's).
+    pub client_ts: chrono::DateTime<chrono::Utc>,
+    /// The ledger entries of its merge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
 }
 
 /// Builds the wire frame of a durable event from its journal JSON without re-serializing it:
@@ -182,6 +229,13 @@ pub enum AckResult<'a> {
         /// The category after the write.
         category: &'a Category,
         /// The offset of the event the write produced.
+        offset: u64,
+    },
+    /// `sync_push`: one result per operation, and the room's offset after them.
+    Synced {
+        /// In the order of the batch.
+        results: &'a [crate::sync::OpResult],
+        /// The room's offset.
         offset: u64,
     },
     /// A delete: the event's offset.
@@ -359,6 +413,7 @@ mod tests {
             task_id: TaskId::new(),
             subtasks: Vec::new(),
             by: UserId::new(),
+            sync: None,
         };
         let json = serde_json::to_string(&ev).unwrap();
         let v: serde_json::Value = serde_json::from_str(&durable_frame(ws, 7, &json)).unwrap();

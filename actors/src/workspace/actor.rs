@@ -7,7 +7,7 @@
 //! not on disk. A room that panics is restarted by the supervisor from snapshot + journal; the
 //! connections it had (kept in the shared roster) are re-attached and told to `resync`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -15,11 +15,12 @@ use persistence::{SideEffect, TaskRow};
 use ractor::RpcReplyPort;
 use signaling::client::ClientMsg;
 use signaling::server::{AckResult, Event, JoinMode, ServerMsg, durable_frame};
+use signaling::sync::{OpResult, OpStatus, SyncOp};
 use signaling::workspace::PresenceStatus;
-use signaling::{RoomKey, TaskId, UserId, WorkspaceId};
+use signaling::{ErrorCode, RoomKey, TaskId, UserId, WorkspaceId};
 
 use super::messages::{Op, Reply, ReplyTo, RoomError, WorkspaceMsg};
-use super::state::WorkspaceState;
+use super::state::{SyncDecision, WorkspaceState};
 use crate::conn::{Class, ConflationKey, ConnHandle, ConnId, WireFrame};
 use crate::room::catchup::CatchUp;
 use crate::room::core::{Core, Outcome, Release, RoomKind, RoomMsg, Stop, in_order};
@@ -40,6 +41,16 @@ enum Answer {
     Ws(ReplyTo),
     /// A REST call.
     Rest(RpcReplyPort<Result<Reply, RoomError>>),
+    /// One operation of a sync batch: its result goes in its slot (the batch is answered once
+    /// all are in).
+    Batch {
+        /// The batch's results.
+        results: Arc<Mutex<Vec<OpResult>>>,
+        /// This operation's slot.
+        index: usize,
+        /// Its result once committed (the offset is filled in).
+        done: OpResult,
+    },
 }
 
 impl RoomKind for Room {
@@ -205,6 +216,27 @@ impl Answer {
                 let _ = port.send(result);
             }
             Answer::Ws(reply) => answer_ws(workspace, reply, result.map(Some)),
+            Answer::Batch {
+                results,
+                index,
+                mut done,
+            } => {
+                let result = match result {
+                    Ok(reply) => {
+                        done.offset = match reply {
+                            Reply::Task(_, offset) | Reply::Category(_, offset) => offset,
+                            Reply::Done(offset) => Some(offset),
+                            _ => None,
+                        };
+                        done
+                    }
+                    Err(e) => OpResult::refused(&done.op_id, e.code(), e.to_string()),
+                };
+                let mut results = results.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(slot) = results.get_mut(index) {
+                    *slot = result;
+                }
+            }
         }
     }
 }
@@ -223,6 +255,12 @@ fn answer_ws(workspace: WorkspaceId, reply: ReplyTo, result: Result<Option<Reply
             }));
         }
         Ok(Some(Reply::Done(offset))) => reply.ack(Some(AckResult::Offset { offset })),
+        Ok(Some(Reply::Synced { results, offset })) => {
+            reply.ack(Some(AckResult::Synced {
+                results: &results,
+                offset,
+            }));
+        }
         Ok(_) => reply.ack(None::<AckResult<'_>>),
         Err(err) => {
             if let RoomError::Conflict {
@@ -279,6 +317,7 @@ impl Room {
                 changes: u.changes,
             },
             ClientMsg::CategoryDelete(d) => Op::DeleteCategory(d.category_id),
+            ClientMsg::SyncPush(p) => Op::SyncPush(signaling::sync::parse_ops(&p.ops)),
             // The router sends a workspace only workspace commands.
             _ => return reply.error(&RoomError::Invalid("not a workspace command".into())),
         };
@@ -458,6 +497,13 @@ impl Room {
                 });
                 return answer.send(ws, result);
             }
+            Op::Snapshot => {
+                let result = self
+                    .board
+                    .role(user)
+                    .map(|_| Reply::Snapshot(ServerMsg::Snapshot(self.board.view()).to_json()));
+                return answer.send(ws, result);
+            }
             Op::ListCategories => {
                 let result = self.board.role(user).map(|_| {
                     let categories = self.board.categories_in_order().into_iter();
@@ -474,6 +520,11 @@ impl Room {
                 return answer.send(ws, result);
             }
             Op::Delete => return self.delete(core, user, answer).await,
+            Op::SyncPush(ops) => return self.sync_push(core, user, ops, answer).await,
+            Op::ResolveConflict { conflict, choice } => self
+                .board
+                .decide_resolve(user, &conflict, choice, now)
+                .map(|e| (e, None)),
             Op::CreateTask(draft) => self
                 .board
                 .decide_create(user, draft, now)
@@ -559,6 +610,104 @@ impl Room {
         }
     }
 
+    /// Applies a batch of offline operations in order, each on the state the ones before it
+    /// made; answers once all are committed, one result per operation.
+    async fn sync_push(
+        &mut self,
+        core: &mut Core<Room>,
+        user: UserId,
+        ops: Vec<Result<SyncOp, OpResult>>,
+        answer: Answer,
+    ) {
+        let ws = self.board.id;
+        let placeholder = OpResult::refused("", ErrorCode::Unavailable, "not decided");
+        let results = Arc::new(Mutex::new(vec![placeholder; ops.len()]));
+        for (index, op) in ops.into_iter().enumerate() {
+            let set = |result: OpResult| {
+                if let Some(slot) = results
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_mut(index)
+                {
+                    *slot = result;
+                }
+            };
+            let op = match op {
+                Ok(op) => op,
+                Err(refused) => {
+                    set(refused);
+                    continue;
+                }
+            };
+            let op_id = op.op_id.clone();
+            if op.workspace_id.is_some_and(|w| w != ws) {
+                set(OpResult::refused(
+                    &op_id,
+                    ErrorCode::InvalidPayload,
+                    format!("workspace_id: this push is for workspace {ws}"),
+                ));
+                continue;
+            }
+            let result = |status, offset, conflicts| OpResult {
+                op_id: op_id.clone(),
+                status,
+                offset,
+                code: None,
+                message: None,
+                conflicts,
+            };
+            match self.board.decide_sync(user, op, Utc::now()) {
+                Err(e) => set(OpResult::refused(&op_id, e.code(), e.to_string())),
+                Ok(SyncDecision::Duplicate(offset)) => {
+                    set(result(OpStatus::Duplicate, Some(offset), Vec::new()));
+                }
+                Ok(SyncDecision::Nothing) => set(result(OpStatus::Applied, None, Vec::new())),
+                Ok(SyncDecision::Write { event, merged }) => {
+                    let (status, conflicts) = match event.as_ref() {
+                        Event::SyncConflicted { sync, .. } => {
+                            (OpStatus::Conflicted, sync.conflicts.clone())
+                        }
+                        Event::TaskCreated { sync, .. }
+                        | Event::TaskUpdated { sync, .. }
+                        | Event::TaskDeleted { sync, .. } => (
+                            if merged {
+                                OpStatus::Merged
+                            } else {
+                                OpStatus::Applied
+                            },
+                            sync.as_ref()
+                                .map(|s| s.conflicts.clone())
+                                .unwrap_or_default(),
+                        ),
+                        _ => (OpStatus::Applied, Vec::new()),
+                    };
+                    let done = result(status, None, conflicts);
+                    let slot = Answer::Batch {
+                        results: results.clone(),
+                        index,
+                        done,
+                    };
+                    self.commit(core, *event, None, slot).await;
+                }
+            }
+        }
+        // Answered after the last of the batch's appends (and any before them).
+        let release: Release<Room> = Box::new(move |room, _core, _outcome| {
+            let results =
+                std::mem::take(&mut *results.lock().unwrap_or_else(PoisonError::into_inner));
+            answer.send(
+                ws,
+                Ok(Reply::Synced {
+                    results,
+                    offset: room.board.offset,
+                }),
+            );
+        });
+        if let Some(now) = core.after_writes(release) {
+            now(self, core, Ok(0));
+        }
+    }
+
     /// Deletes the workspace (nothing is in flight: a delete waits for the appends).
     async fn delete(&mut self, core: &mut Core<Room>, user: UserId, answer: Answer) {
         let ws = self.board.id;
@@ -620,6 +769,9 @@ impl Room {
             Event::CategoryCreated { category, .. } | Event::CategoryUpdated { category, .. } => {
                 Reply::Category(category.clone(), Some(offset))
             }
+            Event::ConflictResolved {
+                task: Some(task), ..
+            } => Reply::Task(task.clone(), Some(offset)),
             _ => Reply::Done(offset),
         };
         let removed = match &event {
@@ -662,18 +814,50 @@ impl Room {
                 .map(|t| TaskRow::new(ws, t.clone()).map(|r| SideEffect::PutTask(Box::new(r))))
                 .transpose()
         };
+        let ledger = |conflicts: &[signaling::sync::Conflict], effects: &mut Vec<SideEffect>| {
+            if !conflicts.is_empty() {
+                effects.push(SideEffect::PutConflicts {
+                    workspace: ws,
+                    conflicts: conflicts.to_vec(),
+                });
+            }
+        };
         match event {
-            Event::TaskCreated { task, .. } | Event::TaskUpdated { task, .. } => {
+            Event::TaskCreated { task, sync, .. } | Event::TaskUpdated { task, sync, .. } => {
                 effects.extend(put(&task.id)?);
+                ledger(sync.as_ref().map_or(&[], |s| &s.conflicts), effects);
+            }
+            Event::SyncConflicted { sync, .. } => ledger(&sync.conflicts, effects),
+            Event::ConflictResolved {
+                conflict_id,
+                choice,
+                task,
+                by,
+            } => {
+                effects.push(SideEffect::ResolveConflict {
+                    workspace: ws,
+                    id: *conflict_id,
+                    choice: *choice,
+                    by: *by,
+                });
+                if let Some(task) = task {
+                    effects.extend(put(&task.id)?);
+                }
             }
             Event::TaskDeleted {
-                task_id, subtasks, ..
-            } => effects.push(SideEffect::DeleteTasks {
-                workspace: ws,
-                tasks: std::iter::once(*task_id)
-                    .chain(subtasks.iter().copied())
-                    .collect(),
-            }),
+                task_id,
+                subtasks,
+                sync,
+                ..
+            } => {
+                effects.push(SideEffect::DeleteTasks {
+                    workspace: ws,
+                    tasks: std::iter::once(*task_id)
+                        .chain(subtasks.iter().copied())
+                        .collect(),
+                });
+                ledger(sync.as_ref().map_or(&[], |s| &s.conflicts), effects);
+            }
             Event::CategoryCreated { category, .. } | Event::CategoryUpdated { category, .. } => {
                 let doc = serde_json::to_string(category)
                     .map_err(|e| persistence::StoreError::Corrupt(e.to_string()))?;

@@ -3,6 +3,7 @@
 use ractor::RpcReplyPort;
 use signaling::category::{Category, CategoryChanges, CategoryDraft};
 use signaling::client::ClientMsg;
+use signaling::sync::{Choice, Conflict, OpResult, SyncOp};
 use signaling::task::{Task, TaskChanges, TaskDraft};
 use signaling::workspace::{Member, Role};
 use signaling::{CategoryId, ErrorCode, TaskId, UserId};
@@ -49,6 +50,8 @@ pub enum Op {
     Describe,
     /// All tasks, in board order.
     ListTasks,
+    /// The whole state as a `snapshot` frame.
+    Snapshot,
     /// One task.
     GetTask(TaskId),
     /// Create a task.
@@ -77,6 +80,15 @@ pub enum Op {
     },
     /// Delete a category (its tasks keep existing, with none).
     DeleteCategory(CategoryId),
+    /// Apply a batch of offline operations (the malformed ones already refused).
+    SyncPush(Vec<Result<SyncOp, OpResult>>),
+    /// Settle a conflict ledger entry.
+    ResolveConflict {
+        /// The entry, as stored.
+        conflict: Box<Conflict>,
+        /// The choice.
+        choice: Choice,
+    },
     /// Add a member (resolved by the caller from an email).
     AddMember(Member),
     /// Change a member's role.
@@ -110,6 +122,8 @@ pub enum Reply {
     },
     /// For `ListTasks`.
     Tasks(Vec<Task>),
+    /// For `Snapshot`: the frame's JSON.
+    Snapshot(String),
     /// A task as it is after the operation, with the offset of the event if one was written.
     Task(Task, Option<u64>),
     /// For `ListCategories`.
@@ -118,6 +132,13 @@ pub enum Reply {
     Category(Category, Option<u64>),
     /// Done; the event's offset.
     Done(u64),
+    /// For `SyncPush`: one result per operation, in order, and the room's offset after them.
+    Synced {
+        /// The results.
+        results: Vec<OpResult>,
+        /// The offset.
+        offset: u64,
+    },
 }
 
 /// Why a room refused a command.

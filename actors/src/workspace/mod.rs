@@ -6,6 +6,7 @@
 //!   every room kind shares from `crate::room`.
 
 pub mod actor;
+pub mod merge;
 pub mod messages;
 pub mod state;
 

@@ -438,7 +438,9 @@ fn author(event: &Event) -> UserId {
         | Event::WorkspaceRenamed { by, .. }
         | Event::CategoryCreated { by, .. }
         | Event::CategoryUpdated { by, .. }
-        | Event::CategoryDeleted { by, .. } => *by,
+        | Event::CategoryDeleted { by, .. }
+        | Event::SyncConflicted { by, .. }
+        | Event::ConflictResolved { by, .. } => *by,
     }
 }
 
@@ -451,6 +453,8 @@ fn changes_tasks(event: &Event) -> bool {
             | Event::CategoryCreated { .. }
             | Event::CategoryUpdated { .. }
             | Event::CategoryDeleted { .. }
+            | Event::SyncConflicted { .. }
+            | Event::ConflictResolved { .. }
     )
 }
 

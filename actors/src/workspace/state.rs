@@ -5,7 +5,7 @@
 //! [`WorkspaceState::apply`] makes it true. Recovery replays the same `apply` over the journal,
 //! so a restarted room ends up exactly where the old one was.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,12 +16,46 @@ use signaling::task::{Task, TaskChanges, TaskDraft};
 use signaling::workspace::{Member, Role};
 use signaling::{CategoryId, TaskId, UserId, WorkspaceId};
 
+use signaling::server::SyncMeta;
+use signaling::sync::{Choice, Conflict, OpKind, SyncOp};
+
+use super::merge::{self, Clocks, Edit, Stamp};
 use super::messages::RoomError;
 
 /// Most tasks one workspace holds (subtasks included).
 pub const MAX_TASKS: usize = 10_000;
 /// Most categories one workspace holds.
 pub const MAX_CATEGORIES: usize = 100;
+/// How many applied offline operations a workspace remembers (a retried push within them
+/// applies nothing twice).
+pub const REMEMBERED_OPS: usize = 2000;
+
+/// An offline operation that was applied: whose, and the offset of its event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedOp {
+    /// Who pushed it.
+    pub user: UserId,
+    /// The client's id for it.
+    pub op_id: String,
+    /// Its event's offset.
+    pub offset: u64,
+}
+
+/// What an offline operation comes to.
+#[derive(Debug)]
+pub enum SyncDecision {
+    /// An event to journal; `merged` when some field met a newer edit.
+    Write {
+        /// The event.
+        event: Box<Event>,
+        /// Whether it was merged.
+        merged: bool,
+    },
+    /// Applied before (at this offset): nothing to do.
+    Duplicate(u64),
+    /// Nothing to do and nothing to remember (a delete of a task already gone).
+    Nothing,
+}
 
 /// A workspace room's durable state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +73,12 @@ pub struct WorkspaceState {
     /// Categories by id.
     #[serde(default)]
     pub categories: HashMap<CategoryId, Category>,
+    /// When each task's fields last changed (fields changed since creation only).
+    #[serde(default)]
+    pub clocks: HashMap<TaskId, Clocks>,
+    /// The latest applied offline operations, oldest first (at most [`REMEMBERED_OPS`]).
+    #[serde(default)]
+    pub applied_ops: VecDeque<AppliedOp>,
 }
 
 impl WorkspaceState {
@@ -51,6 +91,8 @@ impl WorkspaceState {
             members: HashMap::new(),
             tasks: HashMap::new(),
             categories: HashMap::new(),
+            clocks: HashMap::new(),
+            applied_ops: VecDeque::new(),
         }
     }
 
@@ -240,7 +282,11 @@ impl WorkspaceState {
             created_at: now,
             updated_at: now,
         };
-        Ok(Event::TaskCreated { task, by: user })
+        Ok(Event::TaskCreated {
+            task,
+            by: user,
+            sync: None,
+        })
     }
 
     /// Checks an update. `base_version: None` (a REST write without a version) means
@@ -293,6 +339,7 @@ impl WorkspaceState {
             changes,
             task,
             by: user,
+            sync: None,
         })
     }
 
@@ -313,6 +360,219 @@ impl WorkspaceState {
         Ok(Event::TaskDeleted {
             task_id,
             subtasks,
+            by: user,
+            sync: None,
+        })
+    }
+
+    /// The offset an offline operation of `user` was applied at, if it is remembered.
+    pub fn applied_op(&self, user: UserId, op_id: &str) -> Option<u64> {
+        self.applied_ops
+            .iter()
+            .rev()
+            .find(|o| o.user == user && o.op_id == op_id)
+            .map(|o| o.offset)
+    }
+
+    /// Decides one offline operation: applied as is when its base is current, merged field by
+    /// field (see [`merge`]) when the task moved on, recorded in the ledger when it lost whole.
+    ///
+    /// # Errors
+    /// Not a writer, a malformed or impossible operation (the same refusals as the live
+    /// commands).
+    pub fn decide_sync(
+        &self,
+        user: UserId,
+        op: SyncOp,
+        now: DateTime<Utc>,
+    ) -> Result<SyncDecision, RoomError> {
+        self.writer(user)?;
+        if let Some(offset) = self.applied_op(user, &op.op_id) {
+            return Ok(SyncDecision::Duplicate(offset));
+        }
+        // A client cannot win every tie by living in the future.
+        let client_ts = op.client_ts.min(now);
+        let edit = Edit {
+            by: user,
+            at: client_ts,
+            op_id: &op.op_id,
+            now,
+        };
+        let meta = |conflicts: Vec<Conflict>| SyncMeta {
+            op_id: op.op_id.clone(),
+            client_ts,
+            conflicts,
+        };
+        match &op.kind {
+            OpKind::TaskCreate { task } => {
+                let event = self.decide_create(user, task.clone(), now)?;
+                let Event::TaskCreated { task, by, .. } = event else {
+                    return Err(RoomError::Unavailable);
+                };
+                Ok(SyncDecision::Write {
+                    event: Box::new(Event::TaskCreated {
+                        task,
+                        by,
+                        sync: Some(meta(Vec::new())),
+                    }),
+                    merged: false,
+                })
+            }
+            OpKind::TaskUpdate {
+                task_id,
+                base_version,
+                changes,
+            } => {
+                let Some(current) = self.tasks.get(task_id) else {
+                    let lost = merge::edit_of_deleted(*task_id, changes, &edit);
+                    return Ok(SyncDecision::Write {
+                        event: Box::new(Event::SyncConflicted {
+                            task_id: *task_id,
+                            by: user,
+                            sync: meta(vec![lost]),
+                        }),
+                        merged: true,
+                    });
+                };
+                if *base_version > current.version {
+                    return Err(RoomError::Invalid(format!(
+                        "base_version: the task is at version {}",
+                        current.version
+                    )));
+                }
+                let (apply, conflicts, merged) = if *base_version == current.version {
+                    (changes.clone(), Vec::new(), false)
+                } else {
+                    let m = merge::merge(
+                        current,
+                        self.clocks.get(task_id),
+                        *base_version,
+                        changes,
+                        &edit,
+                    );
+                    (m.apply, m.conflicts, m.contested)
+                };
+                if apply.is_empty() {
+                    return Ok(SyncDecision::Write {
+                        event: Box::new(Event::SyncConflicted {
+                            task_id: *task_id,
+                            by: user,
+                            sync: meta(conflicts),
+                        }),
+                        merged: true,
+                    });
+                }
+                let event = self.decide_update(user, *task_id, None, apply, now)?;
+                let Event::TaskUpdated {
+                    task_id,
+                    changes,
+                    task,
+                    by,
+                    ..
+                } = event
+                else {
+                    return Err(RoomError::Unavailable);
+                };
+                Ok(SyncDecision::Write {
+                    event: Box::new(Event::TaskUpdated {
+                        task_id,
+                        changes,
+                        task,
+                        by,
+                        sync: Some(meta(conflicts)),
+                    }),
+                    merged,
+                })
+            }
+            OpKind::TaskDelete {
+                task_id,
+                base_version,
+            } => {
+                let Some(current) = self.tasks.get(task_id) else {
+                    return Ok(SyncDecision::Nothing);
+                };
+                let conflicts = if *base_version < current.version {
+                    vec![merge::deleted_over_edits(
+                        current,
+                        self.clocks.get(task_id),
+                        &edit,
+                    )]
+                } else {
+                    Vec::new()
+                };
+                let merged = !conflicts.is_empty();
+                let Event::TaskDeleted {
+                    task_id, subtasks, ..
+                } = self.decide_delete(user, *task_id)?
+                else {
+                    return Err(RoomError::Unavailable);
+                };
+                Ok(SyncDecision::Write {
+                    event: Box::new(Event::TaskDeleted {
+                        task_id,
+                        subtasks,
+                        by: user,
+                        sync: Some(meta(conflicts)),
+                    }),
+                    merged,
+                })
+            }
+        }
+    }
+
+    /// Decides settling a ledger entry: `kept` closes it; `lost` puts the losing value back (a
+    /// field of a task that still exists, or a deleted task re-created).
+    ///
+    /// # Errors
+    /// Not a writer; the task the value belongs to is gone (only `kept` is possible then); the
+    /// value no longer fits (e.g. its assignee left).
+    pub fn decide_resolve(
+        &self,
+        user: UserId,
+        conflict: &Conflict,
+        choice: Choice,
+        now: DateTime<Utc>,
+    ) -> Result<Event, RoomError> {
+        self.writer(user)?;
+        let task = match choice {
+            Choice::Kept => None,
+            Choice::Lost if conflict.field == "task" => {
+                if self.tasks.contains_key(&conflict.task_id) {
+                    return Err(RoomError::AlreadyExists("the task exists"));
+                }
+                let mut task: Task = serde_json::from_value(conflict.lost.clone())
+                    .map_err(|_| RoomError::TaskNotFound)?;
+                self.check_assignee(task.assignee)?;
+                self.check_category(task.category_id)?;
+                self.check_parent(None, task.parent_id)?;
+                if self.tasks.len() >= MAX_TASKS {
+                    return Err(RoomError::LimitReached(
+                        "a workspace holds at most 10000 tasks",
+                    ));
+                }
+                task.version += 1;
+                task.updated_at = now;
+                Some(task)
+            }
+            Choice::Lost => {
+                let mut changes = serde_json::Map::new();
+                changes.insert(conflict.field.clone(), conflict.lost.clone());
+                let mut changes: TaskChanges =
+                    serde_json::from_value(serde_json::Value::Object(changes))
+                        .map_err(|e| RoomError::Invalid(format!("the lost value: {e}")))?;
+                changes
+                    .normalize()
+                    .map_err(|e| RoomError::Invalid(format!("the lost value: {e}")))?;
+                match self.decide_update(user, conflict.task_id, None, changes, now)? {
+                    Event::TaskUpdated { task, .. } => Some(task),
+                    _ => return Err(RoomError::Unavailable),
+                }
+            }
+        };
+        Ok(Event::ConflictResolved {
+            conflict_id: conflict.id,
+            choice,
+            task,
             by: user,
         })
     }
@@ -529,15 +789,50 @@ impl WorkspaceState {
     /// this function rebuilds the state.
     pub fn apply(&mut self, offset: u64, event: &Event) {
         match event {
-            Event::TaskCreated { task, .. } | Event::TaskUpdated { task, .. } => {
+            Event::TaskCreated { task, .. } => {
+                self.tasks.insert(task.id, task.clone());
+            }
+            Event::TaskUpdated {
+                changes,
+                task,
+                by,
+                sync,
+                ..
+            } => {
+                let stamp = Stamp {
+                    version: task.version,
+                    at: sync.as_ref().map_or(task.updated_at, |s| s.client_ts),
+                    by: *by,
+                };
+                let clocks = self.clocks.entry(task.id).or_default();
+                for field in changed_fields(changes) {
+                    clocks.insert(merge::clock_field(field).to_owned(), stamp);
+                }
                 self.tasks.insert(task.id, task.clone());
             }
             Event::TaskDeleted {
                 task_id, subtasks, ..
             } => {
-                self.tasks.remove(task_id);
-                for id in subtasks {
+                for id in std::iter::once(task_id).chain(subtasks) {
                     self.tasks.remove(id);
+                    self.clocks.remove(id);
+                }
+            }
+            Event::SyncConflicted { .. } => {}
+            Event::ConflictResolved { task, by, .. } => {
+                if let Some(task) = task {
+                    // Every field of a value put back is as new as the resolution.
+                    self.clocks.remove(&task.id);
+                    let stamp = Stamp {
+                        version: task.version,
+                        at: task.updated_at,
+                        by: *by,
+                    };
+                    let clocks = self.clocks.entry(task.id).or_default();
+                    for rule in signaling::sync::RULES {
+                        clocks.insert(rule.field.to_owned(), stamp);
+                    }
+                    self.tasks.insert(task.id, task.clone());
                 }
             }
             Event::CategoryCreated { category, .. } | Event::CategoryUpdated { category, .. } => {
@@ -547,7 +842,7 @@ impl WorkspaceState {
                 category_id,
                 tasks,
                 at,
-                ..
+                by,
             } => {
                 self.categories.remove(category_id);
                 for id in tasks {
@@ -555,6 +850,15 @@ impl WorkspaceState {
                         task.category_id = None;
                         task.version += 1;
                         task.updated_at = *at;
+                        let stamp = Stamp {
+                            version: task.version,
+                            at: *at,
+                            by: *by,
+                        };
+                        self.clocks
+                            .entry(*id)
+                            .or_default()
+                            .insert("category_id".into(), stamp);
                     }
                 }
             }
@@ -576,7 +880,34 @@ impl WorkspaceState {
             }
             Event::WorkspaceRenamed { name, .. } => self.name.clone_from(name),
         }
+        if let Some((user, op_id)) = sync_op(event) {
+            self.applied_ops.push_back(AppliedOp {
+                user,
+                op_id: op_id.to_owned(),
+                offset,
+            });
+            while self.applied_ops.len() > REMEMBERED_OPS {
+                self.applied_ops.pop_front();
+            }
+        }
         self.offset = offset;
+    }
+}
+
+/// The offline operation an event applied, if any.
+fn sync_op(event: &Event) -> Option<(UserId, &str)> {
+    match event {
+        Event::TaskCreated {
+            by, sync: Some(s), ..
+        }
+        | Event::TaskUpdated {
+            by, sync: Some(s), ..
+        }
+        | Event::TaskDeleted {
+            by, sync: Some(s), ..
+        } => Some((*by, &s.op_id)),
+        Event::SyncConflicted { by, sync, .. } => Some((*by, &sync.op_id)),
+        _ => None,
     }
 }
 
@@ -981,6 +1312,96 @@ mod tests {
         ));
     }
 
+    fn sync_op(op_id: &str, minutes_ago: i64, kind: OpKind) -> SyncOp {
+        SyncOp {
+            op_id: op_id.into(),
+            workspace_id: None,
+            client_ts: Utc::now() - chrono::Duration::minutes(minutes_ago),
+            kind,
+        }
+    }
+
+    /// Offline operations through the rules, then the journal replayed: the same state, field
+    /// clocks and remembered operations included, and a retried operation is a duplicate.
+    #[test]
+    fn offline_operations_merge_replay_and_apply_once() {
+        let mut f = fixture();
+        let start = f.state.clone();
+        let mut log = Vec::new();
+        let t = created_task(&mut f.state, f.owner, "t");
+        log.push(Event::TaskCreated {
+            task: t.clone(),
+            by: f.owner,
+            sync: None,
+        });
+        let rename = TaskChanges {
+            title: Some("owner's".into()),
+            ..Default::default()
+        };
+        log.push(commit(&mut f.state, |s| {
+            s.decide_update(f.owner, t.id, Some(1), rename, Utc::now())
+        }));
+        let stale = OpKind::TaskUpdate {
+            task_id: t.id,
+            base_version: 1,
+            changes: TaskChanges {
+                title: Some("member's".into()),
+                priority: Some(signaling::task::Priority::High),
+                ..Default::default()
+            },
+        };
+        let decided = f
+            .state
+            .decide_sync(f.member, sync_op("m1", 60, stale.clone()), Utc::now())
+            .unwrap();
+        let SyncDecision::Write { event, merged } = decided else {
+            panic!("{decided:?}")
+        };
+        assert!(merged);
+        let Event::TaskUpdated { changes, sync, .. } = event.as_ref() else {
+            panic!("{event:?}")
+        };
+        assert_eq!(changes.title, None, "the owner's newer title stays");
+        assert_eq!(changes.priority, Some(signaling::task::Priority::High));
+        assert_eq!(sync.as_ref().unwrap().conflicts.len(), 1);
+        f.state.apply(f.state.offset + 1, &event);
+        log.push(*event);
+        let offset = f.state.offset;
+        assert!(matches!(
+            f.state
+                .decide_sync(f.member, sync_op("m1", 60, stale.clone()), Utc::now()),
+            Ok(SyncDecision::Duplicate(o)) if o == offset
+        ));
+        // Another user's op with the same id is theirs.
+        assert!(matches!(
+            f.state
+                .decide_sync(f.owner, sync_op("m1", 0, stale), Utc::now()),
+            Ok(SyncDecision::Write { .. })
+        ));
+        assert!(matches!(
+            f.state.decide_sync(
+                f.viewer,
+                sync_op(
+                    "v1",
+                    0,
+                    OpKind::TaskDelete {
+                        task_id: t.id,
+                        base_version: 3
+                    }
+                ),
+                Utc::now()
+            ),
+            Err(RoomError::Forbidden(_))
+        ));
+        let mut replayed = start;
+        for (i, e) in log.iter().enumerate() {
+            let e: Event = serde_json::from_str(&serde_json::to_string(e).unwrap()).unwrap();
+            replayed.apply(i as u64 + 1, &e);
+        }
+        assert_eq!(replayed, f.state);
+        assert_eq!(replayed.applied_op(f.member, "m1"), Some(offset));
+    }
+
     #[test]
     fn replaying_the_events_rebuilds_the_state() {
         let mut f = fixture();
@@ -990,6 +1411,7 @@ mod tests {
         log.push(Event::TaskCreated {
             task: t.clone(),
             by: f.owner,
+            sync: None,
         });
         let e = commit(&mut f.state, |s| {
             s.decide_update(
@@ -1008,6 +1430,7 @@ mod tests {
         log.push(Event::TaskCreated {
             task: t2.clone(),
             by: f.owner,
+            sync: None,
         });
         log.push(commit(&mut f.state, |s| s.decide_delete(f.owner, t2.id)));
         log.push(commit(&mut f.state, |s| {

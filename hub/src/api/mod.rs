@@ -4,7 +4,7 @@
 //! - [`auth`]: register, login, refresh, logout, me, deleting one's account.
 //! - [`workspaces`]: workspaces and their members.
 //! - [`tasks`]: the task board (writes go through the room, so members see them live);
-//!   [`categories`]: the board's categories.
+//!   [`categories`]: the board's categories; [`sync`]: offline sync and the conflict ledger.
 //! - [`admin`]: the operator's routes (the cluster's nodes; disable, enable, delete accounts).
 //! - [`ops`]: health, readiness, metrics, fault injection.
 //!
@@ -18,6 +18,7 @@ pub mod categories;
 pub mod forward;
 pub mod ops;
 pub mod sessions;
+pub mod sync;
 pub mod tasks;
 pub mod web;
 pub mod workspaces;
@@ -161,6 +162,14 @@ pub fn app(state: AppState) -> Router {
             get(tasks::list).post(tasks::create),
         )
         .route("/workspaces/{id}/tasks/recurring", get(tasks::recurring))
+        .route("/workspaces/{id}/sync/push", post(sync::push))
+        .route("/workspaces/{id}/sync/pull", get(sync::pull))
+        .route("/workspaces/{id}/sync/status", get(sync::status))
+        .route("/workspaces/{id}/conflicts", get(sync::conflicts))
+        .route(
+            "/workspaces/{id}/conflicts/{conflict_id}/resolve",
+            post(sync::resolve),
+        )
         .route(
             "/workspaces/{id}/categories",
             get(categories::list).post(categories::create),

@@ -18,6 +18,7 @@ mod resume;
 mod sessions;
 mod sockets;
 mod support;
+mod sync;
 mod text_input;
 mod web;
 mod webrtc;

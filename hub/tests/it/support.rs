@@ -629,17 +629,21 @@ pub async fn stored_snapshot(database_url: &str, ws: &str) -> Option<persistence
     snap
 }
 
-/// Appends `n` `task_created` events by `author` to a workspace's journal, straight through the
-/// store, as a room that had them written while a client was away would have: for tests of
-/// what a client far behind gets, without spending minutes producing the events one commit at a
-/// time. The hub must be stopped (the seeding claims the room's epoch, as a room start does).
-pub async fn seed_journal(database_url: &str, ws: &str, author: &str, n: u64) {
+/// Appends `n` events by `author` to a workspace's journal, straight through the store, as a
+/// room that had them written while a client was away would have: one `task_created`, then
+/// `task_updated`s of that task (so that any `n` fits the board's limits). For tests of what a
+/// client far behind gets, without spending minutes producing the events one commit at a time.
+/// With `indexed`, the board index follows, as the room's own appends keep it; without, the
+/// index is left behind (as for a journal written before the index existed). The hub must be
+/// stopped (the seeding claims the room's epoch, as a room start does).
+pub async fn seed_journal(database_url: &str, ws: &str, author: &str, n: u64, indexed: bool) {
     use signaling::server::Event;
-    use signaling::task::{Priority, Status, Task};
+    use signaling::task::{Priority, Status, Task, TaskChanges};
     let store = persistence::Store::connect(database_url)
         .await
         .expect("store");
     let key = format!("ws:{ws}");
+    let workspace: signaling::WorkspaceId = ws.parse().expect("workspace id");
     let epoch = store.claim_room(&key).await.expect("claim");
     let mut next = store
         .journal_since(&key, 0, u32::MAX)
@@ -657,53 +661,79 @@ pub async fn seed_journal(database_url: &str, ws: &str, author: &str, n: u64) {
         + 1;
     let by: signaling::UserId = author.parse().expect("user id");
     let journal = persistence::Journal::spawn(store.clone(), metrics::Histogram::noop());
+    let now = chrono::Utc::now();
+    let mut task = Task {
+        id: signaling::TaskId::new(),
+        title: "seeded 0".into(),
+        description: None,
+        completed: false,
+        priority: Priority::Medium,
+        status: Status::Todo,
+        position: signaling::rank::Rank::first(),
+        assignee: None,
+        due_date: None,
+        category_id: None,
+        tags: Vec::new(),
+        parent_id: None,
+        completed_at: None,
+        recurrence: None,
+        version: 0,
+        created_by: by,
+        created_at: now,
+        updated_at: now,
+    };
     let end = next + n;
     while next < end {
         let batch_end = (next + 1000).min(end);
         let entries = (next..batch_end)
             .map(|seq| {
-                let now = chrono::Utc::now();
-                let task = Task {
-                    id: signaling::TaskId::new(),
-                    title: format!("seeded {seq}"),
-                    description: None,
-                    completed: false,
-                    priority: Priority::Medium,
-                    status: Status::Todo,
-                    position: signaling::rank::Rank::from_i64(seq as i64),
-                    assignee: None,
-                    due_date: None,
-                    category_id: None,
-                    tags: Vec::new(),
-                    parent_id: None,
-                    completed_at: None,
-                    recurrence: None,
-                    version: 1,
-                    created_by: by,
-                    created_at: now,
-                    updated_at: now,
+                task.version += 1;
+                task.title = format!("seeded {seq}");
+                let event = if task.version == 1 {
+                    Event::TaskCreated {
+                        task: task.clone(),
+                        by,
+                        sync: None,
+                    }
+                } else {
+                    Event::TaskUpdated {
+                        task_id: task.id,
+                        changes: TaskChanges {
+                            title: Some(task.title.clone()),
+                            ..TaskChanges::default()
+                        },
+                        task: task.clone(),
+                        by,
+                        sync: None,
+                    }
                 };
-                let event = Event::TaskCreated { task, by };
                 persistence::JournalEntry {
                     seq,
                     event: serde_json::to_string(&event).expect("event json"),
                 }
             })
             .collect();
+        let effects = if indexed {
+            let row = persistence::TaskRow::new(workspace, task.clone()).expect("row");
+            vec![persistence::SideEffect::PutTask(Box::new(row))]
+        } else {
+            Vec::new()
+        };
         journal
             .append(persistence::AppendRequest {
                 room: key.clone(),
                 epoch,
                 entries,
-                effects: Vec::new(),
+                effects,
             })
             .await
             .expect("append");
         next = batch_end;
     }
     drop(journal);
-    // Written behind the room's back: its board index is rebuilt when it loads.
-    store.invalidate_board(&key).await.expect("invalidate");
+    if !indexed {
+        store.invalidate_board(&key).await.expect("invalidate");
+    }
     store.close().await;
 }
 
