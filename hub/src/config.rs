@@ -56,6 +56,9 @@ pub struct Config {
     /// Cluster mode (with `REDIS_URL`).
     #[command(flatten)]
     pub cluster: ClusterSettings,
+    /// Mail and the job outbox.
+    #[command(flatten)]
+    pub mail: MailConfig,
     /// Bearer token for the operator routes under `/api/v1/admin` (at least 32 bytes). Without
     /// it, those routes answer 404.
     #[arg(long, env = "HUB_ADMIN_TOKEN", hide_env_values = true)]
@@ -95,6 +98,38 @@ pub struct ClusterSettings {
     /// address's IP and a free port; other nodes learn it from Redis.
     #[arg(long, env = "HUB_LINK_ADDR")]
     pub link_addr: Option<SocketAddr>,
+}
+
+/// Mail (invitations, password resets) and the outbox worker that sends it.
+#[derive(Debug, Clone, Args)]
+pub struct MailConfig {
+    /// `smtp://user:pass@host:port` (STARTTLS when the server offers it) or
+    /// `smtps://user:pass@host:port` (TLS from the start). Without it, each mail is written as
+    /// an `.eml` file in `<data dir>/mail/`.
+    #[arg(long, env = "HUB_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of the hub's mail.
+    #[arg(long, env = "HUB_MAIL_FROM", default_value = "The hub <hub@localhost>")]
+    pub mail_from: String,
+    /// The address people reach the app at, for the links in mail (`https://app.example.com`).
+    /// Without it, `http://` and the listening address.
+    #[arg(long, env = "HUB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Hours an invitation link works.
+    #[arg(long, env = "HUB_INVITE_TTL_HOURS", default_value_t = 168)]
+    pub invite_ttl_hours: u64,
+    /// Minutes a password reset link works.
+    #[arg(long, env = "HUB_RESET_TTL_MINUTES", default_value_t = 60)]
+    pub reset_ttl_minutes: u64,
+    /// Attempts at a job before it is parked as dead.
+    #[arg(long, env = "HUB_JOB_MAX_ATTEMPTS", default_value_t = 8)]
+    pub job_max_attempts: u32,
+    /// The first retry's delay in milliseconds; each next one doubles (at most an hour).
+    #[arg(long, env = "HUB_JOB_BACKOFF_MS", default_value_t = 2000)]
+    pub job_backoff_ms: u64,
+    /// How often the worker looks for due jobs, in milliseconds (0: no worker on this node).
+    #[arg(long, env = "HUB_JOB_POLL_MS", default_value_t = 1000)]
+    pub job_poll_ms: u64,
 }
 
 /// Token lifetimes.

@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod hasher;
 pub mod http;
+pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod server;

@@ -115,8 +115,31 @@ impl Hub {
             cluster,
             links: None,
             drain: CancellationToken::new(),
+            jobs: Arc::new(tokio::sync::Notify::new()),
         };
         tokio::spawn(upkeep(state.clone()));
+        let mail = &state.config.mail;
+        if mail.job_poll_ms > 0 {
+            let worker = crate::jobs::Worker {
+                store: state.store.clone(),
+                mailer: crate::jobs::Mailer::new(mail, &state.config.data_dir)?,
+                from: mail
+                    .mail_from
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("HUB_MAIL_FROM: {e}"))?,
+                max_attempts: mail.job_max_attempts.max(1),
+                backoff: Duration::from_millis(mail.job_backoff_ms),
+                poll: Duration::from_millis(mail.job_poll_ms),
+                wake: state.jobs.clone(),
+            };
+            let shutdown = state.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = worker.run() => {}
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
         if let Some((links, listener)) = links {
             tokio::spawn(links.clone().serve(
                 listener,

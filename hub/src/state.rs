@@ -44,4 +44,6 @@ pub struct AppState {
     pub drain: CancellationToken,
     /// The links to the other nodes (`None` when it runs alone).
     pub links: Option<Arc<actors::cluster::link::Links>>,
+    /// Woken when a job is written to the outbox, so the worker sends it at once.
+    pub jobs: Arc<tokio::sync::Notify>,
 }

@@ -80,6 +80,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/postgres/0008_sync_conflicts.sql"),
     ),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_outbox_invitations.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
@@ -101,6 +105,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../migrations/sqlite/0008_sync_conflicts.sql"),
+    ),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_outbox_invitations.sql"),
     ),
 ];
 

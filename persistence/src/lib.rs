@@ -16,6 +16,7 @@ mod board;
 mod db;
 mod error;
 mod journal;
+mod outbox;
 mod rooms;
 mod sessions;
 mod workspaces;
@@ -28,6 +29,7 @@ pub use board::{
 pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use journal::{AppendRequest, Committed, Journal, JournalEntry, SideEffect};
+pub use outbox::{Invitation, Job, JobState, Mail, TokenRefused};
 pub use rooms::{JournalRecord, Snapshot};
 pub use sessions::{AttendeeRecord, SessionRecord};
 pub use workspaces::WorkspaceRecord;

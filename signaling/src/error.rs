@@ -102,6 +102,8 @@ pub enum ErrorCode {
     CategoryNotFound,
     /// The workspace holds as many of these (tasks, categories) as allowed.
     LimitReached,
+    /// An invitation or password reset link is unknown, used, revoked or expired.
+    InvalidToken,
 }
 
 impl ErrorCode {
@@ -154,6 +156,7 @@ impl ErrorCode {
             ErrorCode::SignalBacklogFull => "signal_backlog_full",
             ErrorCode::CategoryNotFound => "category_not_found",
             ErrorCode::LimitReached => "limit_reached",
+            ErrorCode::InvalidToken => "invalid_token",
         }
     }
 }
@@ -207,6 +210,7 @@ mod tests {
             ErrorCode::SignalBacklogFull,
             ErrorCode::CategoryNotFound,
             ErrorCode::LimitReached,
+            ErrorCode::InvalidToken,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),

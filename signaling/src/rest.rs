@@ -132,7 +132,11 @@ pub fn clean_name(name: &str) -> Result<String, FieldError> {
     })
 }
 
-fn check_password(password: &str) -> Result<(), FieldError> {
+/// Checks a new password's length.
+///
+/// # Errors
+/// Not 8–128 characters.
+pub fn check_password(password: &str) -> Result<(), FieldError> {
     if PASSWORD_CHARS.contains(&password.chars().count()) {
         Ok(())
     } else {

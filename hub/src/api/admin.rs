@@ -467,3 +467,48 @@ pub async fn get_session(
     body["room"] = room_place(&state, signaling::RoomKey::Session(id)).await;
     Ok(Json(body))
 }
+
+/// The query of the job list.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/admin/jobs?state=dead|pending|sent&limit=<n>`: the outbox's jobs in a state
+/// (`dead` by default: the ones that need an operator), newest first.
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    _: Operator,
+    super::ApiQuery(q): super::ApiQuery<JobsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let wanted = match q.state.as_deref() {
+        None | Some("dead") => persistence::JobState::Dead,
+        Some("pending") => persistence::JobState::Pending,
+        Some("sent") => persistence::JobState::Sent,
+        Some(_) => return Err(ApiError::invalid("state: must be dead, pending or sent")),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let jobs = state.store.jobs(wanted, limit).await?;
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+/// `POST /api/v1/admin/jobs/{id}/retry`: a dead job goes back in line with fresh attempts.
+pub async fn retry_job(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<StatusCode, ApiError> {
+    if !state.store.retry_job(id).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no dead job with this id",
+        ));
+    }
+    state.jobs.notify_one();
+    Ok(StatusCode::ACCEPTED)
+}

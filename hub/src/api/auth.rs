@@ -57,7 +57,7 @@ fn reused() -> ApiError {
 /// Issues an access token and a refresh token of `family`. With `replaces`, the new refresh
 /// token rotates that one out atomically; if another request rotated it first, that is a reuse
 /// and the family is revoked.
-async fn issue(
+pub(crate) async fn issue(
     state: &AppState,
     user: UserRecord,
     family: Uuid,

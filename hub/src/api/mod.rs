@@ -5,6 +5,7 @@
 //! - [`workspaces`]: workspaces and their members.
 //! - [`tasks`]: the task board (writes go through the room, so members see them live);
 //!   [`categories`]: the board's categories; [`sync`]: offline sync and the conflict ledger.
+//! - [`invitations`]: invitations by email, password resets (mailed through the outbox).
 //! - [`admin`]: the operator's routes (the cluster's nodes; disable, enable, delete accounts).
 //! - [`ops`]: health, readiness, metrics, fault injection.
 //!
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod auth;
 pub mod categories;
 pub mod forward;
+pub mod invitations;
 pub mod ops;
 pub mod sessions;
 pub mod sync;
@@ -162,6 +164,15 @@ pub fn app(state: AppState) -> Router {
             get(tasks::list).post(tasks::create),
         )
         .route("/workspaces/{id}/tasks/recurring", get(tasks::recurring))
+        .route("/workspaces/{id}/invite", post(invitations::invite))
+        .route("/workspaces/{id}/invitations", get(invitations::list))
+        .route(
+            "/workspaces/{id}/invitations/{invitation_id}",
+            axum::routing::delete(invitations::revoke),
+        )
+        .route("/invitations/accept", post(invitations::accept))
+        .route("/auth/password/forgot", post(invitations::forgot))
+        .route("/auth/password/reset", post(invitations::reset))
         .route("/workspaces/{id}/sync/push", post(sync::push))
         .route("/workspaces/{id}/sync/pull", get(sync::pull))
         .route("/workspaces/{id}/sync/status", get(sync::status))
@@ -215,6 +226,8 @@ pub fn app(state: AppState) -> Router {
             axum::routing::patch(sessions::patch_question).delete(sessions::delete_question),
         )
         .route("/admin/nodes", get(admin::nodes))
+        .route("/admin/jobs", get(admin::list_jobs))
+        .route("/admin/jobs/{id}/retry", post(admin::retry_job))
         .route("/admin/nodes/{id}/drain", post(admin::drain_node))
         .route("/admin/rooms", get(admin::rooms))
         .route("/admin/rooms/{room}/move", post(admin::move_room))

@@ -9,6 +9,7 @@ mod board;
 mod cluster;
 mod collab;
 mod errors;
+mod mail;
 mod members;
 mod ops;
 mod pgrestart;

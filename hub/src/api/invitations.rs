@@ -1,0 +1,383 @@
+//! Invitations by email (`POST /api/v1/workspaces/{id}/invite`, list, revoke, accept) and
+//! password resets (`POST /api/v1/auth/password/forgot`, `…/reset`). Each token is random, sent
+//! only in the mail, stored hashed, expires, and works once. The mail is written to the outbox in
+//! the same transaction as the token (see `jobs`). Neither the invitation nor the reset routes
+//! tell whether an email has an account.
+
+use actors::workspace::{Op, Reply, RoomError};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use persistence::{Invitation, Mail, NewUser, TokenRefused};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use signaling::workspace::{Member, Role};
+use signaling::{ErrorCode, UserId, WorkspaceId};
+use uuid::Uuid;
+
+use super::{ApiJson, ApiPath};
+use crate::auth::{AuthUser, hash_refresh};
+use crate::error::ApiError;
+use crate::http::ClientIp;
+use crate::state::AppState;
+
+/// Most open invitations per workspace.
+const MAX_OPEN_INVITATIONS: u64 = 100;
+
+fn new_token() -> Result<(String, String), ApiError> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| ApiError::internal(&e))?;
+    let token = URL_SAFE_NO_PAD.encode(raw);
+    let hash = hash_refresh(&token);
+    Ok((token, hash))
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidToken,
+        "this link is unknown, used, revoked or expired",
+    )
+}
+
+fn public_url(state: &AppState) -> String {
+    state
+        .config
+        .mail
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", state.config.listen))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+fn invitation_json(inv: &Invitation) -> Value {
+    let status = if inv.accepted_at.is_some() {
+        "accepted"
+    } else if inv.revoked_at.is_some() {
+        "revoked"
+    } else if inv.expires_at <= Utc::now() {
+        "expired"
+    } else {
+        "pending"
+    };
+    json!({"id": inv.id, "workspace_id": inv.workspace_id, "email": inv.email, "role": inv.role,
+           "invited_by": inv.invited_by, "created_at": inv.created_at,
+           "expires_at": inv.expires_at, "status": status, "accepted_by": inv.accepted_by})
+}
+
+/// The body of an invitation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteBody {
+    email: String,
+    #[serde(default = "member")]
+    role: Role,
+}
+
+fn member() -> Role {
+    Role::Member
+}
+
+/// The workspace's name and the caller's role in it, from the room.
+async fn role_in(
+    state: &AppState,
+    id: WorkspaceId,
+    user: UserId,
+) -> Result<(String, Role), ApiError> {
+    match state.router.call(id, user, Op::Describe).await? {
+        Reply::Workspace { name, role, .. } => Ok((name, role)),
+        other => Err(ApiError::internal(&format!("unexpected reply {other:?}"))),
+    }
+}
+
+/// `POST /api/v1/workspaces/{id}/invite`: `{"email", "role"}` (owners and admins; only an owner
+/// invites an owner). Mails a link that works once, for `HUB_INVITE_TTL_HOURS`. `201` with the
+/// invitation (never its token).
+pub async fn invite(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(id): ApiPath<WorkspaceId>,
+    ApiJson(body): ApiJson<InviteBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let email = signaling::text::normalize_email(&body.email)?;
+    let (name, role) = role_in(&state, id, user).await?;
+    if !role.can_manage_members() {
+        return Err(RoomError::Forbidden("only owners and admins invite").into());
+    }
+    if body.role == Role::Owner && role != Role::Owner {
+        return Err(RoomError::Forbidden("only an owner can invite an owner").into());
+    }
+    if state.store.open_invitations(id).await? >= MAX_OPEN_INVITATIONS {
+        return Err(
+            RoomError::LimitReached("a workspace holds at most 100 open invitations").into(),
+        );
+    }
+    let (token, hash) = new_token()?;
+    let now = Utc::now();
+    let ttl =
+        chrono::Duration::hours(i64::try_from(state.config.mail.invite_ttl_hours).unwrap_or(168));
+    let inv = Invitation {
+        id: Uuid::now_v7(),
+        workspace_id: id,
+        email: email.clone(),
+        role: body.role,
+        invited_by: user,
+        created_at: now,
+        expires_at: now + ttl,
+        accepted_at: None,
+        accepted_by: None,
+        revoked_at: None,
+    };
+    let link = format!("{}/invitations/accept?token={token}", public_url(&state));
+    let mail = Mail {
+        to: email,
+        subject: format!("You are invited to {name}"),
+        text: format!(
+            "You are invited to join the workspace \"{name}\" as {}.\n\n\
+             Accept the invitation: {link}\n\n\
+             The link works once, until {}. If you did not expect this, ignore this mail.\n",
+            body.role.as_str(),
+            inv.expires_at.format("%Y-%m-%d %H:%M UTC"),
+        ),
+    };
+    state.store.create_invitation(&inv, &hash, &mail).await?;
+    state.jobs.notify_one();
+    Ok((StatusCode::CREATED, Json(invitation_json(&inv))))
+}
+
+/// `GET /api/v1/workspaces/{id}/invitations`: newest first, with their status (owners and
+/// admins).
+pub async fn list(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(id): ApiPath<WorkspaceId>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, role) = role_in(&state, id, user).await?;
+    if !role.can_manage_members() {
+        return Err(RoomError::Forbidden("only owners and admins see invitations").into());
+    }
+    let list: Vec<Value> = state
+        .store
+        .invitations(id)
+        .await?
+        .iter()
+        .map(invitation_json)
+        .collect();
+    Ok(Json(json!({"invitations": list})))
+}
+
+/// `DELETE /api/v1/workspaces/{id}/invitations/{invitation_id}`: its link stops working.
+pub async fn revoke(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath((id, invitation)): ApiPath<(WorkspaceId, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let (_, role) = role_in(&state, id, user).await?;
+    if !role.can_manage_members() {
+        return Err(RoomError::Forbidden("only owners and admins revoke invitations").into());
+    }
+    if !state.store.revoke_invitation(id, invitation).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no open invitation with this id",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of an acceptance: the token, and, to register with the invited email, a name and a
+/// password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptBody {
+    token: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// `POST /api/v1/invitations/accept`: logged in (with the account of the invited email), or
+/// not, with `name` and `password` to register that email. The member is added through the room
+/// like any other member (with the inviter's authority: an inviter no longer able to add members
+/// makes the link void). `200 {"workspace_id", "member"}`, plus the tokens when it registered.
+pub async fn accept(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<AcceptBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.limits.auth_from(ip).await?;
+    let hash = hash_refresh(&body.token);
+    let invitation = state
+        .store
+        .open_invitation(&hash)
+        .await?
+        .ok_or_else(invalid_token)?;
+    let (account, registered) = match crate::auth::bearer(&headers) {
+        Some(token) => {
+            let user = crate::auth::Authenticated::check(&state, token).await?;
+            let account = state
+                .store
+                .user_by_id(user)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("no such account"))?;
+            if account.email != invitation.email {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::Forbidden,
+                    "this invitation is for another email address",
+                ));
+            }
+            (account, None)
+        }
+        None => {
+            let register = signaling::rest::RegisterBody {
+                email: invitation.email.clone(),
+                name: body.name.clone().unwrap_or_default(),
+                password: body.password.clone().unwrap_or_default(),
+            }
+            .normalize()?;
+            state.limits.register(ip, &register.email).await?;
+            let password_hash = state.auth.hash_password(register.password.clone()).await?;
+            let account = state
+                .store
+                .create_user(NewUser {
+                    email: register.email,
+                    name: register.name,
+                    password_hash,
+                })
+                .await
+                .map_err(|e| match e {
+                    // The token holder owns the mailbox: telling them the address has an
+                    // account tells no one else.
+                    persistence::StoreError::Conflict => ApiError::new(
+                        StatusCode::CONFLICT,
+                        ErrorCode::AlreadyExists,
+                        "this email has an account: log in, then accept",
+                    ),
+                    other => other.into(),
+                })?;
+            (account.clone(), Some(account))
+        }
+    };
+    let taken = match state.store.take_invitation(&hash, account.id).await? {
+        Ok(inv) => inv,
+        Err(TokenRefused::Invalid) => return Err(invalid_token()),
+    };
+    let member = Member {
+        user_id: account.id,
+        role: taken.role,
+        name: account.name.clone(),
+        email: account.email.clone(),
+    };
+    let added = state
+        .router
+        .call(
+            taken.workspace_id,
+            taken.invited_by,
+            Op::AddMember(member.clone()),
+        )
+        .await;
+    match added {
+        Ok(_) | Err(RoomError::AlreadyExists(_)) => {}
+        Err(e) => {
+            let _ = state.store.untake_invitation(taken.id).await;
+            return Err(match e {
+                RoomError::Forbidden(_) | RoomError::NotAMember => ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::Forbidden,
+                    "the inviter can no longer add members: ask for a new invitation",
+                ),
+                other => other.into(),
+            });
+        }
+    }
+    let mut answer = json!({"workspace_id": taken.workspace_id, "member": member});
+    if let Some(account) = registered {
+        let tokens = super::auth::issue(&state, account, Uuid::now_v7(), None).await?;
+        answer["auth"] = serde_json::to_value(tokens).map_err(|e| ApiError::internal(&e))?;
+    }
+    Ok((StatusCode::OK, Json(answer)))
+}
+
+/// The body of a reset request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotBody {
+    email: String,
+}
+
+/// `POST /api/v1/auth/password/forgot`: `{"email"}` → always `202`, whether the email has an
+/// account or not; when it has (and is not disabled), a reset link is mailed.
+pub async fn forgot(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<ForgotBody>,
+) -> Result<StatusCode, ApiError> {
+    state.limits.auth_from(ip).await?;
+    let email = signaling::text::normalize_email(&body.email)?;
+    // The same allowance as registering: per address and per email, so that nobody mails
+    // someone a stream of links.
+    state.limits.register(ip, &email).await?;
+    if let Some(account) = state.store.user_by_email(&email).await?
+        && account.disabled_at.is_none()
+    {
+        let (token, hash) = new_token()?;
+        let minutes = i64::try_from(state.config.mail.reset_ttl_minutes).unwrap_or(60);
+        let expires = Utc::now() + chrono::Duration::minutes(minutes);
+        let link = format!("{}/password/reset?token={token}", public_url(&state));
+        let mail = Mail {
+            to: account.email.clone(),
+            subject: "Reset your password".into(),
+            text: format!(
+                "Someone asked to reset the password of this account.\n\n\
+                 Choose a new password: {link}\n\n\
+                 The link works once, for {minutes} minutes. If it was not you, ignore this mail: \
+                 your password stays as it is.\n"
+            ),
+        };
+        state
+            .store
+            .create_password_reset(account.id, &hash, expires, &mail)
+            .await?;
+        state.jobs.notify_one();
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The body of a reset.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    token: String,
+    password: String,
+}
+
+/// `POST /api/v1/auth/password/reset`: `{"token", "password"}` → `204`. The token works once;
+/// every refresh token of the account is revoked, and its open sockets are closed.
+pub async fn reset(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<ResetBody>,
+) -> Result<StatusCode, ApiError> {
+    state.limits.auth_from(ip).await?;
+    signaling::rest::check_password(&body.password)?;
+    let hash = state.auth.hash_password(body.password).await?;
+    match state
+        .store
+        .use_password_reset(&hash_refresh(&body.token), &hash)
+        .await?
+    {
+        Ok(user) => {
+            tracing::info!(%user, "password reset");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(TokenRefused::Invalid) => Err(invalid_token()),
+    }
+}
