@@ -289,6 +289,9 @@ pub struct RoomSettings {
     /// before `offline`; reconnecting within it shows no leave and no join.
     #[arg(long, env = "HUB_PRESENCE_GRACE_MS", default_value_t = 10_000)]
     pub presence_grace_ms: u64,
+    /// Days a workspace's activity feed is kept (past the journal's trimming).
+    #[arg(long, env = "HUB_ACTIVITY_RETENTION_DAYS", default_value_t = 365)]
+    pub activity_retention_days: u64,
     /// Snapshot a room after this many events...
     #[arg(long, env = "HUB_SNAPSHOT_EVERY", default_value_t = 500)]
     pub snapshot_every: u64,

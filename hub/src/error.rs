@@ -105,6 +105,7 @@ impl From<RoomError> for ApiError {
             | RoomError::AlreadyExists(_)
             | RoomError::LastOwner
             | RoomError::LimitReached(_)
+            | RoomError::Settled
             | RoomError::Conflict { .. } => StatusCode::CONFLICT,
             RoomError::Invalid(_) => StatusCode::BAD_REQUEST,
             RoomError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -303,6 +303,7 @@ pub async fn shutdown_signal() {
 /// Keeps the Prometheus summaries rolling and the rate limits' memory small.
 async fn upkeep(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
@@ -310,8 +311,25 @@ async fn upkeep(state: AppState) {
                 state.metrics.handle.run_upkeep();
                 state.limits.sweep();
                 state.registry.sweep();
+                // Once a minute, a bounded slice of the activity past its retention.
+                ticks += 1;
+                if ticks % 12 == 1 {
+                    trim_activity(&state).await;
+                }
             }
         }
+    }
+}
+
+async fn trim_activity(state: &AppState) {
+    let days = i64::try_from(state.config.rooms.activity_retention_days).unwrap_or(i64::MAX);
+    let Some(cutoff) = chrono::Utc::now().checked_sub_signed(chrono::Duration::days(days)) else {
+        return;
+    };
+    match state.store.trim_activity(cutoff, 10_000).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(entries = n, "activity past its retention trimmed"),
+        Err(e) => tracing::warn!(error = %e, "trimming the activity failed"),
     }
 }
 

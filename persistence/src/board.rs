@@ -24,6 +24,8 @@ pub struct TaskRow {
     pub task: Task,
     /// `task` as JSON.
     pub doc: String,
+    /// Whether its tags may have changed (their rows are rewritten only then).
+    pub tags_changed: bool,
 }
 
 impl TaskRow {
@@ -37,7 +39,15 @@ impl TaskRow {
             workspace,
             task,
             doc,
+            tags_changed: true,
         })
+    }
+
+    /// The same row, saying its tags did not change (a change of other fields: its tag rows
+    /// are left as they are).
+    pub fn tags_unchanged(mut self) -> TaskRow {
+        self.tags_changed = false;
+        self
     }
 
     pub(crate) fn status(&self) -> &'static str {
@@ -97,12 +107,14 @@ macro_rules! put_task {
             .bind(&row.doc)
             .execute(&mut *$tx)
             .await?;
-        sqlx::query("DELETE FROM task_tags WHERE workspace_id = $1 AND task_id = $2")
-            .bind(row.workspace.as_uuid())
-            .bind(row.task.id.as_uuid())
-            .execute(&mut *$tx)
-            .await?;
-        for tag in &row.task.tags {
+        if row.tags_changed {
+            sqlx::query("DELETE FROM task_tags WHERE workspace_id = $1 AND task_id = $2")
+                .bind(row.workspace.as_uuid())
+                .bind(row.task.id.as_uuid())
+                .execute(&mut *$tx)
+                .await?;
+        }
+        for tag in row.task.tags.iter().filter(|_| row.tags_changed) {
             sqlx::query("INSERT INTO task_tags (workspace_id, task_id, tag) VALUES ($1, $2, $3)")
                 .bind(row.workspace.as_uuid())
                 .bind(row.task.id.as_uuid())

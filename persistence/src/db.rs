@@ -84,6 +84,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/postgres/0009_outbox_invitations.sql"),
     ),
+    (10, include_str!("../migrations/postgres/0010_activity.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
@@ -110,6 +111,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/sqlite/0009_outbox_invitations.sql"),
     ),
+    (10, include_str!("../migrations/sqlite/0010_activity.sql")),
 ];
 
 impl Store {

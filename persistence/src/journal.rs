@@ -124,6 +124,8 @@ pub enum SideEffect {
         /// The entries.
         conflicts: Vec<Conflict>,
     },
+    /// An entry of the activity feed, for the event of the append at `seq`.
+    Activity(Box<crate::activity::ActivityRow>),
     /// A ledger entry was settled.
     ResolveConflict {
         /// The workspace.
@@ -459,6 +461,21 @@ async fn commit_batch(
                         .bind(now.timestamp_millis())
                         .bind(by.as_uuid())
                         .bind(choice)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    SideEffect::Activity(a) => {
+                        sqlx::query(
+                            "INSERT INTO activity (workspace_id, seq, at_ms, actor, kind, subject, detail) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace_id, seq) DO NOTHING",
+                        )
+                        .bind(a.workspace.as_uuid())
+                        .bind(to_i64(a.seq))
+                        .bind(a.at.timestamp_millis())
+                        .bind(a.actor.as_uuid())
+                        .bind(&a.kind)
+                        .bind(a.subject)
+                        .bind(a.detail.to_string())
                         .execute(&mut *tx)
                         .await?;
                     }

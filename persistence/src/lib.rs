@@ -11,6 +11,7 @@
 //! directly; room actors use the journal and snapshots.
 
 mod accounts;
+mod activity;
 mod analytics;
 mod board;
 mod db;
@@ -22,6 +23,7 @@ mod sessions;
 mod workspaces;
 
 pub use accounts::{AccountStatus, DELETED_ATTENDEE, NewUser, RefreshToken, UserRecord};
+pub use activity::{ActivityRow, Day, Overview, Throughput};
 pub use analytics::{Activity, QualitySample, SessionFact, Visit};
 pub use board::{
     ConflictRecord, SortValue, TaskCursor, TaskQuery, TaskRow, TaskSort, search_words,

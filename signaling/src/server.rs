@@ -72,6 +72,9 @@ pub enum Event {
     ConflictResolved {
         /// The entry.
         conflict_id: uuid::Uuid,
+        /// The entry's field (`task` for a whole task).
+        #[serde(default)]
+        field: String,
         /// What was chosen.
         choice: Choice,
         /// The task after the choice was applied (absent for `kept`).

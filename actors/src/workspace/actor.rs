@@ -113,7 +113,12 @@ impl RoomKind for Room {
             WorkspaceMsg::Resume { .. } => true,
             WorkspaceMsg::Call { op, .. } => matches!(
                 op,
-                Op::Describe | Op::ListTasks | Op::GetTask(_) | Op::ListCategories | Op::Delete
+                Op::Describe
+                    | Op::Snapshot
+                    | Op::ListTasks
+                    | Op::GetTask(_)
+                    | Op::ListCategories
+                    | Op::Delete
             ),
         }
     }
@@ -172,6 +177,116 @@ impl RoomKind for Room {
 
     fn is_empty(&self) -> bool {
         self.sessions.is_empty()
+    }
+}
+
+/// The activity feed's entry for an event (applied at `offset`).
+fn activity_of(ws: WorkspaceId, seq: u64, event: &Event) -> persistence::ActivityRow {
+    use serde_json::json;
+    let (kind, actor, subject, detail) = match event {
+        Event::TaskCreated { task, by, .. } => (
+            "task_created",
+            *by,
+            Some(task.id.as_uuid()),
+            json!({"title": task.title}),
+        ),
+        Event::TaskUpdated {
+            task, changes, by, ..
+        } => {
+            let fields = signaling::server::changed_fields(changes);
+            let completed = task.completed
+                && task.completed_at == Some(task.updated_at)
+                && fields.iter().any(|f| *f == "completed" || *f == "status");
+            (
+                if completed {
+                    "task_completed"
+                } else {
+                    "task_updated"
+                },
+                *by,
+                Some(task.id.as_uuid()),
+                json!({"title": task.title, "fields": fields}),
+            )
+        }
+        Event::TaskDeleted {
+            task_id,
+            subtasks,
+            by,
+            ..
+        } => (
+            "task_deleted",
+            *by,
+            Some(task_id.as_uuid()),
+            json!({"subtasks": subtasks.len()}),
+        ),
+        Event::SyncConflicted { task_id, by, sync } => (
+            "sync_conflicted",
+            *by,
+            Some(task_id.as_uuid()),
+            json!({"op_id": sync.op_id, "conflicts": sync.conflicts.len()}),
+        ),
+        Event::ConflictResolved {
+            conflict_id,
+            field,
+            choice,
+            task,
+            by,
+        } => (
+            "conflict_resolved",
+            *by,
+            task.as_ref().map(|t| t.id.as_uuid()),
+            json!({"conflict_id": conflict_id, "field": field, "choice": choice}),
+        ),
+        Event::CategoryCreated { category, by } => (
+            "category_created",
+            *by,
+            Some(category.id.as_uuid()),
+            json!({"name": category.name}),
+        ),
+        Event::CategoryUpdated { category, by, .. } => (
+            "category_updated",
+            *by,
+            Some(category.id.as_uuid()),
+            json!({"name": category.name}),
+        ),
+        Event::CategoryDeleted {
+            category_id,
+            tasks,
+            by,
+            ..
+        } => (
+            "category_deleted",
+            *by,
+            Some(category_id.as_uuid()),
+            json!({"tasks": tasks.len()}),
+        ),
+        Event::MemberJoined { member, by } => (
+            "member_joined",
+            *by,
+            Some(member.user_id.as_uuid()),
+            json!({"name": member.name, "role": member.role}),
+        ),
+        Event::MemberUpdated { user_id, role, by } => (
+            "member_updated",
+            *by,
+            Some(user_id.as_uuid()),
+            json!({"role": role}),
+        ),
+        Event::MemberLeft { user_id, by } => {
+            ("member_left", *by, Some(user_id.as_uuid()), json!({}))
+        }
+        Event::WorkspaceRenamed { name, by } => {
+            ("workspace_renamed", *by, None, json!({"name": name}))
+        }
+    };
+    persistence::ActivityRow {
+        workspace: ws,
+        seq,
+        at: Utc::now(),
+        actor,
+        kind: kind.to_owned(),
+        subject,
+        detail,
     }
 }
 
@@ -692,7 +807,13 @@ impl Room {
             }
         }
         // Answered after the last of the batch's appends (and any before them).
-        let release: Release<Room> = Box::new(move |room, _core, _outcome| {
+        let release: Release<Room> = Box::new(move |room, _core, outcome| {
+            // An append of the batch (or before it) failed: the room starts over from the
+            // store, and results read from the state it had (a `duplicate` of an operation
+            // whose append failed) may not hold. The whole push is retried.
+            if outcome.is_err() {
+                return answer.send(ws, Err(RoomError::Unavailable));
+            }
             let results =
                 std::mem::take(&mut *results.lock().unwrap_or_else(PoisonError::into_inner));
             answer.send(
@@ -755,8 +876,13 @@ impl Room {
         };
         self.board.apply(offset, &event);
         let mut effects: Vec<SideEffect> = effect.into_iter().collect();
+        effects.push(SideEffect::Activity(Box::new(activity_of(
+            ws, offset, &event,
+        ))));
         if let Err(e) = self.index_effects(&event, &unassigned, &mut effects) {
+            // Applied but not journaled: the room must start over from the store.
             tracing::error!(room = %ws, error = %e, "indexing a task failed");
+            core.stop(Stop::Failed);
             return answer.send(ws, Err(RoomError::Unavailable));
         }
         let frame = WireFrame::text(durable_frame(ws, offset, &json));
@@ -807,13 +933,21 @@ impl Room {
         effects: &mut Vec<SideEffect>,
     ) -> Result<(), persistence::StoreError> {
         let ws = self.board.id;
-        let put = |id: &TaskId| -> Result<Option<SideEffect>, persistence::StoreError> {
-            self.board
-                .tasks
-                .get(id)
-                .map(|t| TaskRow::new(ws, t.clone()).map(|r| SideEffect::PutTask(Box::new(r))))
-                .transpose()
-        };
+        // A task's row as it now is; its tag rows are rewritten only when its tags may have
+        // changed (a category deleted under 10 000 tasks rewrites no tag).
+        let put =
+            |id: &TaskId, tags: bool| -> Result<Option<SideEffect>, persistence::StoreError> {
+                self.board
+                    .tasks
+                    .get(id)
+                    .map(|t| {
+                        TaskRow::new(ws, t.clone()).map(|r| {
+                            let r = if tags { r } else { r.tags_unchanged() };
+                            SideEffect::PutTask(Box::new(r))
+                        })
+                    })
+                    .transpose()
+            };
         let ledger = |conflicts: &[signaling::sync::Conflict], effects: &mut Vec<SideEffect>| {
             if !conflicts.is_empty() {
                 effects.push(SideEffect::PutConflicts {
@@ -823,13 +957,23 @@ impl Room {
             }
         };
         match event {
-            Event::TaskCreated { task, sync, .. } | Event::TaskUpdated { task, sync, .. } => {
-                effects.extend(put(&task.id)?);
+            Event::TaskCreated { task, sync, .. } => {
+                effects.extend(put(&task.id, !task.tags.is_empty())?);
+                ledger(sync.as_ref().map_or(&[], |s| &s.conflicts), effects);
+            }
+            Event::TaskUpdated {
+                task,
+                changes,
+                sync,
+                ..
+            } => {
+                effects.extend(put(&task.id, changes.tags.is_some())?);
                 ledger(sync.as_ref().map_or(&[], |s| &s.conflicts), effects);
             }
             Event::SyncConflicted { sync, .. } => ledger(&sync.conflicts, effects),
             Event::ConflictResolved {
                 conflict_id,
+                field,
                 choice,
                 task,
                 by,
@@ -841,7 +985,7 @@ impl Room {
                     by: *by,
                 });
                 if let Some(task) = task {
-                    effects.extend(put(&task.id)?);
+                    effects.extend(put(&task.id, field == "tags" || field == "task")?);
                 }
             }
             Event::TaskDeleted {
@@ -875,12 +1019,12 @@ impl Room {
                     category: *category_id,
                 });
                 for id in tasks {
-                    effects.extend(put(id)?);
+                    effects.extend(put(id, false)?);
                 }
             }
             Event::MemberLeft { .. } => {
                 for id in unassigned {
-                    effects.extend(put(id)?);
+                    effects.extend(put(id, false)?);
                 }
             }
             Event::MemberJoined { .. }

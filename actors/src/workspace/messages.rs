@@ -184,6 +184,9 @@ pub enum RoomError {
     /// No such category.
     #[error("category not found")]
     CategoryNotFound,
+    /// The conflict ledger entry is settled already.
+    #[error("this conflict is settled already")]
+    Settled,
     /// The workspace is full of these.
     #[error("{0}")]
     LimitReached(&'static str),
@@ -209,6 +212,7 @@ impl RoomError {
             RoomError::Invalid(_) => ErrorCode::InvalidPayload,
             RoomError::Conflict { .. } => ErrorCode::VersionConflict,
             RoomError::CategoryNotFound => ErrorCode::CategoryNotFound,
+            RoomError::Settled => ErrorCode::InvalidTransition,
             RoomError::LimitReached(_) => ErrorCode::LimitReached,
             RoomError::Unavailable => ErrorCode::Unavailable,
         }

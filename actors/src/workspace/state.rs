@@ -79,6 +79,10 @@ pub struct WorkspaceState {
     /// The latest applied offline operations, oldest first (at most [`REMEMBERED_OPS`]).
     #[serde(default)]
     pub applied_ops: VecDeque<AppliedOp>,
+    /// The latest settled conflict ledger entries, oldest first (at most [`REMEMBERED_OPS`]):
+    /// a second settlement racing the first is refused here, before the ledger says so.
+    #[serde(default)]
+    pub settled: VecDeque<uuid::Uuid>,
 }
 
 impl WorkspaceState {
@@ -93,6 +97,7 @@ impl WorkspaceState {
             categories: HashMap::new(),
             clocks: HashMap::new(),
             applied_ops: VecDeque::new(),
+            settled: VecDeque::new(),
         }
     }
 
@@ -147,8 +152,13 @@ impl WorkspaceState {
     /// Tasks in board order (position, then creation).
     pub fn tasks_in_order(&self) -> Vec<&Task> {
         let mut tasks: Vec<&Task> = self.tasks.values().collect();
+        // Creation time to the millisecond, as the board's index orders it.
         tasks.sort_by(|a, b| {
-            (&a.position, a.created_at, a.id).cmp(&(&b.position, b.created_at, b.id))
+            (&a.position, a.created_at.timestamp_millis(), a.id).cmp(&(
+                &b.position,
+                b.created_at.timestamp_millis(),
+                b.id,
+            ))
         });
         tasks
     }
@@ -199,9 +209,14 @@ impl WorkspaceState {
     }
 
     /// The key after the last task on the board.
-    fn end_of_board(&self) -> Result<Rank, RoomError> {
+    /// The key after the last task on the board; when no longer key fits after it, the last
+    /// key itself (equal keys are ordered by creation, so the new task still comes last).
+    fn end_of_board(&self) -> Rank {
         let last = self.tasks.values().map(|t| &t.position).max();
-        Rank::between(last, None).map_err(|e| RoomError::Invalid(format!("position: {e}")))
+        match Rank::between(last, None) {
+            Ok(key) => key,
+            Err(_) => last.cloned().unwrap_or_else(Rank::first),
+        }
     }
 
     /// Members, owners first, then by name.
@@ -259,7 +274,7 @@ impl WorkspaceState {
         };
         let position = match draft.position {
             Some(p) => p,
-            None => self.end_of_board()?,
+            None => self.end_of_board(),
         };
         let completed = status == signaling::task::Status::Done;
         let task = Task {
@@ -452,6 +467,10 @@ impl WorkspaceState {
                     );
                     (m.apply, m.conflicts, m.contested)
                 };
+                if apply.is_empty() && conflicts.is_empty() {
+                    // Nothing to change and nothing lost (the same values, or a move that lost).
+                    return Ok(SyncDecision::Nothing);
+                }
                 if apply.is_empty() {
                     return Ok(SyncDecision::Write {
                         event: Box::new(Event::SyncConflicted {
@@ -491,7 +510,7 @@ impl WorkspaceState {
                 let Some(current) = self.tasks.get(task_id) else {
                     return Ok(SyncDecision::Nothing);
                 };
-                let conflicts = if *base_version < current.version {
+                let mut conflicts = if *base_version < current.version {
                     vec![merge::deleted_over_edits(
                         current,
                         self.clocks.get(task_id),
@@ -500,6 +519,21 @@ impl WorkspaceState {
                 } else {
                     Vec::new()
                 };
+                // Its subtasks go with it; the offline client may not have seen them (or
+                // their edits), so each is kept, restorable.
+                let mut subtasks: Vec<&Task> = self
+                    .tasks
+                    .values()
+                    .filter(|t| t.parent_id == Some(*task_id))
+                    .collect();
+                subtasks.sort_by_key(|t| t.id);
+                for sub in subtasks {
+                    conflicts.push(merge::deleted_over_edits(
+                        sub,
+                        self.clocks.get(&sub.id),
+                        &edit,
+                    ));
+                }
                 let merged = !conflicts.is_empty();
                 let Event::TaskDeleted {
                     task_id, subtasks, ..
@@ -534,6 +568,9 @@ impl WorkspaceState {
         now: DateTime<Utc>,
     ) -> Result<Event, RoomError> {
         self.writer(user)?;
+        if self.settled.contains(&conflict.id) {
+            return Err(RoomError::Settled);
+        }
         let task = match choice {
             Choice::Kept => None,
             Choice::Lost if conflict.field == "task" => {
@@ -571,6 +608,7 @@ impl WorkspaceState {
         };
         Ok(Event::ConflictResolved {
             conflict_id: conflict.id,
+            field: conflict.field.clone(),
             choice,
             task,
             by: user,
@@ -819,20 +857,33 @@ impl WorkspaceState {
                 }
             }
             Event::SyncConflicted { .. } => {}
-            Event::ConflictResolved { task, by, .. } => {
+            Event::ConflictResolved {
+                conflict_id,
+                field,
+                task,
+                by,
+                ..
+            } => {
                 if let Some(task) = task {
-                    // Every field of a value put back is as new as the resolution.
-                    self.clocks.remove(&task.id);
                     let stamp = Stamp {
                         version: task.version,
                         at: task.updated_at,
                         by: *by,
                     };
                     let clocks = self.clocks.entry(task.id).or_default();
-                    for rule in signaling::sync::RULES {
-                        clocks.insert(rule.field.to_owned(), stamp);
+                    if field == "task" {
+                        // A task re-created: every field of it is as new as the resolution.
+                        for rule in signaling::sync::RULES {
+                            clocks.insert(rule.field.to_owned(), stamp);
+                        }
+                    } else {
+                        clocks.insert(merge::clock_field(field).to_owned(), stamp);
                     }
                     self.tasks.insert(task.id, task.clone());
+                }
+                self.settled.push_back(*conflict_id);
+                while self.settled.len() > REMEMBERED_OPS {
+                    self.settled.pop_front();
                 }
             }
             Event::CategoryCreated { category, .. } | Event::CategoryUpdated { category, .. } => {
@@ -1400,6 +1451,122 @@ mod tests {
         }
         assert_eq!(replayed, f.state);
         assert_eq!(replayed.applied_op(f.member, "m1"), Some(offset));
+    }
+
+    /// Regression (review): one task at the largest key a client may send made every create
+    /// without a position fail; it now goes after it, with the same key.
+    #[test]
+    fn a_board_whose_last_key_is_full_still_takes_tasks_at_the_end() {
+        let mut f = fixture();
+        let mut draft = TaskDraft::titled("at the very end");
+        let full = format!("{}{}", "z".repeat(27), "z".repeat(101));
+        draft.position = Some(Rank::parse(&full).unwrap());
+        commit(&mut f.state, |s| {
+            s.decide_create(f.owner, draft, Utc::now())
+        });
+        let t = created_task(&mut f.state, f.owner, "after it");
+        assert_eq!(t.position.as_str(), full);
+        assert_eq!(f.state.tasks_in_order().last().map(|x| x.id), Some(t.id));
+    }
+
+    /// Regression (review): a ledger entry settled twice at once; the second settlement is
+    /// refused by the room, whatever the ledger table says yet.
+    #[test]
+    fn a_conflict_is_settled_once() {
+        let mut f = fixture();
+        let t = created_task(&mut f.state, f.owner, "t");
+        let conflict = Conflict {
+            id: uuid::Uuid::now_v7(),
+            task_id: t.id,
+            field: "title".into(),
+            rule: signaling::sync::Rule::LastWriterWins,
+            kept: "t".into(),
+            lost: "theirs".into(),
+            lost_by: f.member,
+            op_id: "o".into(),
+            at: Utc::now(),
+        };
+        commit(&mut f.state, |s| {
+            s.decide_resolve(f.owner, &conflict, Choice::Lost, Utc::now())
+        });
+        assert_eq!(f.state.tasks[&t.id].title, "theirs");
+        assert!(matches!(
+            f.state
+                .decide_resolve(f.owner, &conflict, Choice::Kept, Utc::now()),
+            Err(RoomError::Settled)
+        ));
+        // Only the title's clock moved: an offline edit of another field based on the version
+        // before still applies whole.
+        let priority = OpKind::TaskUpdate {
+            task_id: t.id,
+            base_version: 1,
+            changes: TaskChanges {
+                priority: Some(signaling::task::Priority::Low),
+                ..Default::default()
+            },
+        };
+        let decided = f
+            .state
+            .decide_sync(f.member, sync_op("p", 1, priority), Utc::now())
+            .unwrap();
+        assert!(
+            matches!(decided, SyncDecision::Write { merged: false, .. }),
+            "{decided:?}"
+        );
+    }
+
+    /// Regression (review): an offline delete of a parent took its subtasks without a trace.
+    #[test]
+    fn an_offline_parent_delete_keeps_its_subtasks_in_the_ledger() {
+        let mut f = fixture();
+        let parent = created_task(&mut f.state, f.owner, "parent");
+        let mut draft = TaskDraft::titled("child");
+        draft.parent_id = Some(parent.id);
+        commit(&mut f.state, |s| {
+            s.decide_create(f.owner, draft, Utc::now())
+        });
+        let delete = OpKind::TaskDelete {
+            task_id: parent.id,
+            base_version: 1,
+        };
+        let SyncDecision::Write { event, .. } = f
+            .state
+            .decide_sync(f.member, sync_op("d", 1, delete), Utc::now())
+            .unwrap()
+        else {
+            panic!()
+        };
+        let Event::TaskDeleted { subtasks, sync, .. } = *event else {
+            panic!()
+        };
+        assert_eq!(subtasks.len(), 1);
+        let kept = &sync.unwrap().conflicts;
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].lost["title"], "child");
+    }
+
+    /// Regression (review): an update that changes nothing was reported `conflicted`.
+    #[test]
+    fn an_offline_update_to_the_same_values_is_nothing() {
+        let mut f = fixture();
+        let t = created_task(&mut f.state, f.owner, "same");
+        let rename = TaskChanges {
+            title: Some("same".into()),
+            ..Default::default()
+        };
+        commit(&mut f.state, |s| {
+            s.decide_update(f.owner, t.id, None, rename.clone(), Utc::now())
+        });
+        let op = OpKind::TaskUpdate {
+            task_id: t.id,
+            base_version: 1,
+            changes: rename,
+        };
+        assert!(matches!(
+            f.state
+                .decide_sync(f.member, sync_op("s", 1, op), Utc::now()),
+            Ok(SyncDecision::Nothing)
+        ));
     }
 
     #[test]

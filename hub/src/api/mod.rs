@@ -5,6 +5,7 @@
 //! - [`workspaces`]: workspaces and their members.
 //! - [`tasks`]: the task board (writes go through the room, so members see them live);
 //!   [`categories`]: the board's categories; [`sync`]: offline sync and the conflict ledger.
+//! - [`activity`]: the workspace's activity feed and analytics.
 //! - [`invitations`]: invitations by email, password resets (mailed through the outbox).
 //! - [`admin`]: the operator's routes (the cluster's nodes; disable, enable, delete accounts).
 //! - [`ops`]: health, readiness, metrics, fault injection.
@@ -13,6 +14,7 @@
 //! under `/api/v1`, the per-address allowance. Every refusal, including a missing route, a wrong
 //! method and a body that cannot be read, has the JSON error shape of [`ApiError`].
 
+pub mod activity;
 pub mod admin;
 pub mod auth;
 pub mod categories;
@@ -164,6 +166,16 @@ pub fn app(state: AppState) -> Router {
             get(tasks::list).post(tasks::create),
         )
         .route("/workspaces/{id}/tasks/recurring", get(tasks::recurring))
+        .route("/workspaces/{id}/activity", get(activity::feed))
+        .route(
+            "/workspaces/{id}/analytics/overview",
+            get(activity::overview),
+        )
+        .route("/workspaces/{id}/analytics/trends", get(activity::trends))
+        .route(
+            "/workspaces/{id}/analytics/productivity",
+            get(activity::productivity),
+        )
         .route("/workspaces/{id}/invite", post(invitations::invite))
         .route("/workspaces/{id}/invitations", get(invitations::list))
         .route(

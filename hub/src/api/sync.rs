@@ -90,21 +90,33 @@ pub async fn pull(
         )));
     }
     let room = RoomKey::Workspace(id).to_string();
-    let first = state.store.journal_first(&room).await?;
-    let reaches_back = params.since == head || first.is_some_and(|f| f <= params.since + 1);
-    if !reaches_back {
+    let records = if params.since == head {
+        Vec::new()
+    } else {
+        state
+            .store
+            .journal_since(&room, params.since, limit + 1)
+            .await?
+    };
+    // The journal reaches back when its first record after `since` is `since + 1` (a trim
+    // between two reads cannot slip a gap through this one).
+    let gap = params.since < head
+        && records
+            .first()
+            .is_none_or(|r| u64::try_from(r.seq).ok() != Some(params.since + 1));
+    if gap {
         let Reply::Snapshot(frame) = state.router.call(id, user, Op::Snapshot).await? else {
             return Err(ApiError::internal(&"unexpected reply to a snapshot"));
         };
+        let offset = serde_json::from_str::<Value>(&frame)
+            .ok()
+            .and_then(|v| v["offset"].as_u64())
+            .unwrap_or(head);
         let body = format!(
-            "{{\"mode\":\"snapshot\",\"offset\":{head},\"snapshot\":{frame},\"more\":false}}"
+            "{{\"mode\":\"snapshot\",\"offset\":{offset},\"snapshot\":{frame},\"more\":false}}"
         );
         return Ok(json_response(body));
     }
-    let records = state
-        .store
-        .journal_since(&room, params.since, limit + 1)
-        .await?;
     let more = records.len() > limit as usize;
     let mut body = String::from("{\"mode\":\"events\",\"events\":[");
     let mut last = params.since;

@@ -61,17 +61,24 @@ fn bad(param: &str, rule: &str) -> ApiError {
     ApiError::invalid(format!("{param}: {rule}"))
 }
 
-fn list_of<T>(
+fn list_of<T: PartialEq>(
     param: &str,
     raw: Option<&str>,
     rule: &str,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<Vec<T>, ApiError> {
-    raw.map_or(Ok(Vec::new()), |raw| {
-        raw.split(',')
-            .map(|v| parse(v.trim()).ok_or_else(|| bad(param, rule)))
-            .collect()
-    })
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<T> = Vec::new();
+    for v in raw.split(',') {
+        let v = parse(v.trim()).ok_or_else(|| bad(param, rule))?;
+        // Each value once: a list is as short as the values there are.
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(out)
 }
 
 /// `none` (not set) or an id.
@@ -167,6 +174,11 @@ impl TaskParams {
             .map(|c| {
                 decode_cursor(c)
                     .filter(|c| c.sort == sort.as_str() && c.desc == desc)
+                    .filter(|c| {
+                        // The key's type is the sort column's.
+                        let text = matches!(sort, TaskSort::Position | TaskSort::Title);
+                        text == matches!(c.key, persistence::SortValue::Text(_))
+                    })
                     .ok_or_else(|| {
                         bad(
                             "cursor",

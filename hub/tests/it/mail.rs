@@ -20,7 +20,11 @@ fn mails(data_dir: &Path) -> Vec<String> {
     dir.filter_map(|e| e.ok())
         .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .map(|m| m.replace("=\r\n", "").replace("=\n", "").replace("=3D", "="))
+        .map(|m| {
+            m.replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=")
+        })
         .collect()
 }
 

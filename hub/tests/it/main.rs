@@ -3,6 +3,7 @@
 
 mod abuse;
 mod accounts;
+mod activity;
 mod auth;
 mod backpressure;
 mod board;
