@@ -138,10 +138,17 @@ impl CloseReason {
         code: 1002,
         reason: "protocol error",
     };
-    /// The account was disabled or deleted: its token no longer opens connections.
+    /// The access token the connection was opened (or last renewed) with expired; connect
+    /// again with a fresh one (or send `auth` before it expires).
+    pub const TOKEN_EXPIRED: CloseReason = CloseReason {
+        code: 4002,
+        reason: "access token expired",
+    };
+    /// The account was disabled or deleted, logged out, or its password reset: its sockets
+    /// close (a disabled or deleted account's token no longer opens any).
     pub const ACCESS_REVOKED: CloseReason = CloseReason {
         code: 4001,
-        reason: "access revoked: the account was disabled or deleted",
+        reason: "access revoked",
     };
 }
 

@@ -224,8 +224,16 @@ impl Auth {
     /// `unauthorized` for any failure ("access token expired" when that is all that is wrong,
     /// so that a client knows to refresh; never the library's own words).
     pub fn verify_access(&self, token: &str) -> Result<UserId, ApiError> {
+        self.access_claims(token).map(|c| c.sub)
+    }
+
+    /// [`Auth::verify_access`], with the token's claims (its expiry, for an open socket).
+    ///
+    /// # Errors
+    /// As [`Auth::verify_access`].
+    pub fn access_claims(&self, token: &str) -> Result<Claims, ApiError> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims.sub)
+            .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     ApiError::unauthorized("access token expired")

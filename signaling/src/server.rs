@@ -241,6 +241,11 @@ pub enum AckResult<'a> {
         /// The room's offset.
         offset: u64,
     },
+    /// `auth`: the connection now lasts until the new token expires.
+    Auth {
+        /// The new token's expiry.
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
     /// A delete: the event's offset.
     Offset {
         /// The offset of the event the write produced.
@@ -363,6 +368,14 @@ pub enum ServerMsg<'a> {
         /// (its offset is unknown until the room starts again).
         #[serde(skip_serializing_if = "Option::is_none")]
         offset: Option<u64>,
+    },
+    /// The connection's access token expires soon: send `auth` with a fresh one, or the
+    /// connection closes with 4002 at `expires_at`.
+    TokenExpiring {
+        /// When.
+        expires_at: chrono::DateTime<chrono::Utc>,
+        /// In how long, in milliseconds.
+        in_ms: u64,
     },
     /// The workspace was deleted; the room is closed.
     WorkspaceDeleted {

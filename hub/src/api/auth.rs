@@ -57,6 +57,18 @@ fn reused() -> ApiError {
 /// Issues an access token and a refresh token of `family`. With `replaces`, the new refresh
 /// token rotates that one out atomically; if another request rotated it first, that is a reuse
 /// and the family is revoked.
+/// Closes every open socket of `user` (4001) without refusing new ones: after a logout, a
+/// password reset or a revoked token family, the account's clients sign in again.
+pub(crate) fn close_sockets(state: &AppState, user: UserId) {
+    let closed = state
+        .registry
+        .close_user(user, actors::CloseReason::ACCESS_REVOKED);
+    state.registry.reopen_user(user);
+    if closed > 0 {
+        tracing::info!(%user, closed, "sockets closed");
+    }
+}
+
 pub(crate) async fn issue(
     state: &AppState,
     user: UserRecord,
@@ -70,6 +82,7 @@ pub(crate) async fn issue(
         Some(old) => {
             if !state.store.rotate_refresh_token(old, &record).await? {
                 state.store.revoke_refresh_family(family).await?;
+                close_sockets(state, user.id);
                 return Err(reused());
             }
         }
@@ -155,6 +168,7 @@ pub async fn refresh(
     if token.rotated_at.is_some() {
         let revoked = state.store.revoke_refresh_family(token.family_id).await?;
         tracing::warn!(user = %token.user_id, family = %token.family_id, revoked, "rotated refresh token reused; family revoked");
+        close_sockets(&state, token.user_id);
         return Err(reused());
     }
     if token.revoked_at.is_some() || token.expires_at <= Utc::now() {
@@ -186,6 +200,7 @@ pub async fn logout(
         .await?
     {
         state.store.revoke_refresh_family(token.family_id).await?;
+        close_sockets(&state, token.user_id);
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -376,6 +376,7 @@ pub async fn reset(
     {
         Ok(user) => {
             tracing::info!(%user, "password reset");
+            super::auth::close_sockets(&state, user);
             Ok(StatusCode::NO_CONTENT)
         }
         Err(TokenRefused::Invalid) => Err(invalid_token()),

@@ -46,16 +46,34 @@ pub const MAX_ROOMS_PER_CONNECTION: usize = 64;
 /// How long a closing connection has to send the close frame and see the peer close its side.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// How long before its access token expires a connection is told (`token_expiring`), at most
+/// half the token's life.
+pub const EXPIRY_NOTICE: Duration = Duration::from_secs(60);
+
+/// Who a connection is, as its upgrade established.
+pub struct Opened {
+    /// The user (for a guest, the attendee id as a user id).
+    pub user: UserId,
+    /// A guest's session.
+    pub guest: Option<SessionId>,
+    /// When the user's access token expires (seconds since the epoch; guests: `None`).
+    pub expires: Option<i64>,
+}
+
 /// Serves one upgraded connection until it closes and its socket is gone.
-#[tracing::instrument(skip_all, fields(user = %user))]
+#[tracing::instrument(skip_all, fields(user = %opened.user))]
 pub async fn run(
     state: AppState,
-    user: UserId,
-    guest: Option<SessionId>,
+    opened: Opened,
     mut admission: Admission,
     tcp: TcpStream,
     early: Bytes,
 ) {
+    let Opened {
+        user,
+        guest,
+        expires,
+    } = opened;
     let cfg = &state.config.ws;
     let (sock, write) = socket::split(tcp);
     let write = WriteDeadline::new(write, Duration::from_secs(cfg.write_timeout_secs.max(1)));
@@ -109,6 +127,7 @@ pub async fn run(
         conn: conn.clone(),
         bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst, Instant::now()),
         signals: TokenBucket::new(cfg.signal_rate_per_sec, cfg.signal_burst, Instant::now()),
+        token: expires.map(TokenClock::new),
     };
     let hard_cap = cfg.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR);
     reader.read_loop(&sock, early, hard_cap).await;
@@ -211,6 +230,41 @@ struct Reader<'a> {
     bucket: TokenBucket,
     /// `signal` commands over the message rate draw from here.
     signals: TokenBucket,
+    /// When the user's access token expires (guests: `None`).
+    token: Option<TokenClock>,
+}
+
+/// An open socket's access token: warned about once before it expires, closed at expiry,
+/// renewed by an `auth` message.
+struct TokenClock {
+    /// Expiry, seconds since the epoch.
+    expires: i64,
+    /// `token_expiring` was sent for this expiry.
+    warned: bool,
+    /// Renewed since the timer was set.
+    renewed: bool,
+}
+
+impl TokenClock {
+    fn new(expires: i64) -> TokenClock {
+        TokenClock {
+            expires,
+            warned: false,
+            renewed: false,
+        }
+    }
+
+    /// What the timer waits for next: the notice, then the expiry.
+    fn next_deadline(&self) -> tokio::time::Instant {
+        let now_secs = chrono::Utc::now().timestamp();
+        let left = Duration::from_secs(u64::try_from(self.expires - now_secs).unwrap_or(0));
+        let until = if self.warned {
+            left
+        } else {
+            left.saturating_sub(EXPIRY_NOTICE.min(left / 2))
+        };
+        tokio::time::Instant::now() + until
+    }
 }
 
 impl Reader<'_> {
@@ -236,6 +290,10 @@ impl Reader<'_> {
         let mut last_seen = tokio::time::Instant::now();
         let silence = tokio::time::sleep(idle);
         tokio::pin!(silence);
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let token_timer =
+            tokio::time::sleep_until(self.token.as_ref().map_or(far, TokenClock::next_deadline));
+        tokio::pin!(token_timer);
         loop {
             // Every whole frame already read; a message reaching the hard cap is refused from
             // its header, before its payload is buffered.
@@ -258,6 +316,10 @@ impl Reader<'_> {
             if buf.is_empty() && buf.capacity() > 0 {
                 buf = BytesMut::new();
             }
+            if let Some(clock) = self.token.as_mut().filter(|c| c.renewed) {
+                clock.renewed = false;
+                token_timer.as_mut().reset(clock.next_deadline());
+            }
             tokio::select! {
                 biased;
                 () = &mut shutdown => {
@@ -270,6 +332,13 @@ impl Reader<'_> {
                     return self.conn.close(reason);
                 }
                 () = &mut closed => return,
+                () = &mut token_timer, if self.token.is_some() => {
+                    match self.on_token_timer() {
+                        Some(next) => token_timer.as_mut().reset(next),
+                        None => return self.conn.close(CloseReason::TOKEN_EXPIRED),
+                    }
+                    continue;
+                }
                 () = &mut silence => {
                     if last_seen.elapsed() >= idle {
                         return self.conn.close(CloseReason::IDLE);
@@ -378,9 +447,83 @@ impl Reader<'_> {
             return self.error(reference.as_ref(), ErrorCode::FrameTooLarge, &message, None);
         }
         match client::decode(payload) {
+            // `auth` is the gateway's own, not a room's: looked for only among the frames no
+            // room command matches, so that the others pay nothing for it.
+            Err(e) if e.code == ErrorCode::UnknownType && client::peek_type_is(payload, "auth") => {
+                self.on_auth(payload).await;
+            }
             Err(e) => self.error(e.reference.as_ref(), e.code, &e.message, None),
             Ok((reference, msg)) => self.dispatch(reference, msg, payload).await,
         }
+    }
+
+    /// The token's timer fired: the notice (once), or the expiry (`None`: close). Returns when
+    /// to look again.
+    fn on_token_timer(&mut self) -> Option<tokio::time::Instant> {
+        let clock = self.token.as_mut()?;
+        let now = chrono::Utc::now().timestamp();
+        if now >= clock.expires {
+            return None;
+        }
+        if !clock.warned {
+            clock.warned = true;
+            let expires_at = chrono::DateTime::from_timestamp(clock.expires, 0).unwrap_or_default();
+            let frame = ServerMsg::TokenExpiring {
+                expires_at,
+                in_ms: u64::try_from(clock.expires - now).unwrap_or(0) * 1000,
+            };
+            self.conn
+                .push(WireFrame::text(frame.to_json()), Class::MustDeliver);
+        }
+        Some(clock.next_deadline())
+    }
+
+    /// `auth`: a fresh access token for this connection's user; the connection now lasts until
+    /// it expires. The socket stays open whatever the answer (it closes at the old expiry).
+    async fn on_auth(&mut self, payload: &[u8]) {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct AuthMsg {
+            #[serde(rename = "type")]
+            _kind: String,
+            #[serde(rename = "ref", default)]
+            reference: Option<Ref>,
+            token: String,
+        }
+        let msg: AuthMsg = match signaling::json::from_slice(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                let reference = client::peek_ref(payload);
+                return self.error(reference.as_ref(), e.code, &e.message, None);
+            }
+        };
+        let reference = msg.reference.as_ref();
+        if self.token.is_none() {
+            let message = "a guest's token is not renewed on the socket";
+            return self.error(reference, ErrorCode::Forbidden, message, None);
+        }
+        let claims = match self.state.auth.access_claims(&msg.token) {
+            Ok(c) => c,
+            Err(e) => return self.error(reference, ErrorCode::Unauthorized, &e.message, None),
+        };
+        if claims.sub != self.conn.user() {
+            let message = "the token is for another user";
+            return self.error(reference, ErrorCode::Forbidden, message, None);
+        }
+        if let Err(e) = crate::auth::Authenticated::active(self.state, claims.sub).await {
+            return self.error(reference, e.code, &e.message, None);
+        }
+        if let Some(clock) = self.token.as_mut() {
+            *clock = TokenClock::new(claims.exp);
+            clock.renewed = true;
+        }
+        let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default();
+        let ack = ServerMsg::Ack {
+            reference,
+            result: Some(signaling::server::AckResult::Auth { expires_at }),
+        };
+        self.conn
+            .push(WireFrame::text(ack.to_json()), Class::MustDeliver);
     }
 
     /// `raw` is the command as the client sent it (what goes to another node, unchanged).

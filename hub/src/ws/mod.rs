@@ -79,10 +79,10 @@ pub async fn upgrade(
     };
     // An access token, or else a guest's token for one conference session (no account to
     // check: the token is all there is).
-    let (user, guest) = match state.auth.verify_access(&token) {
-        Ok(user) => (user, None),
+    let (user, guest, expires) = match state.auth.access_claims(&token) {
+        Ok(claims) => (claims.sub, None, Some(claims.exp)),
         Err(e) => match state.auth.verify_guest_any(&token) {
-            Ok((session, attendee)) => (UserId::from_uuid(attendee.as_uuid()), Some(session)),
+            Ok((session, attendee)) => (UserId::from_uuid(attendee.as_uuid()), Some(session), None),
             Err(_) => return e.into_response(),
         },
     };
@@ -128,7 +128,12 @@ pub async fn upgrade(
         match upgraded.downcast::<TokioIo<WriteDeadline>>() {
             Ok(parts) => {
                 let tcp = parts.io.into_inner().into_inner();
-                connection::run(state, user, guest, admission, tcp, parts.read_buf).await;
+                let opened = connection::Opened {
+                    user,
+                    guest,
+                    expires,
+                };
+                connection::run(state, opened, admission, tcp, parts.read_buf).await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
         }

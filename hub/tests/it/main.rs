@@ -22,5 +22,6 @@ mod sockets;
 mod support;
 mod sync;
 mod text_input;
+mod tokens;
 mod web;
 mod webrtc;
