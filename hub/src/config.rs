@@ -213,19 +213,23 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, Args)]
 pub struct LimitsConfig {
     /// REST reads (GET) per user.
-    #[arg(long, env = "HUB_LIMIT_READ_PER_USER", default_value = "20/s+200")]
+    #[arg(long, env = "HUB_LIMIT_READ_PER_USER", default_value = "100/min+100")]
     pub read_per_user: Rate,
     /// REST writes per user.
-    #[arg(long, env = "HUB_LIMIT_WRITE_PER_USER", default_value = "10/s+100")]
+    #[arg(long, env = "HUB_LIMIT_WRITE_PER_USER", default_value = "100/min+100")]
     pub write_per_user: Rate,
+    /// Offline-sync calls (push, pull, status) per user, on top of the above.
+    #[arg(long, env = "HUB_LIMIT_SYNC_PER_USER", default_value = "5/s+50")]
+    pub sync_per_user: Rate,
     /// REST reads per client address.
     #[arg(long, env = "HUB_LIMIT_READ_PER_IP", default_value = "100/s+1000")]
     pub read_per_ip: Rate,
     /// REST writes per client address.
     #[arg(long, env = "HUB_LIMIT_WRITE_PER_IP", default_value = "50/s+500")]
     pub write_per_ip: Rate,
-    /// Calls to the auth routes (register, login, refresh, logout) per client address.
-    #[arg(long, env = "HUB_LIMIT_AUTH_PER_IP", default_value = "60/min+60")]
+    /// Calls to the auth routes (register, login, refresh, logout, password reset, accepting an
+    /// invitation) per client address.
+    #[arg(long, env = "HUB_LIMIT_AUTH_PER_IP", default_value = "30/min+60")]
     pub auth_per_ip: Rate,
     /// Registrations per client address.
     #[arg(long, env = "HUB_LIMIT_REGISTER_PER_IP", default_value = "20/h+20")]

@@ -203,6 +203,8 @@ pub enum Scenario {
     /// Durable writes through a cluster while a node is killed; every acknowledged write must
     /// be found afterwards.
     Chaos,
+    /// Offline clients push batches of 100 queued operations over REST, back to back.
+    Sync,
 }
 
 /// `--storm` and `--storm-count`.

@@ -75,6 +75,7 @@ mod sender;
 mod slow;
 mod stats;
 mod storm;
+mod syncpush;
 mod table;
 mod target;
 mod votes;
@@ -115,6 +116,7 @@ async fn main() -> ExitCode {
         // Each scenario of a conference session lives in its own module and prints its report.
         args::Scenario::Votes => return votes::main(&config).await,
         args::Scenario::Chaos => return chaos::main(&config).await,
+        args::Scenario::Sync => return syncpush::main(&config).await,
     }
     let report = match run::run(&config, files).await {
         Ok(report) => report,

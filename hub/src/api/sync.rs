@@ -41,6 +41,7 @@ pub async fn push(
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiJson(body): ApiJson<PushBody>,
 ) -> Result<Json<Value>, ApiError> {
+    state.limits.sync_by(user).await?;
     if body.ops.is_empty() || body.ops.len() > MAX_OPS {
         return Err(ApiError::invalid("ops: must hold 1-100 operations"));
     }
@@ -79,6 +80,7 @@ pub async fn pull(
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiQuery(params): ApiQuery<PullParams>,
 ) -> Result<Response, ApiError> {
+    state.limits.sync_by(user).await?;
     let limit = params.limit.unwrap_or(MAX_PULL);
     if !(1..=MAX_PULL).contains(&limit) {
         return Err(ApiError::invalid("limit: must be between 1 and 1000"));
@@ -142,6 +144,7 @@ pub async fn status(
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
+    state.limits.sync_by(user).await?;
     let head = head(&state, id, user).await?;
     let room = RoomKey::Workspace(id).to_string();
     let oldest = state

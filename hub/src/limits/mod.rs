@@ -154,6 +154,20 @@ impl Limits {
         self.take(&key, rate, "too many requests; slow down").await
     }
 
+    /// An offline-sync call (push, pull, status), per user.
+    ///
+    /// # Errors
+    /// `429 rate_limited`.
+    pub async fn sync_by(&self, user: UserId) -> Result<(), ApiError> {
+        let key = format!("sync:user:{user}");
+        self.take(
+            &key,
+            self.config.sync_per_user,
+            "too many sync requests; slow down",
+        )
+        .await
+    }
+
     /// Every call to an auth route (login, register, refresh, logout), per address.
     ///
     /// # Errors

@@ -112,6 +112,7 @@ pub fn unthrottled(config: &mut Config) {
     config.limits.write_per_user = lots;
     config.limits.read_per_ip = lots;
     config.limits.write_per_ip = lots;
+    config.limits.sync_per_user = lots;
     config.ws.rate_per_sec = 100_000;
     config.ws.rate_burst = 100_000;
 }

@@ -377,7 +377,43 @@ async fn a_pull_from_before_the_journal_gets_a_snapshot(backend: Backend) {
     assert_eq!(pulled["snapshot"]["offset"], status["offset"]);
 }
 
+/// Sync has its own allowance per user (50 per 10 s by default): the 51st call in a burst is
+/// refused with `Retry-After`, and other REST calls are not.
+async fn sync_calls_have_their_own_allowance(backend: Backend) {
+    let hub = TestHub::start(backend).await;
+    let api = hub.api();
+    let ada = api.register("ada").await;
+    let ws = api.create_workspace(&ada, "Team").await;
+    let status = format!("{}/api/v1/workspaces/{ws}/sync/status", hub.base);
+    // A burst of 50, refilled at 5 a second: refused after 50 and a few more.
+    let mut refused = None;
+    for n in 0..100 {
+        let r = hub
+            .http
+            .get(&status)
+            .bearer_auth(&ada.token)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused = Some((n, r));
+            break;
+        }
+        assert_eq!(r.status(), 200, "call {n}");
+    }
+    let (n, refused) = refused.expect("a refusal");
+    assert!((50..=70).contains(&n), "refused at call {n}");
+    assert!(refused.headers().get("retry-after").is_some());
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let (code, _) = api
+        .get(&format!("/api/v1/workspaces/{ws}/tasks"), &ada.token)
+        .await;
+    assert_eq!(code, 200);
+}
+
 both_backends!(
+    sync_calls_have_their_own_allowance,
     a_pull_from_before_the_journal_gets_a_snapshot,
     an_offline_batch_is_merged_by_the_rules_once_and_settled_by_choice,
     pushes_are_refused_op_by_op_and_work_over_websocket,
