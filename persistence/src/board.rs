@@ -26,6 +26,10 @@ pub struct TaskRow {
     pub doc: String,
     /// Whether its tags may have changed (their rows are rewritten only then).
     pub tags_changed: bool,
+    /// The fields an update changed (as named on the wire), when the row exists already: only
+    /// their columns are written, so that the indexes of the others are left alone. `None`
+    /// writes the whole row.
+    pub changed: Option<Vec<&'static str>>,
 }
 
 impl TaskRow {
@@ -40,7 +44,71 @@ impl TaskRow {
             task,
             doc,
             tags_changed: true,
+            changed: None,
         })
+    }
+
+    /// The same row, written as an update of only the columns of `fields` (plus its document,
+    /// version and update time).
+    pub fn changing(mut self, fields: Vec<&'static str>) -> TaskRow {
+        self.tags_changed = fields.contains(&"tags");
+        self.changed = Some(fields);
+        self
+    }
+
+    /// The `UPDATE` of the changed columns, when the row says which they are.
+    pub(crate) fn update_statement(&self) -> Option<Statement> {
+        let fields = self.changed.as_ref()?;
+        let t = &self.task;
+        let mut sets: Vec<(&str, Arg)> = vec![
+            ("doc", Arg::Text(self.doc.clone())),
+            ("version", Arg::Int(to_i64(t.version))),
+            ("updated_ms", Arg::Int(t.updated_at.timestamp_millis())),
+        ];
+        for field in fields {
+            match *field {
+                "title" => sets.push(("title", Arg::Text(t.title.clone()))),
+                "description" => sets.push(("description", Arg::OptText(t.description.clone()))),
+                "completed" | "status" if !sets.iter().any(|(c, _)| *c == "status") => {
+                    sets.push(("status", Arg::Text(self.status().into())));
+                    sets.push(("completed", Arg::Bool(t.completed)));
+                    sets.push((
+                        "completed_ms",
+                        Arg::OptInt(t.completed_at.map(|d| d.timestamp_millis())),
+                    ));
+                }
+                "priority" => sets.push(("priority", Arg::Int(i64::from(self.priority())))),
+                "position" => sets.push(("position", Arg::Text(t.position.as_str().into()))),
+                "assignee" => {
+                    sets.push(("assignee_id", Arg::OptUuid(t.assignee.map(|u| u.as_uuid()))));
+                }
+                "due_date" => sets.push(("due_sort", Arg::Int(self.due_sort()))),
+                "category_id" => sets.push((
+                    "category_id",
+                    Arg::OptUuid(t.category_id.map(|c| c.as_uuid())),
+                )),
+                "parent_id" => {
+                    sets.push(("parent_id", Arg::OptUuid(t.parent_id.map(|p| p.as_uuid()))));
+                }
+                "recurrence" => sets.push(("recurring", Arg::Bool(t.recurrence.is_some()))),
+                _ => {}
+            }
+        }
+        let mut args = Vec::with_capacity(sets.len() + 2);
+        let mut assignments = Vec::with_capacity(sets.len());
+        for (column, arg) in sets {
+            args.push(arg);
+            assignments.push(format!("{column} = ${}", args.len()));
+        }
+        args.push(Arg::Uuid(self.workspace.as_uuid()));
+        args.push(Arg::Uuid(t.id.as_uuid()));
+        let n = args.len();
+        let sql = format!(
+            "UPDATE tasks SET {} WHERE workspace_id = ${} AND id = ${n}",
+            assignments.join(", "),
+            n - 1
+        );
+        Some((sql, args))
     }
 
     /// The same row, saying its tags did not change (a change of other fields: its tag rows
@@ -86,27 +154,43 @@ fn priority_rank(priority: Priority) -> i16 {
 macro_rules! put_task {
     ($tx:expr, $row:expr) => {{
         let row: &$crate::board::TaskRow = $row;
-        sqlx::query($crate::board::UPSERT_TASK)
-            .bind(row.workspace.as_uuid())
-            .bind(row.task.id.as_uuid())
-            .bind(&row.task.title)
-            .bind(&row.task.description)
-            .bind(row.status())
-            .bind(row.priority())
-            .bind(row.task.completed)
-            .bind(row.task.position.as_str())
-            .bind(row.task.assignee.map(|u| u.as_uuid()))
-            .bind(row.task.category_id.map(|c| c.as_uuid()))
-            .bind(row.task.parent_id.map(|t| t.as_uuid()))
-            .bind(row.due_sort())
-            .bind(row.task.completed_at.map(|t| t.timestamp_millis()))
-            .bind(row.task.created_at.timestamp_millis())
-            .bind(row.task.updated_at.timestamp_millis())
-            .bind(row.task.recurrence.is_some())
-            .bind($crate::rooms::to_i64(row.task.version))
-            .bind(&row.doc)
-            .execute(&mut *$tx)
-            .await?;
+        // An update writes only its columns; a row that is not there (never, while the index
+        // is in step) is written whole.
+        let updated = match row.update_statement() {
+            Some((sql, args)) => {
+                #[allow(unused_imports)]
+                use $crate::board::Arg;
+                $crate::board::bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+                    .execute(&mut *$tx)
+                    .await?
+                    .rows_affected()
+                    > 0
+            }
+            None => false,
+        };
+        if !updated {
+            sqlx::query($crate::board::UPSERT_TASK)
+                .bind(row.workspace.as_uuid())
+                .bind(row.task.id.as_uuid())
+                .bind(&row.task.title)
+                .bind(&row.task.description)
+                .bind(row.status())
+                .bind(row.priority())
+                .bind(row.task.completed)
+                .bind(row.task.position.as_str())
+                .bind(row.task.assignee.map(|u| u.as_uuid()))
+                .bind(row.task.category_id.map(|c| c.as_uuid()))
+                .bind(row.task.parent_id.map(|t| t.as_uuid()))
+                .bind(row.due_sort())
+                .bind(row.task.completed_at.map(|t| t.timestamp_millis()))
+                .bind(row.task.created_at.timestamp_millis())
+                .bind(row.task.updated_at.timestamp_millis())
+                .bind(row.task.recurrence.is_some())
+                .bind($crate::rooms::to_i64(row.task.version))
+                .bind(&row.doc)
+                .execute(&mut *$tx)
+                .await?;
+        }
         if row.tags_changed {
             sqlx::query("DELETE FROM task_tags WHERE workspace_id = $1 AND task_id = $2")
                 .bind(row.workspace.as_uuid())
@@ -282,7 +366,7 @@ pub struct TaskQuery {
     pub limit: u32,
 }
 
-enum Arg {
+pub(crate) enum Arg {
     Uuid(Uuid),
     Text(String),
     Int(i64),
@@ -297,7 +381,7 @@ enum Arg {
 const REBUILD_CHUNK: usize = 200;
 
 /// A statement and its arguments.
-type Statement = (String, Vec<Arg>);
+pub(crate) type Statement = (String, Vec<Arg>);
 
 /// One multi-row `INSERT` of task rows, and one of their tags (`None` when they have none).
 fn insert_rows(rows: &[TaskRow]) -> (Statement, Option<Statement>) {
@@ -372,6 +456,7 @@ macro_rules! bind_all {
         query
     }};
 }
+pub(crate) use bind_all;
 
 /// The SQL and its arguments for a task query (placeholders `$1…`, accepted by both backends).
 fn task_sql(backend: crate::Backend, workspace: WorkspaceId, q: &TaskQuery) -> (String, Vec<Arg>) {

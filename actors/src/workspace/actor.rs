@@ -967,7 +967,10 @@ impl Room {
                 sync,
                 ..
             } => {
-                effects.extend(put(&task.id, changes.tags.is_some())?);
+                // The row exists: only the changed columns are written.
+                let fields = signaling::server::changed_fields(changes);
+                let row = TaskRow::new(ws, task.clone())?.changing(fields);
+                effects.push(SideEffect::PutTask(Box::new(row)));
                 ledger(sync.as_ref().map_or(&[], |s| &s.conflicts), effects);
             }
             Event::SyncConflicted { sync, .. } => ledger(&sync.conflicts, effects),
