@@ -96,6 +96,30 @@ pub(crate) async fn issue(
     })
 }
 
+/// Creates the account of a normalized registration (the password hashed on the hashing pool);
+/// an email that has an account is `409 already_exists` with `taken` as the message.
+pub(crate) async fn create_account(
+    state: &AppState,
+    body: RegisterBody,
+    taken: &'static str,
+) -> Result<UserRecord, ApiError> {
+    let password_hash = state.auth.hash_password(body.password).await?;
+    state
+        .store
+        .create_user(NewUser {
+            email: body.email,
+            name: body.name,
+            password_hash,
+        })
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::Conflict => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::AlreadyExists, taken)
+            }
+            other => other.into(),
+        })
+}
+
 /// `POST /api/v1/auth/register`: creates an account and logs it in.
 pub async fn register(
     State(state): State<AppState>,
@@ -105,23 +129,7 @@ pub async fn register(
     state.limits.auth_from(ip).await?;
     let body = body.normalize()?;
     state.limits.register(ip, &body.email).await?;
-    let password_hash = state.auth.hash_password(body.password).await?;
-    let user = state
-        .store
-        .create_user(NewUser {
-            email: body.email,
-            name: body.name,
-            password_hash,
-        })
-        .await
-        .map_err(|e| match e {
-            persistence::StoreError::Conflict => ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::AlreadyExists,
-                "email already registered",
-            ),
-            other => other.into(),
-        })?;
+    let user = create_account(&state, body, "email already registered").await?;
     let response = issue(&state, user, Uuid::now_v7(), None).await?;
     Ok((StatusCode::CREATED, Json(response)))
 }

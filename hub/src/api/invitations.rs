@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
-use persistence::{Invitation, Mail, NewUser, TokenRefused};
+use persistence::{Invitation, Mail, TokenRefused};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use signaling::workspace::{Member, Role};
@@ -244,25 +244,10 @@ pub async fn accept(
             }
             .normalize()?;
             state.limits.register(ip, &register.email).await?;
-            let password_hash = state.auth.hash_password(register.password.clone()).await?;
-            let account = state
-                .store
-                .create_user(NewUser {
-                    email: register.email,
-                    name: register.name,
-                    password_hash,
-                })
-                .await
-                .map_err(|e| match e {
-                    // The token holder owns the mailbox: telling them the address has an
-                    // account tells no one else.
-                    persistence::StoreError::Conflict => ApiError::new(
-                        StatusCode::CONFLICT,
-                        ErrorCode::AlreadyExists,
-                        "this email has an account: log in, then accept",
-                    ),
-                    other => other.into(),
-                })?;
+            // The token holder owns the mailbox: telling them the address has an account tells
+            // no one else.
+            let taken = "this email has an account: log in, then accept";
+            let account = super::auth::create_account(&state, register, taken).await?;
             (account.clone(), Some(account))
         }
     };
