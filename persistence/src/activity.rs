@@ -35,6 +35,36 @@ pub struct ActivityRow {
 
 type ActivityDbRow = (i64, i64, Uuid, String, Option<Uuid>, String);
 
+/// Entries per multi-row `INSERT` (7 arguments each: well under both backends' limits).
+pub(crate) const INSERT_CHUNK: usize = 500;
+
+/// One `INSERT` of many feed entries (an entry already there is left as it is).
+pub(crate) fn insert_statement(rows: &[&ActivityRow]) -> crate::board::Statement {
+    use crate::board::Arg;
+    let mut args = Vec::with_capacity(rows.len() * 7);
+    let mut values = Vec::with_capacity(rows.len());
+    for a in rows {
+        let n = args.len();
+        args.extend([
+            Arg::Uuid(a.workspace.as_uuid()),
+            Arg::Int(to_i64(a.seq)),
+            Arg::Int(a.at.timestamp_millis()),
+            Arg::Uuid(a.actor.as_uuid()),
+            Arg::Text(a.kind.clone()),
+            Arg::OptUuid(a.subject),
+            Arg::Text(a.detail.to_string()),
+        ]);
+        let marks: Vec<String> = (n + 1..=n + 7).map(|k| format!("${k}")).collect();
+        values.push(format!("({})", marks.join(", ")));
+    }
+    let sql = format!(
+        "INSERT INTO activity (workspace_id, seq, at_ms, actor, kind, subject, detail) VALUES {} \
+         ON CONFLICT (workspace_id, seq) DO NOTHING",
+        values.join(", ")
+    );
+    (sql, args)
+}
+
 /// Counts of a workspace's board.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Overview {

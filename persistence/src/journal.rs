@@ -255,6 +255,7 @@ async fn commit_batch(
     on_pool!(store, |pool| {
         let mut tx = pool.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
+        let mut activity: Vec<&crate::activity::ActivityRow> = Vec::new();
         for q in batch {
             let r = &q.request;
             let (Some(first), Some(last)) = (r.entries.first(), r.entries.last()) else {
@@ -464,21 +465,8 @@ async fn commit_batch(
                         .execute(&mut *tx)
                         .await?;
                     }
-                    SideEffect::Activity(a) => {
-                        sqlx::query(
-                            "INSERT INTO activity (workspace_id, seq, at_ms, actor, kind, subject, detail) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace_id, seq) DO NOTHING",
-                        )
-                        .bind(a.workspace.as_uuid())
-                        .bind(to_i64(a.seq))
-                        .bind(a.at.timestamp_millis())
-                        .bind(a.actor.as_uuid())
-                        .bind(&a.kind)
-                        .bind(a.subject)
-                        .bind(a.detail.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    // Written together at the end of the batch: one statement for many events.
+                    SideEffect::Activity(a) => activity.push(a),
                     SideEffect::DeleteCategory {
                         workspace,
                         category,
@@ -492,6 +480,13 @@ async fn commit_batch(
                 }
             }
             results.push(Ok(()));
+        }
+        for chunk in activity.chunks(crate::activity::INSERT_CHUNK) {
+            use crate::board::Arg;
+            let (sql, args) = crate::activity::insert_statement(chunk);
+            crate::board::bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(results)
