@@ -2,25 +2,17 @@
 //! entry per durable event, kept for `HUB_ACTIVITY_RETENTION_DAYS`) and the board's analytics,
 //! read from the feed and the board index once the room has committed what it acknowledged.
 
-use actors::workspace::{Op, Reply};
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use signaling::{UserId, WorkspaceId};
+use signaling::WorkspaceId;
 
+use super::workspaces::describe;
 use super::{ApiPath, ApiQuery};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Refuses non-members; answers once the room's acknowledged writes are committed.
-async fn member(state: &AppState, id: WorkspaceId, user: UserId) -> Result<(), ApiError> {
-    match state.router.call(id, user, Op::Describe).await? {
-        Reply::Workspace { .. } => Ok(()),
-        other => Err(ApiError::internal(&format!("unexpected reply {other:?}"))),
-    }
-}
 
 /// The query of the feed.
 #[derive(Deserialize)]
@@ -45,7 +37,7 @@ pub async fn feed(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit: must be between 1 and 200"));
     }
-    member(&state, id, user).await?;
+    describe(&state, id, user).await?;
     let entries = state
         .store
         .workspace_activity(id, params.before, limit)
@@ -82,7 +74,7 @@ pub async fn overview(
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
-    member(&state, id, user).await?;
+    describe(&state, id, user).await?;
     let o = state.store.overview(id).await?;
     Ok(Json(
         serde_json::to_value(o).map_err(|e| ApiError::internal(&e))?,
@@ -98,7 +90,7 @@ pub async fn trends(
     ApiQuery(window): ApiQuery<Window>,
 ) -> Result<Json<Value>, ApiError> {
     let days = window.days()?;
-    member(&state, id, user).await?;
+    describe(&state, id, user).await?;
     let trend = state.store.trends(id, days).await?;
     Ok(Json(json!({"days": trend})))
 }
@@ -112,7 +104,7 @@ pub async fn productivity(
     ApiQuery(window): ApiQuery<Window>,
 ) -> Result<Json<Value>, ApiError> {
     let days = window.days()?;
-    member(&state, id, user).await?;
+    describe(&state, id, user).await?;
     let members = state.store.productivity(id, days).await?;
     Ok(Json(json!({"members": members})))
 }

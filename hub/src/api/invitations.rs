@@ -4,7 +4,7 @@
 //! the same transaction as the token (see `jobs`). Neither the invitation nor the reset routes
 //! tell whether an email has an account.
 
-use actors::workspace::{Op, Reply, RoomError};
+use actors::workspace::{Op, RoomError};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +15,7 @@ use persistence::{Invitation, Mail, TokenRefused};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use signaling::workspace::{Member, Role};
-use signaling::{ErrorCode, UserId, WorkspaceId};
+use signaling::{ErrorCode, WorkspaceId};
 use uuid::Uuid;
 
 use super::{ApiJson, ApiPath};
@@ -82,18 +82,6 @@ fn member() -> Role {
     Role::Member
 }
 
-/// The workspace's name and the caller's role in it, from the room.
-async fn role_in(
-    state: &AppState,
-    id: WorkspaceId,
-    user: UserId,
-) -> Result<(String, Role), ApiError> {
-    match state.router.call(id, user, Op::Describe).await? {
-        Reply::Workspace { name, role, .. } => Ok((name, role)),
-        other => Err(ApiError::internal(&format!("unexpected reply {other:?}"))),
-    }
-}
-
 /// `POST /api/v1/workspaces/{id}/invite`: `{"email", "role"}` (owners and admins; only an owner
 /// invites an owner). Mails a link that works once, for `HUB_INVITE_TTL_HOURS`. `201` with the
 /// invitation (never its token).
@@ -104,7 +92,8 @@ pub async fn invite(
     ApiJson(body): ApiJson<InviteBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let email = signaling::text::normalize_email(&body.email)?;
-    let (name, role) = role_in(&state, id, user).await?;
+    let super::workspaces::WorkspaceDetail { name, role, .. } =
+        super::workspaces::describe(&state, id, user).await?;
     if !role.can_manage_members() {
         return Err(RoomError::Forbidden("only owners and admins invite").into());
     }
@@ -156,7 +145,7 @@ pub async fn list(
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, role) = role_in(&state, id, user).await?;
+    let role = super::workspaces::describe(&state, id, user).await?.role;
     if !role.can_manage_members() {
         return Err(RoomError::Forbidden("only owners and admins see invitations").into());
     }
@@ -176,7 +165,7 @@ pub async fn revoke(
     AuthUser(user): AuthUser,
     ApiPath((id, invitation)): ApiPath<(WorkspaceId, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let (_, role) = role_in(&state, id, user).await?;
+    let role = super::workspaces::describe(&state, id, user).await?.role;
     if !role.can_manage_members() {
         return Err(RoomError::Forbidden("only owners and admins revoke invitations").into());
     }

@@ -56,10 +56,7 @@ pub async fn push(
 
 /// The room's offset, once it has committed every write it acknowledged; refuses non-members.
 async fn head(state: &AppState, id: WorkspaceId, user: UserId) -> Result<u64, ApiError> {
-    match state.router.call(id, user, Op::Describe).await? {
-        Reply::Workspace { offset, .. } => Ok(offset),
-        other => Err(ApiError::internal(&format!("unexpected reply {other:?}"))),
-    }
+    Ok(super::workspaces::describe(state, id, user).await?.offset)
 }
 
 /// The query of a pull.

@@ -258,7 +258,7 @@ async fn page(
 ) -> Result<Response, ApiError> {
     // The room says whether the caller is a member, loads (and so indexes) the board if it was
     // not running, and answers only once its appends in flight are committed.
-    state.router.call(id, user, Op::Describe).await?;
+    super::workspaces::describe(state, id, user).await?;
     let limit = query.limit as usize;
     // One more than the page, to know whether another follows.
     query.limit += 1;

@@ -31,10 +31,10 @@ pub struct WorkspaceSummary {
 #[derive(Serialize)]
 pub struct WorkspaceDetail {
     id: WorkspaceId,
-    name: String,
-    role: Role,
+    pub(crate) name: String,
+    pub(crate) role: Role,
     members: Vec<Member>,
-    offset: u64,
+    pub(crate) offset: u64,
 }
 
 /// `GET /api/v1/workspaces`: the caller's workspaces.
@@ -75,7 +75,10 @@ pub async fn create(
     ))
 }
 
-async fn describe(
+/// The workspace as the caller may see it, from its room: refuses non-members (`404
+/// not_a_member`), loads the room if it was not running, and answers only once the room's
+/// acknowledged writes are committed (so a read of the store after it sees them).
+pub(crate) async fn describe(
     state: &AppState,
     id: WorkspaceId,
     user: UserId,
