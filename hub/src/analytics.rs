@@ -12,7 +12,7 @@ use serde::Serialize;
 use signaling::AttendeeId;
 
 /// Who came and when.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Attendance {
     /// Joins recorded (a reconnect that rejoined counts again).
     pub joins: usize,
@@ -84,7 +84,7 @@ pub fn attendance(records: &[Visit], now: DateTime<Utc>) -> Attendance {
 }
 
 /// Questions and votes in one minute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Minute {
     /// The minute's start.
     pub at: DateTime<Utc>,
@@ -95,7 +95,7 @@ pub struct Minute {
 }
 
 /// What one attendee did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Engagement {
     /// The attendee.
     pub attendee_id: AttendeeId,
@@ -120,7 +120,7 @@ pub struct Engagement {
 }
 
 /// Connection quality over the session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Quality {
     /// Samples kept.
     pub samples: usize,
@@ -135,7 +135,7 @@ pub struct Quality {
 }
 
 /// A presenter action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Action {
     /// When.
     pub at: DateTime<Utc>,
@@ -146,7 +146,7 @@ pub struct Action {
 }
 
 /// A session's analytics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// Who came and when.
     pub attendance: Attendance,

@@ -70,15 +70,39 @@ impl ApiError {
     }
 }
 
+/// The body of every refusal: `{"error": {"code", "message", ...}}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorObject,
+}
+
+/// A refusal's stable code and message, with extra fields for some codes (a `version_conflict`
+/// carries the task as it is now, `current`, and the `fields` that clashed).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// Stable: clients branch on it.
+    pub code: ErrorCode,
+    /// For humans; may change.
+    pub message: String,
+    /// Extra fields of some codes.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
-            (self.details, error.as_object_mut())
-        {
-            obj.extend(extra);
-        }
-        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        let details = match self.details {
+            Some(serde_json::Value::Object(extra)) => Some(extra),
+            _ => None,
+        };
+        let error = ErrorObject {
+            code: self.code,
+            message: self.message,
+            details,
+        };
+        let mut response = (self.status, Json(ErrorBody { error })).into_response();
         if let Some(v) = self
             .retry_after
             .and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok())

@@ -116,6 +116,7 @@ impl Hub {
             links: None,
             drain: CancellationToken::new(),
             jobs: Arc::new(tokio::sync::Notify::new()),
+            openapi: Default::default(),
         };
         tokio::spawn(upkeep(state.clone()));
         let mail = &state.config.mail;

@@ -46,4 +46,6 @@ pub struct AppState {
     pub links: Option<Arc<actors::cluster::link::Links>>,
     /// Woken when a job is written to the outbox, so the worker sends it at once.
     pub jobs: Arc<tokio::sync::Notify>,
+    /// The OpenAPI document of the routes, as served at `/openapi.json` (set by `api::app`).
+    pub openapi: Arc<std::sync::OnceLock<bytes::Bytes>>,
 }

@@ -35,7 +35,7 @@ pub struct IceConfig {
 }
 
 /// One entry of the list, as `RTCPeerConnection` takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IceServer {
     /// The server's URLs.
     pub urls: Vec<String>,

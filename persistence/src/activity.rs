@@ -13,7 +13,7 @@ use crate::error::StoreError;
 use crate::rooms::to_i64;
 
 /// One entry of the feed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActivityRow {
     /// The workspace.
     #[serde(skip)]
@@ -30,6 +30,7 @@ pub struct ActivityRow {
     /// The task, category or member it was about.
     pub subject: Option<Uuid>,
     /// A few words on it (a title, the fields changed, a role).
+    #[schema(value_type = Object)]
     pub detail: Value,
 }
 
@@ -66,7 +67,7 @@ pub(crate) fn insert_statement(rows: &[&ActivityRow]) -> crate::board::Statement
 }
 
 /// Counts of a workspace's board.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     /// Tasks in all.
     pub total: u64,
@@ -81,7 +82,7 @@ pub struct Overview {
 }
 
 /// One day of the trends.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Day {
     /// The day (UTC), `YYYY-MM-DD`.
     pub date: String,
@@ -92,7 +93,7 @@ pub struct Day {
 }
 
 /// One member's throughput.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Throughput {
     /// The member.
     pub user_id: UserId,

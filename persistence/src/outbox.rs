@@ -25,7 +25,7 @@ pub struct Mail {
 }
 
 /// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for its time, or being sent.
@@ -56,13 +56,14 @@ impl JobState {
 }
 
 /// A job of the outbox.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Job {
     /// Its id.
     pub id: Uuid,
     /// What it does (`email`).
     pub kind: String,
     /// Its payload (for `email`, a [`Mail`]).
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     /// Where it stands.
     pub state: JobState,

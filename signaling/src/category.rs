@@ -12,7 +12,7 @@ use crate::text::{self, FieldError};
 pub const MAX_CATEGORY_NAME_CHARS: usize = 50;
 
 /// A category as the room holds it and as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Category {
     /// Its id.
     pub id: CategoryId,
@@ -31,7 +31,7 @@ pub struct Category {
 }
 
 /// What a client sends to create a category.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryDraft {
     /// An id chosen by the client (an offline client names what it creates); else the hub's.
@@ -60,7 +60,7 @@ impl CategoryDraft {
 }
 
 /// A partial update of a category: only the fields present change; `color: null` clears it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryChanges {
     /// New name.

@@ -38,8 +38,9 @@ pub enum RankError {
 }
 
 /// A position on the board (see the module docs).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "a0")]
 pub struct Rank(String);
 
 impl Rank {

@@ -16,7 +16,7 @@ pub const MAX_NAME_CHARS: usize = 100;
 pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
 
 /// `POST /auth/register`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct RegisterBody {
     /// Normalized by [`RegisterBody::normalize`].
     pub email: String,
@@ -40,7 +40,7 @@ impl RegisterBody {
 }
 
 /// `POST /auth/login`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
     /// Normalized like at registration.
     pub email: String,
@@ -60,21 +60,21 @@ impl LoginBody {
 }
 
 /// `POST /auth/refresh` and `POST /auth/logout`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct RefreshBody {
     /// The opaque refresh token.
     pub refresh_token: String,
 }
 
 /// `DELETE /auth/me`: deleting one's own account takes the password again.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct PasswordBody {
     /// The account's password.
     pub password: String,
 }
 
 /// `POST /workspaces` and `PUT /workspaces/{id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NameBody {
     /// 1–100 characters.
     pub name: String,
@@ -91,7 +91,7 @@ impl NameBody {
 }
 
 /// `POST /workspaces/{id}/members`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct AddMemberBody {
     /// The account to add, by email.
     pub email: String,
@@ -111,7 +111,7 @@ impl AddMemberBody {
 }
 
 /// `PUT /workspaces/{id}/members/{user_id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct RoleBody {
     /// The new role.
     pub role: Role,

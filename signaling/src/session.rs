@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a session stands: `scheduled -> live -> ended`, each step once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     /// Not started yet.
@@ -38,7 +38,7 @@ impl SessionStatus {
 }
 
 /// A member of a session's staff.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Staff {
     /// The creator, or a co-presenter they added.
@@ -65,7 +65,7 @@ impl Staff {
 }
 
 /// One vote on a question.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Vote {
     /// +1.
@@ -75,7 +75,7 @@ pub enum Vote {
 }
 
 /// What a presenter or moderator does to a question.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Moderation {
     /// Publishes a pending question.

@@ -21,7 +21,7 @@ pub const MAX_OPS: usize = 100;
 pub const MAX_OP_ID_CHARS: usize = 64;
 
 /// One queued operation: `{"op_id", "client_ts", "kind", ...the kind's fields}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "OpWire")]
 pub struct SyncOp {
     /// The client's id for this operation: 1–64 visible ASCII characters, unique per user and
@@ -103,7 +103,7 @@ impl TryFrom<OpWire> for SyncOp {
 }
 
 /// What an operation does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OpKind {
     /// Create a task (its `id` chosen by the client, so that later operations can name it).
@@ -194,7 +194,7 @@ pub fn parse_ops(ops: &[Box<serde_json::value::RawValue>]) -> Vec<Result<SyncOp,
 }
 
 /// What became of one operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpStatus {
     /// Applied as sent.
@@ -210,7 +210,7 @@ pub enum OpStatus {
 }
 
 /// The answer to one operation, in the order of the batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OpResult {
     /// The operation's id as sent (empty when it could not be read).
     pub op_id: String,
@@ -245,7 +245,7 @@ impl OpResult {
 }
 
 /// Which rule decided a conflict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// The later edit (by when the user made it) wins; the other is kept in the ledger.
@@ -335,7 +335,7 @@ pub fn rule_of(field: &str) -> Option<&'static FieldRule> {
 }
 
 /// A conflict ledger entry: a value that lost, and the one that was kept.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Conflict {
     /// Its id.
     pub id: uuid::Uuid,
@@ -358,7 +358,7 @@ pub struct Conflict {
 }
 
 /// How a ledger entry is settled (`POST …/conflicts/{id}/resolve`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Choice {
     /// Keep what is in place: the entry is closed.

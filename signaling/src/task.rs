@@ -22,7 +22,7 @@ pub const MAX_TAG_CHARS: usize = 32;
 pub const MAX_RECURRENCE_INTERVAL: u16 = 365;
 
 /// How often a recurring task comes back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Frequency {
     /// Every `interval` days.
@@ -37,7 +37,7 @@ pub enum Frequency {
 
 /// A recurring task's rule; stored and returned as given (the hub does not create the
 /// occurrences: the app does, from this rule).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recurrence {
     /// The unit.
@@ -55,7 +55,7 @@ fn one() -> u16 {
 }
 
 /// How urgent a task is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Can wait.
@@ -68,7 +68,7 @@ pub enum Priority {
 }
 
 /// Where a task stands on the board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Not started (the default).
@@ -81,7 +81,7 @@ pub enum Status {
 }
 
 /// A task as the room holds it and as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     /// Its id (chosen by the hub, or by an offline client that created it).
     pub id: TaskId,
@@ -127,7 +127,7 @@ pub struct Task {
 }
 
 /// What a client sends to create a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskDraft {
     /// An id chosen by the client (an offline client names its tasks); the hub picks one if absent.
@@ -218,7 +218,7 @@ impl TaskDraft {
 
 /// A partial update: only the fields present change. For the nullable fields (`description`,
 /// `assignee`, `due_date`) an explicit `null` clears the value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskChanges {
     /// New title.

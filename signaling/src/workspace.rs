@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::UserId;
 
 /// A member's role in a workspace, from most to least powerful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything, including deleting the workspace. A workspace always keeps one.
@@ -52,7 +52,7 @@ impl Role {
 }
 
 /// A member of a workspace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Member {
     /// The account.
     pub user_id: UserId,
@@ -66,7 +66,7 @@ pub struct Member {
 
 /// What a member shows others. `offline` is only ever sent by the hub, when a member's last
 /// connection leaves the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PresenceStatus {
     /// Connected and active.

@@ -49,7 +49,7 @@ pub struct ClusterConfig {
 pub const MAX_NODE_ID: usize = 64;
 
 /// A node as the registry lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     /// Its id.
     pub id: String,

@@ -43,7 +43,7 @@ pub use signaling::AttendeeId;
 pub use signaling::session::{Moderation, Vote};
 
 /// What an attendee may do in the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionRole {
     /// Runs the session.
@@ -94,7 +94,7 @@ impl Default for QaSettings {
 }
 
 /// Where a question stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuestionStatus {
     /// Waiting for a moderator (moderation on).

@@ -48,7 +48,7 @@ pub struct SessionInfo {
 }
 
 /// The switches a presenter sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionSettings {
     /// New questions wait for a moderator.
     pub moderation: bool,

@@ -20,7 +20,7 @@ use super::qa::{Question, QuestionStatus, SessionRole};
 use super::state::{SessionSettings, SessionState};
 
 /// A question as members see it: the author only when not anonymous.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QuestionView<'a> {
     /// Its id.
     pub id: Uuid,
@@ -77,7 +77,7 @@ pub fn public(status: QuestionStatus) -> bool {
 }
 
 /// A staff member as members see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StaffView {
     /// The account.
     pub user_id: UserId,
@@ -86,7 +86,7 @@ pub struct StaffView {
 }
 
 /// A session as members see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView<'a> {
     /// The session.
     pub id: SessionId,

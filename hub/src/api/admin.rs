@@ -14,13 +14,211 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Value, json};
-use signaling::{ErrorCode, UserId};
+use signaling::session::SessionStatus;
+use signaling::workspace::{Member, Role};
+use signaling::{ErrorCode, SessionId, UserId, WorkspaceId};
 
 use super::ApiPath;
 use crate::auth::Operator;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// The cluster's nodes (`GET /admin/nodes`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the answer `nodes` writes.
+pub struct NodeList {
+    /// Whether the hub runs as a cluster (`REDIS_URL`).
+    cluster: bool,
+    /// This node's id (`local` alone).
+    node_id: String,
+    /// The live nodes, by id; alone, this process with its `id`, `addr`, `rooms` and
+    /// `connections`.
+    nodes: Vec<actors::cluster::NodeInfo>,
+}
+
+/// A node's answer to a drain.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the answer `drain_node` writes (or the named node does).
+pub struct Draining {
+    node: String,
+    /// Always `true`.
+    draining: bool,
+}
+
+/// A room running on a node.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Part of `RoomList`.
+pub struct RoomInfo {
+    /// `ws:<id>` or `session:<id>`.
+    room: String,
+    /// The node it runs on.
+    node: String,
+    /// Its lease epoch.
+    epoch: u64,
+    /// Its offset.
+    offset: u64,
+    /// Members connected.
+    members: u64,
+}
+
+/// The rooms running in the cluster (`GET /admin/rooms`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the answer `rooms` writes from every node's.
+pub struct RoomList {
+    rooms: Vec<RoomInfo>,
+    /// The nodes that did not answer.
+    unreachable: Vec<String>,
+}
+
+/// A room handed to another node.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the answer `move_room` writes (or the room's node does).
+pub struct Moved {
+    room: String,
+    from: String,
+    to: String,
+}
+
+/// An account as the operator sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AccountView {
+    id: UserId,
+    email: String,
+    name: String,
+    created_at: DateTime<Utc>,
+    /// Disabled by an operator.
+    disabled: bool,
+}
+
+impl From<&persistence::UserRecord> for AccountView {
+    fn from(u: &persistence::UserRecord) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            name: u.name.clone(),
+            created_at: u.created_at,
+            disabled: u.disabled_at.is_some(),
+        }
+    }
+}
+
+/// A page of accounts.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AccountPage {
+    /// Newest first.
+    users: Vec<AccountView>,
+    /// The `before` of the next page; `null` on the last one.
+    next: Option<UserId>,
+}
+
+/// A workspace an account is in.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AccountWorkspace {
+    id: WorkspaceId,
+    name: String,
+    /// The account's role there.
+    role: Role,
+}
+
+/// An account with its workspaces.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AccountDetail {
+    #[serde(flatten)]
+    account: AccountView,
+    workspaces: Vec<AccountWorkspace>,
+}
+
+/// A workspace in the operator's list.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkspaceRow {
+    id: WorkspaceId,
+    name: String,
+    created_at: DateTime<Utc>,
+}
+
+/// A page of workspaces.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkspacePage {
+    /// Newest first.
+    workspaces: Vec<WorkspaceRow>,
+    /// The `before` of the next page; `null` on the last one.
+    next: Option<WorkspaceId>,
+}
+
+/// Where a room runs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Placement {
+    /// The node running it (in a cluster: its lease holder; alone: `local`); `null` when
+    /// none.
+    node: Option<String>,
+    /// Set when Redis could not be asked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unknown: bool,
+}
+
+/// A workspace with its members and where its room runs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkspaceRecordView {
+    #[serde(flatten)]
+    workspace: WorkspaceRow,
+    members: Vec<Member>,
+    room: Placement,
+}
+
+/// A session as the operator sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionRow {
+    id: SessionId,
+    title: String,
+    status: SessionStatus,
+    created_by: Option<UserId>,
+    scheduled_at: Option<DateTime<Utc>>,
+    capacity: u32,
+    created_at: DateTime<Utc>,
+}
+
+impl From<&persistence::SessionRecord> for SessionRow {
+    fn from(s: &persistence::SessionRecord) -> Self {
+        Self {
+            id: s.id,
+            title: s.title.clone(),
+            status: s.status,
+            created_by: s.created_by,
+            scheduled_at: s.scheduled_at,
+            capacity: s.capacity,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// A page of sessions.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionRowPage {
+    /// Newest first.
+    sessions: Vec<SessionRow>,
+    /// The `before` of the next page; `null` on the last one.
+    next: Option<SessionId>,
+}
+
+/// A session with its attendee count and where its room runs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionRecordView {
+    #[serde(flatten)]
+    session: SessionRow,
+    /// Everyone who ever joined.
+    attendees: usize,
+    room: Placement,
+}
+
+/// Jobs of the outbox.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    jobs: Vec<persistence::Job>,
+}
 
 fn no_such_account() -> ApiError {
     ApiError::new(
@@ -33,6 +231,7 @@ fn no_such_account() -> ApiError {
 /// `GET /api/v1/admin/nodes`: `{"cluster": bool, "node_id", "nodes": [{id, addr, started_at_ms,
 /// heartbeat_at_ms, rooms, connections}]}`, sorted by id. Alone (no `REDIS_URL`), the one node is
 /// this process, with its id `local`.
+#[utoipa::path(get, path = "/admin/nodes", tag = "admin", security(("operator" = [])), responses((status = 200, description = "The cluster's live nodes.", body = NodeList)))]
 pub async fn nodes(State(state): State<AppState>, _: Operator) -> Json<Value> {
     match &state.cluster {
         Some(cluster) => Json(json!({
@@ -54,6 +253,7 @@ pub async fn nodes(State(state): State<AppState>, _: Operator) -> Json<Value> {
 }
 
 /// `POST /api/v1/admin/users/{id}/disable`.
+#[utoipa::path(post, path = "/admin/users/{id}/disable", tag = "admin", security(("operator" = [])), params(("id" = uuid::Uuid, Path, description = "The account.")), responses((status = 204, description = "Tokens refused, refresh tokens revoked, sockets closed.")))]
 pub async fn disable_user(
     State(state): State<AppState>,
     _: Operator,
@@ -67,6 +267,7 @@ pub async fn disable_user(
 }
 
 /// `POST /api/v1/admin/users/{id}/enable`.
+#[utoipa::path(post, path = "/admin/users/{id}/enable", tag = "admin", security(("operator" = [])), params(("id" = uuid::Uuid, Path, description = "The account.")), responses((status = 204, description = "The account may sign in again.")))]
 pub async fn enable_user(
     State(state): State<AppState>,
     _: Operator,
@@ -80,6 +281,7 @@ pub async fn enable_user(
 }
 
 /// `DELETE /api/v1/admin/users/{id}`.
+#[utoipa::path(delete, path = "/admin/users/{id}", tag = "admin", security(("operator" = [])), params(("id" = uuid::Uuid, Path, description = "The account.")), responses((status = 204, description = "Deleted as by its owner.")))]
 pub async fn delete_user(
     State(state): State<AppState>,
     _: Operator,
@@ -134,6 +336,7 @@ async fn on_node(
 /// `POST /api/v1/admin/nodes/{id}/drain`: `202` once the node (this one, or the one named,
 /// reached through this one) has begun to drain: it hands its rooms to the others, closes its
 /// clients with `4010`, and exits.
+#[utoipa::path(post, path = "/admin/nodes/{id}/drain", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "The node (`local` alone).")), responses((status = 202, description = "The node has begun to drain: it hands its rooms over, closes its clients with 4010 and exits.", body = Draining)))]
 pub async fn drain_node(
     State(state): State<AppState>,
     _: Operator,
@@ -153,7 +356,8 @@ pub async fn drain_node(
 }
 
 /// Which rooms `GET /admin/rooms` lists.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RoomsQuery {
     /// `node`: this node's only (what the node asking the others uses).
     scope: Option<String>,
@@ -161,6 +365,7 @@ pub struct RoomsQuery {
 
 /// `GET /api/v1/admin/rooms`: `{"rooms": [{room, node, epoch, offset, members}]}`, every node's
 /// (each asked in turn; a node that does not answer is listed in `unreachable`).
+#[utoipa::path(get, path = "/admin/rooms", tag = "admin", security(("operator" = [])), params(RoomsQuery), responses((status = 200, description = "Every node's rooms.", body = RoomList)))]
 pub async fn rooms(
     State(state): State<AppState>,
     _: Operator,
@@ -205,6 +410,7 @@ pub async fn rooms(
 /// `POST /api/v1/admin/rooms/{room}/move` `{"node": id}`: hands the room (`ws:<id>` or
 /// `session:<id>`) to that node. `202` with `{"room", "from", "to"}`; its members resync and
 /// continue there by offset.
+#[utoipa::path(post, path = "/admin/rooms/{room}/move", tag = "admin", security(("operator" = [])), params(("room" = String, Path, description = "`ws:<id>` or `session:<id>`.")), request_body = MoveBody, responses((status = 202, description = "Handed over; its members resync there by offset.", body = Moved)))]
 pub async fn move_room(
     State(state): State<AppState>,
     _: Operator,
@@ -274,7 +480,7 @@ pub async fn move_room(
 }
 
 /// `POST /admin/rooms/{room}/move`'s body.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub struct MoveBody {
     /// The node to move it to.
     node: String,
@@ -296,9 +502,12 @@ fn parse_room(room: &str) -> Option<signaling::RoomKey> {
 }
 
 /// A page of an operator's list: `before` (an id: older than it) and `limit` (1–200, 50).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// The `next` of the previous page.
     before: Option<uuid::Uuid>,
+    /// 1–200, 50 by default.
     limit: Option<u32>,
     /// `GET /admin/users` only: the account with this email.
     email: Option<String>,
@@ -310,111 +519,122 @@ impl Page {
     }
 }
 
-fn user_json(u: &persistence::UserRecord) -> Value {
-    json!({"id": u.id, "email": u.email, "name": u.name, "created_at": u.created_at,
-           "disabled": u.disabled_at.is_some()})
-}
-
-fn session_json(s: &persistence::SessionRecord) -> Value {
-    json!({"id": s.id, "title": s.title, "status": s.status.as_str(), "created_by": s.created_by,
-           "scheduled_at": s.scheduled_at, "capacity": s.capacity, "created_at": s.created_at})
-}
-
-/// Where a room runs: `{"node": id | null}` (the lease holder in a cluster; this node or none
-/// alone).
-async fn room_place(state: &AppState, room: signaling::RoomKey) -> Value {
+/// Where a room runs (the lease holder in a cluster; this node or none alone).
+async fn room_place(state: &AppState, room: signaling::RoomKey) -> Placement {
     match &state.cluster {
         Some(cluster) => match cluster.lease_holder(&room.to_string()).await {
-            Ok(node) => json!({"node": node}),
-            Err(_) => json!({"node": null, "unknown": true}),
+            Ok(node) => Placement {
+                node,
+                unknown: false,
+            },
+            Err(_) => Placement {
+                node: None,
+                unknown: true,
+            },
         },
-        None => json!({"node": state.router.runs(room).then_some("local")}),
+        None => Placement {
+            node: state.router.runs(room).then(|| "local".to_owned()),
+            unknown: false,
+        },
     }
 }
 
 /// The next page's cursor: the last item's id when the page is full.
-fn next_cursor(items: &[Value], limit: u32) -> Value {
+fn next_cursor<T, I>(items: &[T], limit: u32, id: impl Fn(&T) -> I) -> Option<I> {
     if items.len() == limit as usize {
-        items.last().map_or(Value::Null, |i| i["id"].clone())
+        items.last().map(id)
     } else {
-        Value::Null
+        None
     }
 }
 
 /// `GET /api/v1/admin/users`: `{"users": [...], "next": id | null}`, newest first; `?email=`
 /// finds one account.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", security(("operator" = [])), params(Page), responses((status = 200, description = "Accounts, newest first (or the one with `email`).", body = AccountPage)))]
 pub async fn list_users(
     State(state): State<AppState>,
     _: Operator,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AccountPage>, ApiError> {
     if let Some(email) = &page.email {
         let found = state
             .store
             .user_by_email(&email.trim().to_lowercase())
             .await?;
-        let users: Vec<Value> = found.iter().map(user_json).collect();
-        return Ok(Json(json!({"users": users, "next": null})));
+        let users = found.iter().map(AccountView::from).collect();
+        return Ok(Json(AccountPage { users, next: None }));
     }
     let limit = page.limit();
-    let users: Vec<Value> = state
+    let users: Vec<AccountView> = state
         .store
         .list_users(page.before.map(UserId::from_uuid), limit)
         .await?
         .iter()
-        .map(user_json)
+        .map(AccountView::from)
         .collect();
-    let next = next_cursor(&users, limit);
-    Ok(Json(json!({"users": users, "next": next})))
+    let next = next_cursor(&users, limit, |u| u.id);
+    Ok(Json(AccountPage { users, next }))
 }
 
 /// `GET /api/v1/admin/users/{id}`: the account and its workspaces with its role in each.
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", security(("operator" = [])), params(("id" = uuid::Uuid, Path, description = "The account.")), responses((status = 200, description = "The account and its workspaces.", body = AccountDetail)))]
 pub async fn get_user(
     State(state): State<AppState>,
     _: Operator,
     ApiPath(user): ApiPath<UserId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AccountDetail>, ApiError> {
     let record = state
         .store
         .user_by_id(user)
         .await?
         .ok_or_else(no_such_account)?;
-    let workspaces: Vec<Value> = state
+    let workspaces = state
         .store
         .workspaces_for_user(user)
         .await?
         .into_iter()
-        .map(|(w, role)| json!({"id": w.id, "name": w.name, "role": role}))
+        .map(|(w, role)| AccountWorkspace {
+            id: w.id,
+            name: w.name,
+            role,
+        })
         .collect();
-    let mut body = user_json(&record);
-    body["workspaces"] = json!(workspaces);
-    Ok(Json(body))
+    Ok(Json(AccountDetail {
+        account: AccountView::from(&record),
+        workspaces,
+    }))
 }
 
 /// `GET /api/v1/admin/workspaces`: `{"workspaces": [...], "next"}`, newest first.
+#[utoipa::path(get, path = "/admin/workspaces", tag = "admin", security(("operator" = [])), params(Page), responses((status = 200, description = "Workspaces, newest first.", body = WorkspacePage)))]
 pub async fn list_workspaces(
     State(state): State<AppState>,
     _: Operator,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkspacePage>, ApiError> {
     let limit = page.limit();
-    let workspaces: Vec<Value> = state
+    let workspaces: Vec<WorkspaceRow> = state
         .store
-        .list_workspaces(page.before.map(signaling::WorkspaceId::from_uuid), limit)
+        .list_workspaces(page.before.map(WorkspaceId::from_uuid), limit)
         .await?
         .into_iter()
-        .map(|w| json!({"id": w.id, "name": w.name, "created_at": w.created_at}))
+        .map(|w| WorkspaceRow {
+            id: w.id,
+            name: w.name,
+            created_at: w.created_at,
+        })
         .collect();
-    let next = next_cursor(&workspaces, limit);
-    Ok(Json(json!({"workspaces": workspaces, "next": next})))
+    let next = next_cursor(&workspaces, limit, |w| w.id);
+    Ok(Json(WorkspacePage { workspaces, next }))
 }
 
 /// `GET /api/v1/admin/workspaces/{id}`: the workspace, its members, and where its room runs.
+#[utoipa::path(get, path = "/admin/workspaces/{id}", tag = "admin", security(("operator" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), responses((status = 200, description = "The workspace, its members and where its room runs.", body = WorkspaceRecordView)))]
 pub async fn get_workspace(
     State(state): State<AppState>,
     _: Operator,
-    ApiPath(id): ApiPath<signaling::WorkspaceId>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(id): ApiPath<WorkspaceId>,
+) -> Result<Json<WorkspaceRecordView>, ApiError> {
     let w = state.store.workspace(id).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -424,36 +644,43 @@ pub async fn get_workspace(
     })?;
     let members = state.store.members(id).await?;
     let room = room_place(&state, signaling::RoomKey::Workspace(id)).await;
-    Ok(Json(
-        json!({"id": w.id, "name": w.name, "created_at": w.created_at,
-                   "members": members, "room": room}),
-    ))
+    Ok(Json(WorkspaceRecordView {
+        workspace: WorkspaceRow {
+            id: w.id,
+            name: w.name,
+            created_at: w.created_at,
+        },
+        members,
+        room,
+    }))
 }
 
 /// `GET /api/v1/admin/sessions`: `{"sessions": [...], "next"}`, newest first.
+#[utoipa::path(get, path = "/admin/sessions", tag = "admin", security(("operator" = [])), params(Page), responses((status = 200, description = "Sessions, newest first.", body = SessionRowPage)))]
 pub async fn list_sessions(
     State(state): State<AppState>,
     _: Operator,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionRowPage>, ApiError> {
     let limit = page.limit();
-    let sessions: Vec<Value> = state
+    let sessions: Vec<SessionRow> = state
         .store
-        .list_sessions(page.before.map(signaling::SessionId::from_uuid), limit)
+        .list_sessions(page.before.map(SessionId::from_uuid), limit)
         .await?
         .iter()
-        .map(session_json)
+        .map(SessionRow::from)
         .collect();
-    let next = next_cursor(&sessions, limit);
-    Ok(Json(json!({"sessions": sessions, "next": next})))
+    let next = next_cursor(&sessions, limit, |s| s.id);
+    Ok(Json(SessionRowPage { sessions, next }))
 }
 
 /// `GET /api/v1/admin/sessions/{id}`: the session, its attendee count, and where its room runs.
+#[utoipa::path(get, path = "/admin/sessions/{id}", tag = "admin", security(("operator" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), responses((status = 200, description = "The session, its attendee count and where its room runs.", body = SessionRecordView)))]
 pub async fn get_session(
     State(state): State<AppState>,
     _: Operator,
-    ApiPath(id): ApiPath<signaling::SessionId>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(id): ApiPath<SessionId>,
+) -> Result<Json<SessionRecordView>, ApiError> {
     let s = state.store.session(id).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -462,29 +689,34 @@ pub async fn get_session(
         )
     })?;
     let attendees = state.store.attendees(id).await?.len();
-    let mut body = session_json(&s);
-    body["attendees"] = json!(attendees);
-    body["room"] = room_place(&state, signaling::RoomKey::Session(id)).await;
-    Ok(Json(body))
+    Ok(Json(SessionRecordView {
+        session: SessionRow::from(&s),
+        attendees,
+        room: room_place(&state, signaling::RoomKey::Session(id)).await,
+    }))
 }
 
 /// The query of the job list.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobsQuery {
+    /// `dead` (the default), `pending` or `sent`.
     #[serde(default)]
     state: Option<String>,
+    /// 1–200, 50 by default.
     #[serde(default)]
     limit: Option<u32>,
 }
 
 /// `GET /api/v1/admin/jobs?state=dead|pending|sent&limit=<n>`: the outbox's jobs in a state
 /// (`dead` by default: the ones that need an operator), newest first.
+#[utoipa::path(get, path = "/admin/jobs", tag = "admin", security(("operator" = [])), params(JobsQuery), responses((status = 200, description = "The outbox's jobs in that state.", body = JobList)))]
 pub async fn list_jobs(
     State(state): State<AppState>,
     _: Operator,
     super::ApiQuery(q): super::ApiQuery<JobsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobList>, ApiError> {
     let wanted = match q.state.as_deref() {
         None | Some("dead") => persistence::JobState::Dead,
         Some("pending") => persistence::JobState::Pending,
@@ -493,10 +725,11 @@ pub async fn list_jobs(
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let jobs = state.store.jobs(wanted, limit).await?;
-    Ok(Json(json!({ "jobs": jobs })))
+    Ok(Json(JobList { jobs }))
 }
 
 /// `POST /api/v1/admin/jobs/{id}/retry`: a dead job goes back in line with fresh attempts.
+#[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", security(("operator" = [])), params(("id" = uuid::Uuid, Path, description = "The job.")), responses((status = 202, description = "The dead job is back in line with fresh attempts.")))]
 pub async fn retry_job(
     State(state): State<AppState>,
     _: Operator,

@@ -17,7 +17,7 @@ use crate::http::ClientIp;
 use crate::state::AppState;
 
 /// An account as clients see it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
     id: UserId,
     email: String,
@@ -37,7 +37,7 @@ impl From<UserRecord> for UserView {
 }
 
 /// Tokens, with the account they belong to.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuthResponse {
     user: UserView,
     access_token: String,
@@ -121,6 +121,8 @@ pub(crate) async fn create_account(
 }
 
 /// `POST /api/v1/auth/register`: creates an account and logs it in.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
+    responses((status = 201, description = "The account, logged in.", body = AuthResponse)))]
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -136,6 +138,8 @@ pub async fn register(
 
 /// `POST /api/v1/auth/login`. Failures count per (email, address), per email and per address;
 /// past any of those allowances every attempt waits, even with the right password.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, description = "Logged in.", body = AuthResponse)))]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -161,6 +165,9 @@ pub async fn login(
 
 /// `POST /api/v1/auth/refresh`: exchanges a refresh token for new tokens. A token that was
 /// already exchanged revokes its family.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses((status = 200, description = "New tokens; the refresh token sent is spent.",
+        body = AuthResponse)))]
 pub async fn refresh(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -196,6 +203,9 @@ pub async fn refresh(
 }
 
 /// `POST /api/v1/auth/logout`: revokes the refresh token's family. Idempotent.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshBody,
+    responses((status = 204, description = "The token's family is revoked and the account's \
+        sockets closed.")))]
 pub async fn logout(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -217,6 +227,9 @@ pub async fn logout(
 /// Their sockets close (4001), their refresh tokens go, they leave every workspace (a workspace
 /// they are alone in is deleted). Refused with `409 last_owner` while they are the only owner of
 /// a workspace that has other members.
+#[utoipa::path(delete, path = "/auth/me", tag = "auth", request_body = PasswordBody,
+    security(("user" = [])),
+    responses((status = 204, description = "The account is deleted.")))]
 pub async fn delete_me(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -244,6 +257,8 @@ pub async fn delete_me(
 }
 
 /// `GET /api/v1/auth/me`.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("user" = [])),
+    responses((status = 200, description = "The caller's account.", body = UserView)))]
 pub async fn me(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

@@ -21,6 +21,7 @@ fn category_of(reply: Reply) -> Result<Category, ApiError> {
 }
 
 /// `GET /api/v1/workspaces/{id}/categories`: in list order.
+#[utoipa::path(get, path = "/workspaces/{id}/categories", tag = "categories", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), responses((status = 200, description = "In list order.", body = Vec<Category>)))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -33,6 +34,7 @@ pub async fn list(
 }
 
 /// `POST /api/v1/workspaces/{id}/categories`.
+#[utoipa::path(post, path = "/workspaces/{id}/categories", tag = "categories", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), request_body = CategoryDraft, responses((status = 201, description = "Created.", body = Category)))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -48,6 +50,7 @@ pub async fn create(
 }
 
 /// `PUT /api/v1/workspaces/{id}/categories/{category_id}`: the fields to change.
+#[utoipa::path(put, path = "/workspaces/{id}/categories/{category_id}", tag = "categories", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("category_id" = uuid::Uuid, Path, description = "The category.")), request_body = CategoryChanges, responses((status = 200, description = "Changed.", body = Category)))]
 pub async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -64,6 +67,7 @@ pub async fn update(
 
 /// `DELETE /api/v1/workspaces/{id}/categories/{category_id}`: its tasks keep existing, with no
 /// category.
+#[utoipa::path(delete, path = "/workspaces/{id}/categories/{category_id}", tag = "categories", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("category_id" = uuid::Uuid, Path, description = "The category.")), responses((status = 204, description = "Deleted; its tasks have no category now.")))]
 pub async fn delete(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

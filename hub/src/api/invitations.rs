@@ -10,14 +10,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use persistence::{Invitation, Mail, TokenRefused};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use signaling::workspace::{Member, Role};
-use signaling::{ErrorCode, WorkspaceId};
+use signaling::{ErrorCode, UserId, WorkspaceId};
 use uuid::Uuid;
 
+use super::auth::AuthResponse;
 use super::{ApiJson, ApiPath};
 use crate::auth::{AuthUser, hash_refresh};
 use crate::error::ApiError;
@@ -54,26 +54,63 @@ fn public_url(state: &AppState) -> String {
         .to_owned()
 }
 
-fn invitation_json(inv: &Invitation) -> Value {
-    let status = if inv.accepted_at.is_some() {
-        "accepted"
-    } else if inv.revoked_at.is_some() {
-        "revoked"
-    } else if inv.expires_at <= Utc::now() {
-        "expired"
-    } else {
-        "pending"
-    };
-    json!({"id": inv.id, "workspace_id": inv.workspace_id, "email": inv.email, "role": inv.role,
-           "invited_by": inv.invited_by, "created_at": inv.created_at,
-           "expires_at": inv.expires_at, "status": status, "accepted_by": inv.accepted_by})
+/// An invitation as owners and admins see it (never its token).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InvitationView {
+    id: Uuid,
+    workspace_id: WorkspaceId,
+    /// The address invited.
+    email: String,
+    /// The role the invitee gets.
+    role: Role,
+    invited_by: UserId,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    /// `pending`, `accepted`, `revoked` or `expired`.
+    status: &'static str,
+    /// The account that accepted it.
+    accepted_by: Option<UserId>,
+}
+
+impl From<&Invitation> for InvitationView {
+    fn from(inv: &Invitation) -> Self {
+        let status = if inv.accepted_at.is_some() {
+            "accepted"
+        } else if inv.revoked_at.is_some() {
+            "revoked"
+        } else if inv.expires_at <= Utc::now() {
+            "expired"
+        } else {
+            "pending"
+        };
+        Self {
+            id: inv.id,
+            workspace_id: inv.workspace_id,
+            email: inv.email.clone(),
+            role: inv.role,
+            invited_by: inv.invited_by,
+            created_at: inv.created_at,
+            expires_at: inv.expires_at,
+            status,
+            accepted_by: inv.accepted_by,
+        }
+    }
+}
+
+/// A workspace's invitations.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InvitationList {
+    /// Newest first.
+    invitations: Vec<InvitationView>,
 }
 
 /// The body of an invitation.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteBody {
+    /// The address to invite.
     email: String,
+    /// `member` by default; only an owner invites an owner.
     #[serde(default = "member")]
     role: Role,
 }
@@ -85,12 +122,13 @@ fn member() -> Role {
 /// `POST /api/v1/workspaces/{id}/invite`: `{"email", "role"}` (owners and admins; only an owner
 /// invites an owner). Mails a link that works once, for `HUB_INVITE_TTL_HOURS`. `201` with the
 /// invitation (never its token).
+#[utoipa::path(post, path = "/workspaces/{id}/invite", tag = "invitations", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), request_body = InviteBody, responses((status = 201, description = "Invited: a link that works once is mailed.", body = InvitationView)))]
 pub async fn invite(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiJson(body): ApiJson<InviteBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InvitationView>), ApiError> {
     let email = signaling::text::normalize_email(&body.email)?;
     let super::workspaces::WorkspaceDetail { name, role, .. } =
         super::workspaces::describe(&state, id, user).await?;
@@ -135,31 +173,33 @@ pub async fn invite(
     };
     state.store.create_invitation(&inv, &hash, &mail).await?;
     state.jobs.notify_one();
-    Ok((StatusCode::CREATED, Json(invitation_json(&inv))))
+    Ok((StatusCode::CREATED, Json(InvitationView::from(&inv))))
 }
 
 /// `GET /api/v1/workspaces/{id}/invitations`: newest first, with their status (owners and
 /// admins).
+#[utoipa::path(get, path = "/workspaces/{id}/invitations", tag = "invitations", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), responses((status = 200, description = "Newest first, with their status (owners and admins).", body = InvitationList)))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvitationList>, ApiError> {
     let role = super::workspaces::describe(&state, id, user).await?.role;
     if !role.can_manage_members() {
         return Err(RoomError::Forbidden("only owners and admins see invitations").into());
     }
-    let list: Vec<Value> = state
+    let invitations = state
         .store
         .invitations(id)
         .await?
         .iter()
-        .map(invitation_json)
+        .map(InvitationView::from)
         .collect();
-    Ok(Json(json!({"invitations": list})))
+    Ok(Json(InvitationList { invitations }))
 }
 
 /// `DELETE /api/v1/workspaces/{id}/invitations/{invitation_id}`: its link stops working.
+#[utoipa::path(delete, path = "/workspaces/{id}/invitations/{invitation_id}", tag = "invitations", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("invitation_id" = uuid::Uuid, Path, description = "The invitation.")), responses((status = 204, description = "Revoked: its link stops working.")))]
 pub async fn revoke(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -181,26 +221,42 @@ pub async fn revoke(
 
 /// The body of an acceptance: the token, and, to register with the invited email, a name and a
 /// password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptBody {
+    /// The token of the mailed link.
     token: String,
+    /// Without a bearer token: the display name of the account to register.
     #[serde(default)]
     name: Option<String>,
+    /// Without a bearer token: the password of the account to register.
     #[serde(default)]
     password: Option<String>,
+}
+
+/// The answer to an acceptance.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// The workspace joined.
+    workspace_id: WorkspaceId,
+    /// The caller as a member.
+    member: Member,
+    /// When the acceptance registered an account: its tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthResponse>,
 }
 
 /// `POST /api/v1/invitations/accept`: logged in (with the account of the invited email), or
 /// not, with `name` and `password` to register that email. The member is added through the room
 /// like any other member (with the inviter's authority: an inviter no longer able to add members
 /// makes the link void). `200 {"workspace_id", "member"}`, plus the tokens when it registered.
+#[utoipa::path(post, path = "/invitations/accept", tag = "invitations", security((), ("user" = [])), request_body = AcceptBody, responses((status = 200, description = "The caller is a member (registered first when not logged in).", body = Accepted)))]
 pub async fn accept(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<AcceptBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     state.limits.auth_from(ip).await?;
     let hash = hash_refresh(&body.token);
     let invitation = state
@@ -272,23 +328,29 @@ pub async fn accept(
             });
         }
     }
-    let mut answer = json!({"workspace_id": taken.workspace_id, "member": member});
-    if let Some(account) = registered {
-        let tokens = super::auth::issue(&state, account, Uuid::now_v7(), None).await?;
-        answer["auth"] = serde_json::to_value(tokens).map_err(|e| ApiError::internal(&e))?;
-    }
+    let auth = match registered {
+        Some(account) => Some(super::auth::issue(&state, account, Uuid::now_v7(), None).await?),
+        None => None,
+    };
+    let answer = Accepted {
+        workspace_id: taken.workspace_id,
+        member,
+        auth,
+    };
     Ok((StatusCode::OK, Json(answer)))
 }
 
 /// The body of a reset request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotBody {
+    /// The account's email.
     email: String,
 }
 
 /// `POST /api/v1/auth/password/forgot`: `{"email"}` → always `202`, whether the email has an
 /// account or not; when it has (and is not disabled), a reset link is mailed.
+#[utoipa::path(post, path = "/auth/password/forgot", tag = "auth", request_body = ForgotBody, responses((status = 202, description = "Always, whether the email has an account or not; when it has, a reset link is mailed.")))]
 pub async fn forgot(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -326,15 +388,18 @@ pub async fn forgot(
 }
 
 /// The body of a reset.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
+    /// The token of the mailed link.
     token: String,
+    /// The new password (8–128 characters).
     password: String,
 }
 
 /// `POST /api/v1/auth/password/reset`: `{"token", "password"}` → `204`. The token works once;
 /// every refresh token of the account is revoked, and its open sockets are closed.
+#[utoipa::path(post, path = "/auth/password/reset", tag = "auth", request_body = ResetBody, responses((status = 204, description = "The password is changed; every refresh token of the account is revoked and its sockets closed.")))]
 pub async fn reset(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -8,7 +8,8 @@
 //! - [`activity`]: the workspace's activity feed and analytics.
 //! - [`invitations`]: invitations by email, password resets (mailed through the outbox).
 //! - [`admin`]: the operator's routes (the cluster's nodes; disable, enable, delete accounts).
-//! - [`ops`]: health, readiness, metrics, fault injection.
+//! - [`ops`]: health, readiness, metrics, this API's OpenAPI document, fault injection.
+//! - [`doc`]: the OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes.
 //!
 //! Around every route: the body limit, the request deadline, a panic turned into a `500`, and,
 //! under `/api/v1`, the per-address allowance. Every refusal, including a missing route, a wrong
@@ -18,6 +19,7 @@ pub mod activity;
 pub mod admin;
 pub mod auth;
 pub mod categories;
+pub mod doc;
 pub mod forward;
 pub mod invitations;
 pub mod ops;
@@ -36,9 +38,11 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, St
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use signaling::ErrorCode;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::http::ClientIp;
@@ -134,140 +138,100 @@ where
     }
 }
 
-/// All routes.
+/// The `/api/v1` routes, each registered with its OpenAPI description (see [`doc`]).
+fn v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me, auth::delete_me))
+        .routes(routes!(invitations::forgot))
+        .routes(routes!(invitations::reset))
+        .routes(routes!(workspaces::list, workspaces::create))
+        .routes(routes!(
+            workspaces::get,
+            workspaces::rename,
+            workspaces::delete
+        ))
+        .routes(routes!(workspaces::members, workspaces::add_member))
+        .routes(routes!(workspaces::set_role, workspaces::remove_member))
+        .routes(routes!(workspaces::leave))
+        .routes(routes!(tasks::list, tasks::create))
+        .routes(routes!(tasks::recurring))
+        .routes(routes!(tasks::get, tasks::update, tasks::delete))
+        .routes(routes!(tasks::complete))
+        .routes(routes!(categories::list, categories::create))
+        .routes(routes!(categories::update, categories::delete))
+        .routes(routes!(sync::push))
+        .routes(routes!(sync::pull))
+        .routes(routes!(sync::status))
+        .routes(routes!(sync::conflicts))
+        .routes(routes!(sync::resolve))
+        .routes(routes!(activity::feed))
+        .routes(routes!(activity::overview))
+        .routes(routes!(activity::trends))
+        .routes(routes!(activity::productivity))
+        .routes(routes!(invitations::invite))
+        .routes(routes!(invitations::list))
+        .routes(routes!(invitations::revoke))
+        .routes(routes!(invitations::accept))
+        .routes(routes!(sessions::list, sessions::create))
+        .routes(routes!(sessions::get, sessions::update, sessions::delete))
+        .routes(routes!(sessions::start))
+        .routes(routes!(sessions::end))
+        .routes(routes!(sessions::add_staff))
+        .routes(routes!(sessions::remove_staff))
+        .routes(routes!(sessions::join))
+        .routes(routes!(sessions::leave))
+        .routes(routes!(sessions::attendees))
+        .routes(routes!(sessions::analytics))
+        .routes(routes!(sessions::ice_servers))
+        .routes(routes!(sessions::questions, sessions::ask))
+        .routes(routes!(sessions::vote))
+        .routes(routes!(sessions::patch_question, sessions::delete_question))
+        .routes(routes!(admin::nodes))
+        .routes(routes!(admin::drain_node))
+        .routes(routes!(admin::rooms))
+        .routes(routes!(admin::move_room))
+        .routes(routes!(admin::list_jobs))
+        .routes(routes!(admin::retry_job))
+        .routes(routes!(admin::list_users))
+        .routes(routes!(admin::get_user, admin::delete_user))
+        .routes(routes!(admin::disable_user))
+        .routes(routes!(admin::enable_user))
+        .routes(routes!(admin::list_workspaces))
+        .routes(routes!(admin::get_workspace))
+        .routes(routes!(admin::list_sessions))
+        .routes(routes!(admin::get_session))
+}
+
+/// All routes. Every one is registered through `routes!`, so `/openapi.json` describes exactly
+/// what is routed.
 pub fn app(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/me", get(auth::me).delete(auth::delete_me))
-        .route(
-            "/workspaces",
-            get(workspaces::list).post(workspaces::create),
-        )
-        .route(
-            "/workspaces/{id}",
-            get(workspaces::get)
-                .put(workspaces::rename)
-                .delete(workspaces::delete),
-        )
-        .route(
-            "/workspaces/{id}/members",
-            get(workspaces::members).post(workspaces::add_member),
-        )
-        .route(
-            "/workspaces/{id}/members/{user_id}",
-            axum::routing::put(workspaces::set_role).delete(workspaces::remove_member),
-        )
-        .route("/workspaces/{id}/leave", post(workspaces::leave))
-        .route(
-            "/workspaces/{id}/tasks",
-            get(tasks::list).post(tasks::create),
-        )
-        .route("/workspaces/{id}/tasks/recurring", get(tasks::recurring))
-        .route("/workspaces/{id}/activity", get(activity::feed))
-        .route(
-            "/workspaces/{id}/analytics/overview",
-            get(activity::overview),
-        )
-        .route("/workspaces/{id}/analytics/trends", get(activity::trends))
-        .route(
-            "/workspaces/{id}/analytics/productivity",
-            get(activity::productivity),
-        )
-        .route("/workspaces/{id}/invite", post(invitations::invite))
-        .route("/workspaces/{id}/invitations", get(invitations::list))
-        .route(
-            "/workspaces/{id}/invitations/{invitation_id}",
-            axum::routing::delete(invitations::revoke),
-        )
-        .route("/invitations/accept", post(invitations::accept))
-        .route("/auth/password/forgot", post(invitations::forgot))
-        .route("/auth/password/reset", post(invitations::reset))
-        .route("/workspaces/{id}/sync/push", post(sync::push))
-        .route("/workspaces/{id}/sync/pull", get(sync::pull))
-        .route("/workspaces/{id}/sync/status", get(sync::status))
-        .route("/workspaces/{id}/conflicts", get(sync::conflicts))
-        .route(
-            "/workspaces/{id}/conflicts/{conflict_id}/resolve",
-            post(sync::resolve),
-        )
-        .route(
-            "/workspaces/{id}/categories",
-            get(categories::list).post(categories::create),
-        )
-        .route(
-            "/workspaces/{id}/categories/{category_id}",
-            axum::routing::put(categories::update).delete(categories::delete),
-        )
-        .route(
-            "/workspaces/{id}/tasks/{task_id}",
-            get(tasks::get).put(tasks::update).delete(tasks::delete),
-        )
-        .route(
-            "/workspaces/{id}/tasks/{task_id}/complete",
-            post(tasks::complete),
-        )
-        .route("/sessions", get(sessions::list).post(sessions::create))
-        .route(
-            "/sessions/{id}",
-            get(sessions::get)
-                .patch(sessions::update)
-                .delete(sessions::delete),
-        )
-        .route("/sessions/{id}/start", post(sessions::start))
-        .route("/sessions/{id}/end", post(sessions::end))
-        .route("/sessions/{id}/staff", post(sessions::add_staff))
-        .route(
-            "/sessions/{id}/staff/{user_id}",
-            axum::routing::delete(sessions::remove_staff),
-        )
-        .route("/sessions/{id}/join", post(sessions::join))
-        .route("/sessions/{id}/leave", post(sessions::leave))
-        .route("/sessions/{id}/attendees", get(sessions::attendees))
-        .route("/sessions/{id}/analytics", get(sessions::analytics))
-        .route("/sessions/{id}/ice-servers", get(sessions::ice_servers))
-        .route(
-            "/sessions/{id}/questions",
-            get(sessions::questions).post(sessions::ask),
-        )
-        .route("/questions/{id}/vote", post(sessions::vote))
-        .route(
-            "/questions/{id}",
-            axum::routing::patch(sessions::patch_question).delete(sessions::delete_question),
-        )
-        .route("/admin/nodes", get(admin::nodes))
-        .route("/admin/jobs", get(admin::list_jobs))
-        .route("/admin/jobs/{id}/retry", post(admin::retry_job))
-        .route("/admin/nodes/{id}/drain", post(admin::drain_node))
-        .route("/admin/rooms", get(admin::rooms))
-        .route("/admin/rooms/{room}/move", post(admin::move_room))
-        .route("/admin/users", get(admin::list_users))
-        .route("/admin/workspaces", get(admin::list_workspaces))
-        .route("/admin/workspaces/{id}", get(admin::get_workspace))
-        .route("/admin/sessions", get(admin::list_sessions))
-        .route("/admin/sessions/{id}", get(admin::get_session))
-        .route("/admin/users/{id}/disable", post(admin::disable_user))
-        .route("/admin/users/{id}/enable", post(admin::enable_user))
-        .route(
-            "/admin/users/{id}",
-            get(admin::get_user).delete(admin::delete_user),
-        )
+    let (v1, v1_doc) = v1().split_for_parts();
+    let v1 = v1
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), throttle))
         .layer(middleware::from_fn_with_state(state.clone(), deadline));
-    let mut app = Router::new()
+    let mut v1 = OpenApiRouter::from(v1);
+    *v1.get_openapi_mut() = v1_doc;
+    let mut app = OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
         .nest("/api/v1", v1)
-        .route("/ws", get(crate::ws::upgrade))
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics));
+        .routes(routes!(crate::ws::upgrade))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi));
     if state.config.fault_injection {
         app = app
-            .route("/debug/rooms/{id}/crash", post(ops::crash_room))
-            .route("/debug/sessions/{id}/crash", post(ops::crash_session));
+            .routes(routes!(ops::crash_room))
+            .routes(routes!(ops::crash_session));
     }
+    let (app, mut openapi) = app.split_for_parts();
+    doc::finish(&mut openapi);
+    // Set once per state (a second `app` over the same state describes the same routes).
+    let _ = state.openapi.set(doc::render(&openapi));
     let app = app
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
@@ -332,6 +296,20 @@ async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_route_is_registered_with_its_description() {
+        // A route added with a bare `.route(..)` would be served but missing from
+        // `/openapi.json`: `app` and `v1` register every route through `routes!`.
+        let src = include_str!("mod.rs");
+        let start = src.find("fn v1()").unwrap();
+        let end = src.find("/// Charges every").unwrap();
+        let routing = &src[start..end];
+        assert!(routing.contains("routes!(auth::login)"));
+        for bare in [".route(", ".route_service(", ".nest_service(", ".merge("] {
+            assert!(!routing.contains(bare), "a route registered with `{bare}`");
+        }
+    }
 
     #[test]
     fn json_content_types_are_recognized() {

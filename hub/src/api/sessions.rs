@@ -7,7 +7,9 @@
 //! one session, that session's guests (`Authorization: Bearer <guest token>`).
 
 use actors::session::qa::Ask;
+use actors::session::qa::SessionRole;
 use actors::session::state::{SessionError, SessionPatch, SessionSettings};
+use actors::session::wire::{QuestionView, SessionView};
 use actors::session::{Caller, SessionOp, SessionReply};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -65,7 +67,7 @@ fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// `POST /api/v1/sessions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     title: String,
@@ -80,7 +82,7 @@ pub struct CreateBody {
 }
 
 /// `PATCH /api/v1/sessions/{id}`: only the fields given change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
     #[serde(default)]
@@ -96,7 +98,7 @@ pub struct UpdateBody {
 }
 
 /// `POST /api/v1/sessions/{id}/staff`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaffBody {
     email: String,
@@ -104,7 +106,7 @@ pub struct StaffBody {
 }
 
 /// `POST /api/v1/sessions/{id}/join`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinBody {
     display_name: String,
@@ -113,7 +115,7 @@ pub struct JoinBody {
 }
 
 /// `POST /api/v1/sessions/{id}/questions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskBody {
     text: String,
@@ -122,14 +124,14 @@ pub struct AskBody {
 }
 
 /// `POST /api/v1/questions/{id}/vote`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoteBody {
     vote: Option<Vote>,
 }
 
 /// `PATCH /api/v1/questions/{id}`: an author's new text, or a moderator's action.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuestionPatch {
     #[serde(default)]
@@ -139,14 +141,18 @@ pub struct QuestionPatch {
 }
 
 /// `?before=<session id>&limit=<n>`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// The `next_before` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     before: Option<SessionId>,
+    /// 1–100, 20 by default.
     limit: Option<u32>,
 }
 
 /// A session in a list.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionSummary {
     id: SessionId,
     title: String,
@@ -158,7 +164,7 @@ pub struct SessionSummary {
 }
 
 /// A page of sessions.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionPage {
     sessions: Vec<SessionSummary>,
     /// Pass as `before` for the next page; absent on the last.
@@ -236,6 +242,7 @@ fn body(reply: SessionReply) -> Json<Value> {
 }
 
 /// `POST /api/v1/sessions`: creates a scheduled session; the caller is its presenter.
+#[utoipa::path(post, path = "/sessions", tag = "sessions", security(("user" = [])), request_body = CreateBody, responses((status = 201, description = "Scheduled; the caller is its presenter.", body = SessionDetail)))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -278,6 +285,7 @@ pub async fn create(
 }
 
 /// `GET /api/v1/sessions`: the sessions the caller presents or moderates, newest first.
+#[utoipa::path(get, path = "/sessions", tag = "sessions", security(("user" = [])), params(Page), responses((status = 200, description = "The sessions the caller presents or moderates, newest first.", body = SessionPage)))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -309,6 +317,7 @@ pub async fn list(
 }
 
 /// `GET /api/v1/sessions/{id}`: any registered user, or the session's guest.
+#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", security(("user" = []), ("guest" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), responses((status = 200, description = "The session.", body = SessionDetail)))]
 pub async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -319,6 +328,7 @@ pub async fn get(
 }
 
 /// `PATCH /api/v1/sessions/{id}` (presenters).
+#[utoipa::path(patch, path = "/sessions/{id}", tag = "sessions", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), request_body = UpdateBody, responses((status = 200, description = "Changed (presenters).", body = SessionDetail)))]
 pub async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -341,6 +351,7 @@ pub async fn update(
 }
 
 /// `DELETE /api/v1/sessions/{id}` (presenters).
+#[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), responses((status = 204, description = "Deleted (presenters).")))]
 pub async fn delete(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -352,6 +363,7 @@ pub async fn delete(
 }
 
 /// `POST /api/v1/sessions/{id}/start` (presenters): `scheduled -> live`.
+#[utoipa::path(post, path = "/sessions/{id}/start", tag = "sessions", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), responses((status = 200, description = "Live (presenters).", body = SessionDetail)))]
 pub async fn start(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -361,6 +373,7 @@ pub async fn start(
 }
 
 /// `POST /api/v1/sessions/{id}/end` (presenters): `live -> ended`.
+#[utoipa::path(post, path = "/sessions/{id}/end", tag = "sessions", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), responses((status = 200, description = "Ended (presenters).", body = SessionDetail)))]
 pub async fn end(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -370,6 +383,7 @@ pub async fn end(
 }
 
 /// `POST /api/v1/sessions/{id}/staff` (presenters): adds a co-presenter or moderator by email.
+#[utoipa::path(post, path = "/sessions/{id}/staff", tag = "sessions", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), request_body = StaffBody, responses((status = 200, description = "Added or changed (presenters).", body = OffsetAnswer)))]
 pub async fn add_staff(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -400,6 +414,7 @@ pub async fn add_staff(
 }
 
 /// `DELETE /api/v1/sessions/{id}/staff/{user_id}` (presenters).
+#[utoipa::path(delete, path = "/sessions/{id}/staff/{user_id}", tag = "sessions", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The session."), ("user_id" = uuid::Uuid, Path, description = "The account.")), responses((status = 200, description = "Removed (presenters).", body = OffsetAnswer)))]
 pub async fn remove_staff(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -410,12 +425,13 @@ pub async fn remove_staff(
 
 /// `POST /api/v1/sessions/{id}/join`: a guest joins with a display name (and, if they want, an
 /// email) and gets a token for this session only. No account needed.
+#[utoipa::path(post, path = "/sessions/{id}/join", tag = "sessions", params(("id" = uuid::Uuid, Path, description = "The session.")), request_body = JoinBody, responses((status = 201, description = "A guest's token for this session (no account needed).", body = GuestToken)))]
 pub async fn join(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     ApiPath(id): ApiPath<SessionId>,
     ApiJson(b): ApiJson<JoinBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<GuestToken>), ApiError> {
     let name = clean_line(&b.display_name, "display_name", MAX_DISPLAY_NAME_CHARS)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let email = b
@@ -448,19 +464,20 @@ pub async fn join(
     let token = state.auth.issue_guest(id, attendee)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "attendee_id": attendee,
-            "session_id": id,
-            "display_name": name,
-            "token": token,
-            "token_type": "Bearer",
-            "expires_in": crate::auth::GUEST_TTL.as_secs(),
-        })),
+        Json(GuestToken {
+            attendee_id: attendee,
+            session_id: id,
+            display_name: name,
+            token,
+            token_type: "Bearer",
+            expires_in: crate::auth::GUEST_TTL.as_secs(),
+        }),
     ))
 }
 
 /// `POST /api/v1/sessions/{id}/leave`: the caller (guest or user) leaves; its connections leave
 /// the room at once and the others see it go.
+#[utoipa::path(post, path = "/sessions/{id}/leave", tag = "sessions", security(("user" = []), ("guest" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), responses((status = 204, description = "The caller left; its connections leave the room.")))]
 pub async fn leave(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -473,30 +490,29 @@ pub async fn leave(
 
 /// `GET /api/v1/sessions/{id}/attendees` (presenters and moderators): everyone who joined, with
 /// join and leave times, and the attendance summary.
+#[utoipa::path(get, path = "/sessions/{id}/attendees", tag = "sessions", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), responses((status = 200, description = "Everyone who joined, and the attendance summary (presenters and moderators).", body = AttendeeList)))]
 pub async fn attendees(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<SessionId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AttendeeList>, ApiError> {
     staff_only(&state, id, user).await?;
     let records = state.store.attendees(id).await?;
     let visits = state.store.visits(id).await?;
     let summary = crate::analytics::attendance(&visits, Utc::now());
-    let list: Vec<Value> = records
-        .iter()
-        .map(|a| {
-            json!({
-                "attendee_id": a.id,
-                "user_id": a.user,
-                "display_name": a.display_name,
-                "email": a.email,
-                "joined_at": a.joined_at,
-                "left_at": a.left_at,
-                "present": a.left_at.is_none(),
-            })
+    let attendees = records
+        .into_iter()
+        .map(|a| AttendeeView {
+            attendee_id: a.id,
+            user_id: a.user,
+            present: a.left_at.is_none(),
+            display_name: a.display_name,
+            email: a.email,
+            joined_at: a.joined_at,
+            left_at: a.left_at,
         })
         .collect();
-    Ok(Json(json!({ "attendees": list, "summary": summary })))
+    Ok(Json(AttendeeList { attendees, summary }))
 }
 
 /// Presenters and moderators only. Not on the staff, or no such session: the same answer, so
@@ -513,14 +529,99 @@ async fn staff_only(state: &AppState, id: SessionId, user: UserId) -> Result<(),
 }
 
 /// `?format=json|csv`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Format {
+    /// `json` (the default) or `csv` (one line per attendee).
     format: Option<String>,
+}
+
+/// A session as its members see it, with the caller's role and the attendees present.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the room's answer (`SessionOp::Describe`).
+pub struct SessionDetail {
+    #[serde(flatten)]
+    session: SessionView<'static>,
+    /// The caller's role in the session.
+    your_role: SessionRole,
+    /// Attendees present now.
+    attendee_count: u64,
+}
+
+/// A question, and the offset of the event that changed it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the room's answer to a question command.
+pub struct QuestionAnswer {
+    /// The question as the caller may see it.
+    question: QuestionView<'static>,
+    /// The event's offset (`null` when nothing was written).
+    offset: Option<u64>,
+}
+
+/// The offset of the event a change wrote (`null` when it wrote none).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the room's answer to staff changes.
+pub struct OffsetAnswer {
+    offset: Option<u64>,
+}
+
+/// A guest's token for one session.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GuestToken {
+    /// The guest's attendee id (its peer id in signaling).
+    attendee_id: AttendeeId,
+    session_id: SessionId,
+    display_name: String,
+    /// `Authorization: Bearer <token>` on this session's routes and `/ws`.
+    token: String,
+    /// `Bearer`.
+    token_type: &'static str,
+    /// Seconds the token lasts.
+    expires_in: u64,
+}
+
+/// Someone who joined a session.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AttendeeView {
+    attendee_id: AttendeeId,
+    /// The account, for a registered user.
+    user_id: Option<UserId>,
+    display_name: String,
+    email: Option<String>,
+    joined_at: DateTime<Utc>,
+    left_at: Option<DateTime<Utc>>,
+    /// In the room now.
+    present: bool,
+}
+
+/// A session's attendees.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AttendeeList {
+    attendees: Vec<AttendeeView>,
+    summary: crate::analytics::Attendance,
+}
+
+/// A session's analytics report.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionReport {
+    session_id: SessionId,
+    title: String,
+    status: SessionStatus,
+    report: crate::analytics::Report,
+}
+
+/// STUN and TURN servers for the caller's peer connections.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct IceServers {
+    ice_servers: Vec<crate::turn::IceServer>,
+    /// Seconds the TURN credentials last.
+    ttl_secs: u64,
 }
 
 /// `GET /api/v1/sessions/{id}/analytics[?format=json|csv]` (presenters and moderators):
 /// attendance, questions and votes over time, engagement per attendee, connection quality and
 /// presenter actions; `csv` exports one line per attendee.
+#[utoipa::path(get, path = "/sessions/{id}/analytics", tag = "sessions", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The session."), Format), responses((status = 200, description = "The report (presenters and moderators); with `format=csv`, one line per attendee.", content((SessionReport = "application/json"), (String = "text/csv")))))]
 pub async fn analytics(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -545,12 +646,12 @@ pub async fn analytics(
         Utc::now(),
     );
     match f.format.as_deref() {
-        None | Some("json") => Ok(Json(json!({
-            "session_id": id,
-            "title": session.title,
-            "status": session.status,
-            "report": report,
-        }))
+        None | Some("json") => Ok(Json(SessionReport {
+            session_id: id,
+            title: session.title,
+            status: session.status,
+            report,
+        })
         .into_response()),
         Some("csv") => Ok((
             [
@@ -571,11 +672,12 @@ pub async fn analytics(
 }
 
 /// `GET /api/v1/sessions/{id}/ice-servers`: STUN/TURN for the caller's peer connections.
+#[utoipa::path(get, path = "/sessions/{id}/ice-servers", tag = "sessions", security(("user" = []), ("guest" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), responses((status = 200, description = "STUN/TURN for the caller's peer connections.", body = IceServers)))]
 pub async fn ice_servers(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<SessionId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IceServers>, ApiError> {
     let me = caller(&state, &headers, id).await?;
     // The session must exist (and the caller be let in): the room answers that.
     call(&state, id, me.clone(), SessionOp::Describe).await?;
@@ -584,13 +686,14 @@ pub async fn ice_servers(
         &me.attendee.to_string(),
         Utc::now().timestamp(),
     );
-    Ok(Json(json!({
-        "ice_servers": servers,
-        "ttl_secs": state.config.ice.turn_ttl_secs,
-    })))
+    Ok(Json(IceServers {
+        ice_servers: servers,
+        ttl_secs: state.config.ice.turn_ttl_secs,
+    }))
 }
 
 /// `GET /api/v1/sessions/{id}/questions`: the questions the caller may see, in priority order.
+#[utoipa::path(get, path = "/sessions/{id}/questions", tag = "sessions", security(("user" = []), ("guest" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), responses((status = 200, description = "The questions the caller may see, in priority order.", body = Vec<QuestionView>)))]
 pub async fn questions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -601,6 +704,7 @@ pub async fn questions(
 }
 
 /// `POST /api/v1/sessions/{id}/questions`: asks a question.
+#[utoipa::path(post, path = "/sessions/{id}/questions", tag = "sessions", security(("user" = []), ("guest" = [])), params(("id" = uuid::Uuid, Path, description = "The session.")), request_body = AskBody, responses((status = 201, description = "Asked.", body = QuestionAnswer)))]
 pub async fn ask(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -641,6 +745,7 @@ async fn question_caller(
 }
 
 /// `POST /api/v1/questions/{id}/vote`: `{"vote": "up" | "down" | null}`.
+#[utoipa::path(post, path = "/questions/{id}/vote", tag = "sessions", security(("user" = []), ("guest" = [])), params(("id" = uuid::Uuid, Path, description = "The question.")), request_body = VoteBody, responses((status = 200, description = "The question with the new totals.", body = QuestionAnswer)))]
 pub async fn vote(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -654,6 +759,7 @@ pub async fn vote(
 
 /// `PATCH /api/v1/questions/{id}`: `{"text": ...}` (its author) or `{"action": ...}`
 /// (presenters and moderators).
+#[utoipa::path(patch, path = "/questions/{id}", tag = "sessions", security(("user" = []), ("guest" = [])), params(("id" = uuid::Uuid, Path, description = "The question.")), request_body = QuestionPatch, responses((status = 200, description = "Edited by its author, or moderated.", body = QuestionAnswer)))]
 pub async fn patch_question(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -670,6 +776,7 @@ pub async fn patch_question(
 }
 
 /// `DELETE /api/v1/questions/{id}`: its author, presenters and moderators.
+#[utoipa::path(delete, path = "/questions/{id}", tag = "sessions", security(("user" = []), ("guest" = [])), params(("id" = uuid::Uuid, Path, description = "The question.")), responses((status = 204, description = "Deleted (its author, presenters and moderators).")))]
 pub async fn delete_question(
     State(state): State<AppState>,
     headers: HeaderMap,

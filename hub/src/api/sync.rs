@@ -8,12 +8,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use signaling::server::durable_frame;
-use signaling::sync::{Choice, MAX_OPS};
+use signaling::sync::{Choice, Conflict, MAX_OPS, OpResult, SyncOp};
+use signaling::task::Task;
 use signaling::{ErrorCode, RoomKey, UserId, WorkspaceId};
 use uuid::Uuid;
 
@@ -26,30 +27,41 @@ use crate::state::AppState;
 const MAX_PULL: u32 = 1000;
 
 /// The body of a push.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushBody {
+    /// 1–100 operations, applied in order (each one read on its own, so that a malformed one
+    /// is refused alone).
+    #[schema(value_type = Vec<SyncOp>)]
     ops: Vec<Box<RawValue>>,
+}
+
+/// The answer to a push.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PushAnswer {
+    /// One per operation, in the order of the batch.
+    results: Vec<OpResult>,
+    /// The room's offset after the batch.
+    offset: u64,
 }
 
 /// `POST /api/v1/workspaces/{id}/sync/push`: `{"ops": [...]}` → `{"results": [...], "offset"}`,
 /// one result per operation in order. A malformed operation, or one the caller may not make, is
 /// refused on its own; the others apply.
+#[utoipa::path(post, path = "/workspaces/{id}/sync/push", tag = "sync", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), request_body = PushBody, responses((status = 200, description = "One result per operation, in order: applied, merged, conflicted, duplicate or refused (with a code).", body = PushAnswer)))]
 pub async fn push(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiJson(body): ApiJson<PushBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PushAnswer>, ApiError> {
     state.limits.sync_by(user).await?;
     if body.ops.is_empty() || body.ops.len() > MAX_OPS {
         return Err(ApiError::invalid("ops: must hold 1-100 operations"));
     }
     let ops = signaling::sync::parse_ops(&body.ops);
     match state.router.call(id, user, Op::SyncPush(ops)).await? {
-        Reply::Synced { results, offset } => {
-            Ok(Json(json!({"results": results, "offset": offset})))
-        }
+        Reply::Synced { results, offset } => Ok(Json(PushAnswer { results, offset })),
         other => Err(ApiError::internal(&format!("unexpected reply {other:?}"))),
     }
 }
@@ -60,17 +72,50 @@ async fn head(state: &AppState, id: WorkspaceId, user: UserId) -> Result<u64, Ap
 }
 
 /// The query of a pull.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PullParams {
+    /// The last offset the client has applied.
     since: u64,
+    /// Most events to return: 1–1000, 1000 by default.
     #[serde(default)]
     limit: Option<u32>,
+}
+
+/// What a pull answers, written by `pull` straight from the journal's records.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the answer `pull` writes as text.
+pub struct PullAnswer {
+    /// `events`, or `snapshot` when the journal no longer reaches back to `since`.
+    mode: PullMode,
+    /// With `events`: the durable events after `since`, in order, as sent over WebSocket.
+    #[schema(value_type = Option<Vec<Object>>)]
+    events: Option<Vec<Value>>,
+    /// With `snapshot`: the whole state, as the WebSocket `workspace_snapshot`.
+    #[schema(value_type = Option<Object>)]
+    snapshot: Option<Value>,
+    /// The offset the answer brings the client to.
+    offset: u64,
+    /// More events follow: pull again from `offset`.
+    more: bool,
+}
+
+/// How a pull answers.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Part of `PullAnswer`.
+#[schema(rename_all = "snake_case")]
+pub enum PullMode {
+    /// The events since the offset.
+    Events,
+    /// The whole state.
+    Snapshot,
 }
 
 /// `GET /api/v1/workspaces/{id}/sync/pull?since=<offset>&limit=<n>`: the durable events after
 /// `since` (`mode: events`, at most `limit` (1–1000, default 1000), `more` when there are others
 /// after them), or the whole state (`mode: snapshot`) when the journal no longer reaches back.
+#[utoipa::path(get, path = "/workspaces/{id}/sync/pull", tag = "sync", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), PullParams), responses((status = 200, description = "What changed since the offset, or a snapshot.", body = PullAnswer)))]
 pub async fn pull(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -136,11 +181,12 @@ fn json_response(body: String) -> Response {
 
 /// `GET /api/v1/workspaces/{id}/sync/status`: the room's offset, the oldest offset a pull can
 /// replay from, the open conflicts and the hub's clock.
+#[utoipa::path(get, path = "/workspaces/{id}/sync/status", tag = "sync", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), responses((status = 200, description = "Where the workspace is.", body = SyncStatus)))]
 pub async fn status(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SyncStatus>, ApiError> {
     state.limits.sync_by(user).await?;
     let head = head(&state, id, user).await?;
     let room = RoomKey::Workspace(id).to_string();
@@ -150,43 +196,93 @@ pub async fn status(
         .await?
         .map_or(head, |f| f.saturating_sub(1));
     let open = state.store.open_conflicts(id).await?;
-    Ok(Json(json!({
-        "offset": head,
-        "oldest_offset": oldest,
-        "open_conflicts": open,
-        "server_time": Utc::now(),
-    })))
+    Ok(Json(SyncStatus {
+        offset: head,
+        oldest_offset: oldest,
+        open_conflicts: open,
+        server_time: Utc::now(),
+    }))
+}
+
+/// The answer of `GET …/sync/status`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SyncStatus {
+    /// The room's offset.
+    offset: u64,
+    /// The oldest offset a pull can replay from (older ones get a snapshot).
+    oldest_offset: u64,
+    /// Conflict ledger entries not yet settled.
+    open_conflicts: u64,
+    /// The hub's clock.
+    server_time: DateTime<Utc>,
 }
 
 /// The query of the ledger list.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConflictParams {
+    /// `open` (the default), `resolved` or `all`.
     #[serde(default)]
     status: Option<String>,
+    /// The `next` of the previous page.
     #[serde(default)]
     before: Option<Uuid>,
+    /// 1–200, 50 by default.
     #[serde(default)]
     limit: Option<u32>,
 }
 
-fn conflict_json(r: &persistence::ConflictRecord) -> Value {
-    let mut v = serde_json::to_value(&r.conflict).unwrap_or(Value::Null);
-    v["resolved"] = match &r.resolved {
-        Some((choice, by, at)) => json!({"choice": choice, "by": by, "at": at}),
-        None => Value::Null,
-    };
-    v
+/// A ledger entry, and how it was settled.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConflictEntry {
+    /// The entry.
+    #[serde(flatten)]
+    conflict: Conflict,
+    /// How it was settled; `null` while open.
+    resolved: Option<Resolution>,
+}
+
+/// How a ledger entry was settled.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Resolution {
+    /// `kept` or `lost`.
+    choice: String,
+    /// Who settled it.
+    by: UserId,
+    /// When.
+    at: DateTime<Utc>,
+}
+
+impl From<persistence::ConflictRecord> for ConflictEntry {
+    fn from(r: persistence::ConflictRecord) -> Self {
+        Self {
+            conflict: r.conflict,
+            resolved: r
+                .resolved
+                .map(|(choice, by, at)| Resolution { choice, by, at }),
+        }
+    }
+}
+
+/// A page of the ledger.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConflictPage {
+    /// Newest first.
+    conflicts: Vec<ConflictEntry>,
+    /// The `before` of the next page; `null` on the last one.
+    next: Option<Uuid>,
 }
 
 /// `GET /api/v1/workspaces/{id}/conflicts?status=open|resolved|all&before=<id>&limit=<n>`: the
 /// ledger, newest first (`open` by default; pages of 1–200, 50 by default).
+#[utoipa::path(get, path = "/workspaces/{id}/conflicts", tag = "sync", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ConflictParams), responses((status = 200, description = "A page of the conflict ledger.", body = ConflictPage)))]
 pub async fn conflicts(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiQuery(params): ApiQuery<ConflictParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConflictPage>, ApiError> {
     let open = match params.status.as_deref() {
         None | Some("open") => Some(true),
         Some("resolved") => Some(false),
@@ -205,26 +301,41 @@ pub async fn conflicts(
     let next = (records.len() == limit as usize)
         .then(|| records.last().map(|r| r.conflict.id))
         .flatten();
-    let list: Vec<Value> = records.iter().map(conflict_json).collect();
-    Ok(Json(json!({"conflicts": list, "next": next})))
+    let conflicts = records.into_iter().map(ConflictEntry::from).collect();
+    Ok(Json(ConflictPage { conflicts, next }))
 }
 
 /// The body of a resolution.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
+    /// `kept` closes the entry; `lost` puts the losing value back.
     choice: Choice,
+}
+
+/// The answer to a resolution.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Resolved {
+    /// The entry settled.
+    conflict_id: Uuid,
+    /// As sent.
+    choice: Choice,
+    /// The task as it is now (`null` when it is gone).
+    task: Option<Task>,
+    /// The offset of the `conflict_resolved` event.
+    offset: Option<u64>,
 }
 
 /// `POST /api/v1/workspaces/{id}/conflicts/{conflict_id}/resolve`: `{"choice": "kept" | "lost"}`.
 /// `lost` puts the losing value back (a deleted task is re-created); either way the entry is
 /// settled and every member gets `conflict_resolved`.
+#[utoipa::path(post, path = "/workspaces/{id}/conflicts/{conflict_id}/resolve", tag = "sync", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("conflict_id" = uuid::Uuid, Path, description = "The conflict ledger entry.")), request_body = ResolveBody, responses((status = 200, description = "Settled; every member gets `conflict_resolved`.", body = Resolved)))]
 pub async fn resolve(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath((id, conflict_id)): ApiPath<(WorkspaceId, Uuid)>,
     ApiJson(body): ApiJson<ResolveBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Resolved>, ApiError> {
     head(&state, id, user).await?;
     let record = state
         .store
@@ -261,10 +372,10 @@ pub async fn resolve(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Json(json!({
-        "conflict_id": conflict_id,
-        "choice": body.choice,
-        "task": task,
-        "offset": offset,
-    })))
+    Ok(Json(Resolved {
+        conflict_id,
+        choice: body.choice,
+        task,
+        offset,
+    }))
 }

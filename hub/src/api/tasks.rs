@@ -28,24 +28,63 @@ fn task_of(reply: Reply) -> Result<Task, ApiError> {
 }
 
 /// The query of `GET …/tasks`: filters, order and page. Every parameter is optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TaskParams {
+    /// `todo`, `in_progress`, `done`: one or several, comma-separated.
     status: Option<String>,
+    /// `low`, `medium`, `high`: one or several, comma-separated.
     priority: Option<String>,
+    /// `me`, `none` (unassigned) or an account id.
     assignee: Option<String>,
+    /// `none` (no category) or a category id.
     category: Option<String>,
+    /// `none` (top-level tasks) or the id of the task whose subtasks to list.
     parent: Option<String>,
+    /// Tasks with this tag.
     tag: Option<String>,
+    /// Due strictly before this RFC 3339 time.
     due_before: Option<String>,
+    /// Due at or after this RFC 3339 time.
     due_after: Option<String>,
+    /// `true` or `false`.
     completed: Option<String>,
+    /// `true` (with a recurrence rule) or `false`.
     recurring: Option<String>,
+    /// Text search over title, description and tags: every word must match, as a prefix (at
+    /// most 200 characters, 8 words).
     q: Option<String>,
+    /// `position` (the default), `created_at`, `updated_at`, `due_date`, `priority`, `title`.
     sort: Option<String>,
+    /// `asc` (the default) or `desc`.
     order: Option<String>,
+    /// The `next` of the previous page (same sort and order).
     cursor: Option<String>,
+    /// 1–200, 50 by default.
     limit: Option<String>,
+}
+
+/// A page of tasks, as `GET …/tasks` writes it (straight from the stored task documents).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the page `page` writes as text.
+pub struct TaskPage {
+    /// The tasks, in the order asked for.
+    tasks: Vec<Task>,
+    /// The cursor of the next page; `null` on the last one.
+    next: Option<String>,
+}
+
+/// The body of `PUT …/tasks/{task_id}`: the fields to change, and optionally `base_version`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the body `update` reads field by field.
+pub struct TaskUpdateBody {
+    /// When given and stale, the update is refused with `409 version_conflict`; without it,
+    /// the last writer wins.
+    base_version: Option<u64>,
+    /// The fields to change.
+    #[serde(flatten)]
+    changes: TaskChanges,
 }
 
 /// Longest search text, in characters.
@@ -229,6 +268,7 @@ fn decode_cursor(text: &str) -> Option<TaskCursor> {
 /// order (board order by default): `{"tasks": [...], "next": cursor | null}`. Read from the
 /// board's index, once the room has said the caller is a member and committed every write it
 /// acknowledged.
+#[utoipa::path(get, path = "/workspaces/{id}/tasks", tag = "tasks", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), TaskParams), responses((status = 200, description = "A page of the board's tasks.", body = TaskPage)))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -239,6 +279,7 @@ pub async fn list(
 }
 
 /// `GET /api/v1/workspaces/{id}/tasks/recurring`: [`list`] of the tasks with a recurrence rule.
+#[utoipa::path(get, path = "/workspaces/{id}/tasks/recurring", tag = "tasks", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), TaskParams), responses((status = 200, description = "A page of the tasks with a recurrence rule (the other filters apply).", body = TaskPage)))]
 pub async fn recurring(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -287,6 +328,7 @@ async fn page(
 }
 
 /// `POST /api/v1/workspaces/{id}/tasks`.
+#[utoipa::path(post, path = "/workspaces/{id}/tasks", tag = "tasks", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), request_body = TaskDraft, responses((status = 201, description = "Created; the room's members see `task_created`.", body = Task)))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -299,6 +341,7 @@ pub async fn create(
 }
 
 /// `GET /api/v1/workspaces/{id}/tasks/{task_id}`.
+#[utoipa::path(get, path = "/workspaces/{id}/tasks/{task_id}", tag = "tasks", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("task_id" = uuid::Uuid, Path, description = "The task.")), responses((status = 200, description = "The task.", body = Task)))]
 pub async fn get(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -311,6 +354,7 @@ pub async fn get(
 
 /// `PUT /api/v1/workspaces/{id}/tasks/{task_id}`: the fields to change, and optionally
 /// `base_version` (refused with 409 `version_conflict` when stale; without it, last writer wins).
+#[utoipa::path(put, path = "/workspaces/{id}/tasks/{task_id}", tag = "tasks", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("task_id" = uuid::Uuid, Path, description = "The task.")), request_body = TaskUpdateBody, responses((status = 200, description = "The task as changed.", body = Task)))]
 pub async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -338,6 +382,7 @@ pub async fn update(
 }
 
 /// `POST /api/v1/workspaces/{id}/tasks/{task_id}/complete`.
+#[utoipa::path(post, path = "/workspaces/{id}/tasks/{task_id}/complete", tag = "tasks", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("task_id" = uuid::Uuid, Path, description = "The task.")), responses((status = 200, description = "The task, completed.", body = Task)))]
 pub async fn complete(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -355,6 +400,7 @@ pub async fn complete(
 }
 
 /// `DELETE /api/v1/workspaces/{id}/tasks/{task_id}`.
+#[utoipa::path(delete, path = "/workspaces/{id}/tasks/{task_id}", tag = "tasks", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("task_id" = uuid::Uuid, Path, description = "The task.")), responses((status = 204, description = "Deleted, with its subtasks.")))]
 pub async fn delete(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

@@ -19,7 +19,7 @@ use crate::limits::Quota;
 use crate::state::AppState;
 
 /// A workspace in a list.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WorkspaceSummary {
     id: WorkspaceId,
     name: String,
@@ -28,7 +28,7 @@ pub struct WorkspaceSummary {
 }
 
 /// A workspace in detail.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WorkspaceDetail {
     id: WorkspaceId,
     pub(crate) name: String,
@@ -38,6 +38,7 @@ pub struct WorkspaceDetail {
 }
 
 /// `GET /api/v1/workspaces`: the caller's workspaces.
+#[utoipa::path(get, path = "/workspaces", tag = "workspaces", security(("user" = [])), responses((status = 200, description = "The caller's workspaces.", body = Vec<WorkspaceSummary>)))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -56,6 +57,7 @@ pub async fn list(
 }
 
 /// `POST /api/v1/workspaces`: creates a workspace owned by the caller.
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", security(("user" = [])), request_body = NameBody, responses((status = 201, description = "Created, owned by the caller.", body = WorkspaceSummary)))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -101,6 +103,7 @@ pub(crate) async fn describe(
 }
 
 /// `GET /api/v1/workspaces/{id}`.
+#[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), responses((status = 200, description = "The workspace as the caller may see it.", body = WorkspaceDetail)))]
 pub async fn get(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -110,6 +113,7 @@ pub async fn get(
 }
 
 /// `PUT /api/v1/workspaces/{id}`: renames (owners and admins).
+#[utoipa::path(put, path = "/workspaces/{id}", tag = "workspaces", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), request_body = NameBody, responses((status = 200, description = "Renamed (owners and admins).", body = WorkspaceDetail)))]
 pub async fn rename(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -122,6 +126,7 @@ pub async fn rename(
 }
 
 /// `DELETE /api/v1/workspaces/{id}` (owners).
+#[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), responses((status = 204, description = "Deleted (owners).")))]
 pub async fn delete(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -132,6 +137,7 @@ pub async fn delete(
 }
 
 /// `GET /api/v1/workspaces/{id}/members`.
+#[utoipa::path(get, path = "/workspaces/{id}/members", tag = "workspaces", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), responses((status = 200, description = "The members.", body = Vec<Member>)))]
 pub async fn members(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -142,6 +148,7 @@ pub async fn members(
 
 /// `POST /api/v1/workspaces/{id}/members`: adds an existing account by email (owners and
 /// admins).
+#[utoipa::path(post, path = "/workspaces/{id}/members", tag = "workspaces", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), request_body = AddMemberBody, responses((status = 201, description = "Added (owners and admins).", body = Member)))]
 pub async fn add_member(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -176,6 +183,7 @@ pub async fn add_member(
 }
 
 /// `PUT /api/v1/workspaces/{id}/members/{user_id}`: changes a role.
+#[utoipa::path(put, path = "/workspaces/{id}/members/{user_id}", tag = "workspaces", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("user_id" = uuid::Uuid, Path, description = "The member (an account id).")), request_body = RoleBody, responses((status = 200, description = "The member with the new role.", body = Member)))]
 pub async fn set_role(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -203,6 +211,7 @@ pub async fn set_role(
 }
 
 /// `DELETE /api/v1/workspaces/{id}/members/{user_id}`: removes a member.
+#[utoipa::path(delete, path = "/workspaces/{id}/members/{user_id}", tag = "workspaces", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace."), ("user_id" = uuid::Uuid, Path, description = "The member (an account id).")), responses((status = 204, description = "Removed.")))]
 pub async fn remove_member(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -216,6 +225,7 @@ pub async fn remove_member(
 }
 
 /// `POST /api/v1/workspaces/{id}/leave`: the caller leaves (not the last owner).
+#[utoipa::path(post, path = "/workspaces/{id}/leave", tag = "workspaces", security(("user" = [])), params(("id" = uuid::Uuid, Path, description = "The workspace.")), responses((status = 204, description = "The caller left.")))]
 pub async fn leave(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

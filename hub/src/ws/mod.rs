@@ -43,13 +43,20 @@ use registry::CapExceeded;
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `?token=` on the upgrade request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
+    /// The access token (or a guest's session token), when not sent as
+    /// `Authorization: Bearer` (browsers cannot set headers on a WebSocket).
     token: Option<String>,
 }
 
 /// `GET /ws`: checks the request, the token, the account and the caps, then upgrades. Every
 /// refusal is an HTTP error with the usual JSON body, before any upgrade.
+#[utoipa::path(get, path = "/ws", tag = "ops", params(TokenQuery),
+    security(("user" = []), ("guest" = [])),
+    responses((status = 101, description = "Switched to the WebSocket protocol of \
+        `docs/protocol.md`.")))]
 pub async fn upgrade(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

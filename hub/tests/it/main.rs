@@ -12,6 +12,7 @@ mod collab;
 mod errors;
 mod mail;
 mod members;
+mod openapi;
 mod ops;
 mod pgrestart;
 mod pipeline;
