@@ -36,7 +36,30 @@ pub struct NodeList {
     node_id: String,
     /// The live nodes, by id; alone, this process with its `id`, `addr`, `rooms` and
     /// `connections`.
-    nodes: Vec<actors::cluster::NodeInfo>,
+    nodes: Vec<NodeRow>,
+}
+
+/// A node in `GET /admin/nodes` (the fields from its registration in Redis; alone, only `id`,
+/// `addr`, `rooms` and `connections`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Part of `NodeList`.
+pub struct NodeRow {
+    /// The node's id (`local` alone).
+    id: String,
+    /// Where it serves clients.
+    addr: String,
+    /// Cluster mode: where the other nodes reach it.
+    link: Option<String>,
+    /// Cluster mode: when it started, ms since the epoch.
+    started_at_ms: Option<u64>,
+    /// Cluster mode: its last heartbeat, ms since the epoch.
+    heartbeat_at_ms: Option<u64>,
+    /// Rooms running on it.
+    rooms: u64,
+    /// WebSocket connections open on it.
+    connections: u64,
+    /// Cluster mode: it is draining.
+    draining: Option<bool>,
 }
 
 /// A node's answer to a drain.
@@ -509,7 +532,17 @@ pub struct Page {
     before: Option<uuid::Uuid>,
     /// 1–200, 50 by default.
     limit: Option<u32>,
-    /// `GET /admin/users` only: the account with this email.
+}
+
+/// The query of `GET /admin/users`: a page, or the account with an email.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    /// The `next` of the previous page.
+    before: Option<uuid::Uuid>,
+    /// 1–200, 50 by default.
+    limit: Option<u32>,
+    /// The account with this email (then no page).
     email: Option<String>,
 }
 
@@ -550,13 +583,13 @@ fn next_cursor<T, I>(items: &[T], limit: u32, id: impl Fn(&T) -> I) -> Option<I>
 
 /// `GET /api/v1/admin/users`: `{"users": [...], "next": id | null}`, newest first; `?email=`
 /// finds one account.
-#[utoipa::path(get, path = "/admin/users", tag = "admin", security(("operator" = [])), params(Page), responses((status = 200, description = "Accounts, newest first (or the one with `email`).", body = AccountPage)))]
+#[utoipa::path(get, path = "/admin/users", tag = "admin", security(("operator" = [])), params(UserQuery), responses((status = 200, description = "Accounts, newest first (or the one with `email`).", body = AccountPage)))]
 pub async fn list_users(
     State(state): State<AppState>,
     _: Operator,
-    Query(page): Query<Page>,
+    Query(query): Query<UserQuery>,
 ) -> Result<Json<AccountPage>, ApiError> {
-    if let Some(email) = &page.email {
+    if let Some(email) = &query.email {
         let found = state
             .store
             .user_by_email(&email.trim().to_lowercase())
@@ -564,6 +597,10 @@ pub async fn list_users(
         let users = found.iter().map(AccountView::from).collect();
         return Ok(Json(AccountPage { users, next: None }));
     }
+    let page = Page {
+        before: query.before,
+        limit: query.limit,
+    };
     let limit = page.limit();
     let users: Vec<AccountView> = state
         .store

@@ -120,7 +120,7 @@ fn complete(op: &mut Operation) {
     if let (Some(tag), Some(id)) = (
         op.tags.as_ref().and_then(|t| t.first()),
         op.operation_id.as_deref(),
-    ) && !id.starts_with(tag.as_str())
+    ) && !id.starts_with(&format!("{tag}_"))
     {
         op.operation_id = Some(format!("{tag}_{id}"));
     }

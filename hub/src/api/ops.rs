@@ -143,9 +143,12 @@ pub async fn crash_session(
     StatusCode::ACCEPTED
 }
 
+/// The message of a path no route takes.
+pub const NO_SUCH_ROUTE: &str = "no such route";
+
 /// Any other path.
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, NO_SUCH_ROUTE)
 }
 
 /// A route that exists, with a method it does not take.

@@ -167,7 +167,7 @@ pub struct SessionSummary {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionPage {
     sessions: Vec<SessionSummary>,
-    /// Pass as `before` for the next page; absent on the last.
+    /// Pass as `before` for the next page; `null` on the last.
     next_before: Option<SessionId>,
 }
 

@@ -49,8 +49,10 @@ pub struct TaskParams {
     /// Due at or after this RFC 3339 time.
     due_after: Option<String>,
     /// `true` or `false`.
+    #[param(value_type = Option<bool>)]
     completed: Option<String>,
     /// `true` (with a recurrence rule) or `false`.
+    #[param(value_type = Option<bool>)]
     recurring: Option<String>,
     /// Text search over title, description and tags: every word must match, as a prefix (at
     /// most 200 characters, 8 words).
@@ -62,6 +64,7 @@ pub struct TaskParams {
     /// The `next` of the previous page (same sort and order).
     cursor: Option<String>,
     /// 1–200, 50 by default.
+    #[param(value_type = Option<u32>)]
     limit: Option<String>,
 }
 
@@ -75,16 +78,46 @@ pub struct TaskPage {
     next: Option<String>,
 }
 
-/// The body of `PUT …/tasks/{task_id}`: the fields to change, and optionally `base_version`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)] // Describes the body `update` reads field by field.
-pub struct TaskUpdateBody {
-    /// When given and stale, the update is refused with `409 version_conflict`; without it,
-    /// the last writer wins.
-    base_version: Option<u64>,
-    /// The fields to change.
-    #[serde(flatten)]
-    changes: TaskChanges,
+/// The body of `PUT …/tasks/{task_id}`: the fields of [`TaskChanges`] to change, and optionally
+/// `base_version` (when given and stale, the update is refused with `409 version_conflict`;
+/// without it, the last writer wins). `update` reads it field by field; its schema is
+/// `TaskChanges`'s with `base_version` beside the fields.
+pub struct TaskUpdateBody;
+
+impl utoipa::PartialSchema for TaskUpdateBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{Object, Schema, Type};
+        let mut schema = <TaskChanges as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.description = Some(
+                "The fields to change, and optionally `base_version`: when given and stale, \
+                 the update is refused with `409 version_conflict`; without it, the last \
+                 writer wins."
+                    .into(),
+            );
+            let version = Object::builder()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .description(Some("The version the change was based on."))
+                .build();
+            object
+                .properties
+                .insert("base_version".into(), RefOr::T(Schema::Object(version)));
+        }
+        schema
+    }
+}
+
+impl utoipa::ToSchema for TaskUpdateBody {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <TaskChanges as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// Longest search text, in characters.

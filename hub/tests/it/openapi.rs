@@ -15,6 +15,18 @@ const PROTOCOL: &str = include_str!("../../../docs/protocol.md");
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
+/// The `/api/v1` routes anyone may call.
+const PUBLIC: [(&str, &str); 8] = [
+    ("post", "/api/v1/auth/register"),
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/refresh"),
+    ("post", "/api/v1/auth/logout"),
+    ("post", "/api/v1/auth/password/forgot"),
+    ("post", "/api/v1/auth/password/reset"),
+    ("post", "/api/v1/sessions/{id}/join"),
+    ("post", "/api/v1/invitations/accept"),
+];
+
 async fn hub() -> TestHub {
     // Fault injection is on in tests, so the `/debug` routes are routed (and must be described).
     TestHub::start_with(Backend::Sqlite, |c| {
@@ -115,7 +127,7 @@ async fn every_route_in_the_document_is_routed_and_the_document_is_whole() {
             "{method} {path}: the route does not take its method"
         );
         assert!(
-            !(status == 404 && body["error"]["message"] == "no such route"),
+            !(status == 404 && body["error"]["message"] == hub::api::ops::NO_SUCH_ROUTE),
             "{method} {path} is described but not routed"
         );
     }
@@ -169,8 +181,18 @@ async fn every_route_in_the_document_is_routed_and_the_document_is_whole() {
                     .any(|k| k.starts_with('2') || k.as_str() == "101"),
                 "{m} {path} has no success answer"
             );
-            assert!(answers.contains_key("4XX"), "{m} {path}: no refusal");
             assert!(op["tags"].as_array().is_some_and(|t| !t.is_empty()));
+            // Every `/api/v1` route but the ones anyone may call requires a bearer token
+            // (accepting an invitation takes one optionally: `{}` is among its choices).
+            if path.starts_with("/api/v1/") {
+                let choices = op["security"].as_array().cloned().unwrap_or_default();
+                let required = !choices.is_empty()
+                    && choices
+                        .iter()
+                        .all(|c| c.as_object().is_some_and(|c| !c.is_empty()));
+                let public = PUBLIC.contains(&(m, path.as_str()));
+                assert_eq!(required, !public, "{m} {path}: security {}", op["security"]);
+            }
         }
     }
     // The shapes clients generate code from are there, fields and all.
@@ -179,6 +201,16 @@ async fn every_route_in_the_document_is_routed_and_the_document_is_whole() {
         assert!(task.get(field).is_some(), "Task has no {field}");
     }
     assert!(schemas["ErrorBody"]["properties"].get("error").is_some());
+    // The body of a task update: the changes' fields, with `base_version` beside them.
+    let props = |name: &str| -> BTreeSet<String> {
+        schemas[name]["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut update = props("TaskChanges");
+    assert!(update.contains("title") && update.insert("base_version".into()));
+    assert_eq!(props("TaskUpdateBody"), update);
     let push = &doc["paths"]["/api/v1/workspaces/{id}/sync/push"]["post"];
     assert!(
         push["requestBody"]["content"]["application/json"]["schema"]["$ref"]
@@ -190,6 +222,59 @@ async fn every_route_in_the_document_is_routed_and_the_document_is_whole() {
             .get("user")
             .is_some_and(|s| s["scheme"] == "bearer")
     );
+    // Answers as the hub sends them fit their schemas (required fields there, no others).
+    let api = hub.api();
+    let ada = api.register("Ada").await;
+    let ws = api.create_workspace(&ada, "Docs").await;
+    let (_, task) = api
+        .post(
+            &format!("/api/v1/workspaces/{ws}/tasks"),
+            Some(&ada.token),
+            serde_json::json!({"title": "Describe the API"}),
+        )
+        .await;
+    fits(&doc, "Task", &task);
+    let (_, detail) = api
+        .get(&format!("/api/v1/workspaces/{ws}"), &ada.token)
+        .await;
+    fits(&doc, "WorkspaceDetail", &detail);
+    let (_, nodes) = api.get("/api/v1/admin/nodes", ADMIN_TOKEN).await;
+    fits(&doc, "NodeList", &nodes);
+    fits(&doc, "NodeRow", &nodes["nodes"][0]);
+    hub.stop().await;
+}
+
+/// `value` has every field `schema` requires and none it does not describe.
+fn fits(doc: &Value, schema: &str, value: &Value) {
+    let s = &doc["components"]["schemas"][schema];
+    let props = s["properties"].as_object().expect("an object schema");
+    let obj = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{schema}: {value}"));
+    for key in obj.keys() {
+        assert!(
+            props.contains_key(key),
+            "{schema} does not describe `{key}`"
+        );
+    }
+    for req in s["required"].as_array().into_iter().flatten() {
+        let req = req.as_str().expect("a name");
+        assert!(obj.contains_key(req), "{schema} requires `{req}`: {value}");
+    }
+}
+
+#[tokio::test]
+async fn without_fault_injection_the_debug_routes_are_neither_routed_nor_described() {
+    let hub = TestHub::start_with(Backend::Sqlite, |c| c.fault_injection = false).await;
+    let ops = operations(&document(&hub).await);
+    assert!(ops.iter().all(|(_, path)| !path.starts_with("/debug/")));
+    assert!(ops.contains(&("GET".to_owned(), "/api/v1/workspaces/{id}/tasks".to_owned())));
+    let (status, body) = hub
+        .api()
+        .post(&concrete("/debug/rooms/{id}/crash"), None, Value::Null)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["message"], hub::api::ops::NO_SUCH_ROUTE);
     hub.stop().await;
 }
 
