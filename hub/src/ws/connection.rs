@@ -235,23 +235,26 @@ struct Reader<'a> {
 }
 
 /// An open socket's access token: warned about once before it expires, closed at expiry,
-/// renewed by an `auth` message.
+/// renewed by an `auth` message. It has no timer of its own: the read loop's one timer is set
+/// to whichever comes first, the idle deadline or [`TokenClock::due`].
 struct TokenClock {
     /// Expiry, seconds since the epoch.
     expires: i64,
     /// `token_expiring` was sent for this expiry.
     warned: bool,
-    /// Renewed since the timer was set.
-    renewed: bool,
+    /// When to look next: the notice, then the expiry.
+    due: tokio::time::Instant,
 }
 
 impl TokenClock {
     fn new(expires: i64) -> TokenClock {
-        TokenClock {
+        let mut clock = TokenClock {
             expires,
             warned: false,
-            renewed: false,
-        }
+            due: tokio::time::Instant::now(),
+        };
+        clock.due = clock.next_deadline();
+        clock
     }
 
     /// What the timer waits for next: the notice, then the expiry.
@@ -288,12 +291,13 @@ impl Reader<'_> {
         let closed = conn.closed();
         tokio::pin!(closed);
         let mut last_seen = tokio::time::Instant::now();
-        let silence = tokio::time::sleep(idle);
-        tokio::pin!(silence);
-        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-        let token_timer =
-            tokio::time::sleep_until(self.token.as_ref().map_or(far, TokenClock::next_deadline));
-        tokio::pin!(token_timer);
+        // One timer for silence and the token: set to whichever is due first.
+        let wake = |last_seen: tokio::time::Instant, token: Option<&TokenClock>| {
+            let idle_at = last_seen + idle;
+            token.map_or(idle_at, |c| idle_at.min(c.due))
+        };
+        let timer = tokio::time::sleep_until(wake(last_seen, self.token.as_ref()));
+        tokio::pin!(timer);
         loop {
             // Every whole frame already read; a message reaching the hard cap is refused from
             // its header, before its payload is buffered.
@@ -316,9 +320,11 @@ impl Reader<'_> {
             if buf.is_empty() && buf.capacity() > 0 {
                 buf = BytesMut::new();
             }
-            if let Some(clock) = self.token.as_mut().filter(|c| c.renewed) {
-                clock.renewed = false;
-                token_timer.as_mut().reset(clock.next_deadline());
+            // A renewed token may be due sooner than the timer is set for.
+            if let Some(due) = self.token.as_ref().map(|c| c.due)
+                && due < timer.deadline()
+            {
+                timer.as_mut().reset(due);
             }
             tokio::select! {
                 biased;
@@ -332,18 +338,17 @@ impl Reader<'_> {
                     return self.conn.close(reason);
                 }
                 () = &mut closed => return,
-                () = &mut token_timer, if self.token.is_some() => {
-                    match self.on_token_timer() {
-                        Some(next) => token_timer.as_mut().reset(next),
-                        None => return self.conn.close(CloseReason::TOKEN_EXPIRED),
+                () = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if self.token.as_ref().is_some_and(|c| c.due <= now)
+                        && !self.on_token_timer()
+                    {
+                        return self.conn.close(CloseReason::TOKEN_EXPIRED);
                     }
-                    continue;
-                }
-                () = &mut silence => {
-                    if last_seen.elapsed() >= idle {
+                    if now.duration_since(last_seen) >= idle {
                         return self.conn.close(CloseReason::IDLE);
                     }
-                    silence.as_mut().reset(last_seen + idle);
+                    timer.as_mut().reset(wake(last_seen, self.token.as_ref()));
                     continue;
                 }
                 ready = sock.readable() => {
@@ -457,13 +462,14 @@ impl Reader<'_> {
         }
     }
 
-    /// The token's timer fired: the notice (once), or the expiry (`None`: close). Returns when
-    /// to look again.
-    fn on_token_timer(&mut self) -> Option<tokio::time::Instant> {
-        let clock = self.token.as_mut()?;
+    /// The token is due: the notice (once), then its next look; `false` at expiry (close).
+    fn on_token_timer(&mut self) -> bool {
+        let Some(clock) = self.token.as_mut() else {
+            return true;
+        };
         let now = chrono::Utc::now().timestamp();
         if now >= clock.expires {
-            return None;
+            return false;
         }
         if !clock.warned {
             clock.warned = true;
@@ -475,7 +481,8 @@ impl Reader<'_> {
             self.conn
                 .push(WireFrame::text(frame.to_json()), Class::MustDeliver);
         }
-        Some(clock.next_deadline())
+        clock.due = clock.next_deadline();
+        true
     }
 
     /// `auth`: a fresh access token for this connection's user; the connection now lasts until
@@ -515,7 +522,6 @@ impl Reader<'_> {
         }
         if let Some(clock) = self.token.as_mut() {
             *clock = TokenClock::new(claims.exp);
-            clock.renewed = true;
         }
         let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default();
         let ack = ServerMsg::Ack {
